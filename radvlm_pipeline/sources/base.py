@@ -1,0 +1,120 @@
+"""What every reader shares: its inputs and outputs, CSV reading with row numbers, writing tables."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from radvlm_pipeline.datasets import Dataset
+from radvlm_pipeline.schema import TABLE_SCHEMAS, conform, empty
+
+ROW = "row"  # the 1-based record number column added to every raw table a reader loads
+
+
+class DatasetUnavailable(RuntimeError):
+    """The dataset folder or one of its required files is missing or unreadable."""
+
+
+class UncertainPolicy(str, Enum):
+    """What an uncertain CheXpert label (-1.0) becomes. The paper counts it as absent."""
+
+    ABSENT = "absent"
+    PRESENT = "present"
+    NOT_MENTIONED = "not_mentioned"
+
+
+class ImageCheck(str, Enum):
+    """How hard a reader checks each referenced image: a full decode catches truncated files."""
+
+    DECODE = "decode"
+    HEADER = "header"
+    EXISTS = "exists"
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    uncertain: UncertainPolicy = UncertainPolicy.ABSENT
+    image_check: ImageCheck = ImageCheck.DECODE
+    # VinDr-CXR weighted box fusion (ensemble-boxes) of the three radiologists' boxes.
+    wbf_iou_thr: float = 0.5
+    wbf_skip_box_thr: float = 0.0
+    wbf_conf_type: str = "avg"
+    # VinDr-CXR DICOM -> 8-bit conversion: longest side of the written PNG (None keeps the DICOM size).
+    dicom_max_side: int | None = None
+    # Where converted images go (VinDr-CXR); the storage root.
+    storage_root: Path | None = None
+
+
+@dataclass
+class SourceTables:
+    """A reader's result: the canonical tables plus facts worth showing in metadata."""
+
+    images: pl.DataFrame = field(default_factory=lambda: empty(TABLE_SCHEMAS["images"]))
+    reports: pl.DataFrame = field(default_factory=lambda: empty(TABLE_SCHEMAS["reports"]))
+    labels: pl.DataFrame = field(default_factory=lambda: empty(TABLE_SCHEMAS["labels"]))
+    boxes: pl.DataFrame = field(default_factory=lambda: empty(TABLE_SCHEMAS["boxes"]))
+    quarantine: pl.DataFrame = field(default_factory=lambda: empty(TABLE_SCHEMAS["quarantine"]))
+    accounting: pl.DataFrame = field(default_factory=lambda: empty(TABLE_SCHEMAS["accounting"]))
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def tables(self) -> dict[str, pl.DataFrame]:
+        return {name: getattr(self, name) for name in TABLE_SCHEMAS}
+
+
+def require_folder(dataset: Dataset, data_root: Path) -> Path:
+    root = dataset.root(data_root)
+    if not root.is_dir():
+        raise DatasetUnavailable(
+            f"{dataset.title}: dataset folder {root} does not exist. Put the {dataset.release} release "
+            f"there, or point RADVLM_DATA_ROOT at a folder that holds '{dataset.folder}/'."
+        )
+    return root
+
+
+def require_file(dataset: Dataset, root: Path, *candidates: str) -> Path:
+    """The first of the candidate files (e.g. ``x.csv.gz`` then ``x.csv``) that exists."""
+    for name in candidates:
+        if (root / name).is_file():
+            return root / name
+    raise DatasetUnavailable(
+        f"{dataset.title}: none of {', '.join(candidates)} found under {root} ({dataset.release} layout expected)."
+    )
+
+
+def read_csv_records(path: Path, dataset: Dataset) -> pl.DataFrame:
+    """Every column as a string (so bad values reach the reader's checks instead of the CSV parser),
+    plus ``row``, the 1-based record number."""
+    try:
+        frame = pl.read_csv(path, infer_schema=False, missing_utf8_is_empty_string=False)
+    except Exception as exc:  # polars raises several error types for unreadable files
+        raise DatasetUnavailable(f"{dataset.title}: cannot read {path}: {exc}") from exc
+    return frame.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
+
+
+def relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def write_tables(tables: SourceTables, out_dir: Path) -> dict[str, Path]:
+    """Write each canonical table as ``{name}.parquet`` plus ``facts.json``; byte-identical for equal input."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, frame in tables.tables().items():
+        target = out_dir / f"{name}.parquet"
+        conform(frame, TABLE_SCHEMAS[name]).write_parquet(target, compression="zstd", statistics=True)
+        written[name] = target
+    (out_dir / "facts.json").write_text(json.dumps(tables.facts, indent=2, sort_keys=True, default=str) + "\n")
+    return written
+
+
+def read_table(out_dir: Path, name: str) -> pl.DataFrame:
+    return pl.read_parquet(out_dir / f"{name}.parquet")
+
+
+def source_output_dir(storage_root: Path, source: str) -> Path:
+    return storage_root / "sources" / source

@@ -1,0 +1,1 @@
+"""Dagster resources, chosen per environment at the edge (``build_resources``)."""
