@@ -149,3 +149,69 @@ def conform(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
 
 def empty(schema: pl.Schema) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tables between stages after the sources.
+
+TASKS = (
+    "report_generation",
+    "classification",
+    "anatomical_grounding",
+    "abnormality_grounding",
+    "abnormality_detection",
+    "phrase_grounding",
+    "conversation",
+    "grounded_conversation",
+)
+
+TURN = pl.Struct({"from": pl.String, "value": pl.String})  # LLaVA convention: from = "human" | "gpt"
+
+# Prior-study removal (LLM stage): one row per input report.
+CLEAN_REPORTS_SCHEMA = pl.Schema(
+    {
+        "source": pl.String,
+        "study_id": pl.String,
+        "subject_id": pl.String,
+        "image_id": pl.String,
+        "split": pl.String,
+        "report": pl.String,  # as the source gave it
+        "report_clean": pl.String,  # null when nothing current is left ("None") or the call failed
+        "status": pl.String,  # "ok", "nothing_left" or "failed"
+        "cache_key": pl.String,
+        "backend": pl.String,  # e.g. "offline-rules" or "openai:gpt-4o-mini"
+    }
+)
+
+# Conversation synthesis (LLM stage): one row per image that got a valid conversation.
+CONVERSATIONS_SCHEMA = pl.Schema(
+    {
+        "source": pl.String,
+        "image_id": pl.String,
+        "study_id": pl.String,
+        "split": pl.String,
+        "kind": pl.String,  # "standard" or "grounded"
+        "conversation": pl.List(TURN),
+        "cache_key": pl.String,
+        "backend": pl.String,
+    }
+)
+
+# Instruction corpus shards and evaluation sets: one schema for every task.
+CORPUS_SCHEMA = pl.Schema(
+    {
+        "id": pl.String,  # stable: derived from task, source, source row ids and repetition index
+        "source": pl.String,
+        "task": pl.String,  # one of TASKS
+        "split": pl.String,
+        "image_dataset": pl.String,  # root the image path is relative to (datasets.image_root)
+        "image_path": pl.String,
+        "conversation": pl.List(TURN),  # first human turn starts with "<image>\n"
+        "turns": pl.Int32,
+        "template_id": pl.String,  # null for LLM conversations
+        "source_ids": pl.List(pl.String),  # lineage: image/study/box ids the row was built from
+        "llm_cache_keys": pl.List(pl.String),  # lineage: cache keys of the LLM outputs used
+        "target_boxes": pl.List(pl.Array(pl.Float64, 4)),  # grounding targets (normalised), else null
+        "target_labels": pl.List(pl.String),  # classification/detection targets, else null
+    }
+)
