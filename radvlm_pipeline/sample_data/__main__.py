@@ -1,0 +1,3 @@
+from radvlm_pipeline.sample_data.cli import main
+
+main()
