@@ -1,0 +1,230 @@
+"""Group "sources": one asset per dataset reading its released layout into the canonical tables.
+
+Each asset writes ``<storage_root>/sources/<dataset>/{images,reports,labels,boxes,quarantine,accounting}
+.parquet`` and carries four asset checks (rows accounted for, boxes in range, images decode, no patient in
+two splits). A missing dataset folder fails that asset alone; the others still materialize.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetChecksDefinition,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
+from pydantic import Field
+
+from assets.metadata import column_schema, counts_markdown, image_markdown, preview
+from radvlm_pipeline import boxes as boxes_module
+from radvlm_pipeline import images as images_module
+from radvlm_pipeline import labels as labels_module
+from radvlm_pipeline import ledger as ledger_module
+from radvlm_pipeline.datasets import DATASETS, Dataset, image_root
+from radvlm_pipeline.images import draw_boxes
+from radvlm_pipeline.schema import IMAGES_SCHEMA
+from radvlm_pipeline.sources import (
+    base,
+    checks,
+    chest_imagenome,
+    chexpert,
+    chexpert_plus,
+    mimic_cxr,
+    ms_cxr,
+    padchest_gr,
+    vindr_cxr,
+)
+from radvlm_pipeline.sources.base import ImageCheck, ReaderOptions, SourceTables, UncertainPolicy
+from resources.storage import PipelineStorage
+
+
+class SourceReaderConfig(Config):
+    """Reader options a user may change per run from the launchpad."""
+
+    uncertain_labels: UncertainPolicy = Field(
+        UncertainPolicy.ABSENT, description="What an uncertain CheXpert label (-1.0) becomes (paper: absent)."
+    )
+    image_check: ImageCheck = Field(
+        ImageCheck.DECODE, description="How hard each referenced image is checked before a row is kept."
+    )
+    wbf_iou_thr: float = Field(0.5, description="VinDr-CXR weighted box fusion: IoU above which boxes fuse.")
+    wbf_skip_box_thr: float = Field(0.0, description="VinDr-CXR weighted box fusion: minimum box confidence.")
+    wbf_conf_type: str = Field("avg", description="VinDr-CXR weighted box fusion: confidence aggregation.")
+    dicom_max_side: int | None = Field(None, description="VinDr-CXR: longest side of the converted PNG (None: DICOM size).")
+
+    def reader_options(self, storage_root: Path) -> ReaderOptions:
+        return ReaderOptions(
+            uncertain=self.uncertain_labels,
+            image_check=self.image_check,
+            wbf_iou_thr=self.wbf_iou_thr,
+            wbf_skip_box_thr=self.wbf_skip_box_thr,
+            wbf_conf_type=self.wbf_conf_type,
+            dicom_max_side=self.dicom_max_side,
+            storage_root=storage_root,
+        )
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    dataset: Dataset
+    reader: Callable[..., SourceTables]
+    needs_mimic_images: bool = False  # Chest ImaGenome and MS-CXR annotate MIMIC-CXR images
+
+
+SOURCE_SPECS = (
+    SourceSpec(DATASETS["mimic_cxr"], mimic_cxr.read),
+    SourceSpec(DATASETS["chexpert"], chexpert.read),
+    SourceSpec(DATASETS["chexpert_plus"], chexpert_plus.read),
+    SourceSpec(DATASETS["chest_imagenome"], chest_imagenome.read, needs_mimic_images=True),
+    SourceSpec(DATASETS["vindr_cxr"], vindr_cxr.read),
+    SourceSpec(DATASETS["ms_cxr"], ms_cxr.read, needs_mimic_images=True),
+    SourceSpec(DATASETS["padchest_gr"], padchest_gr.read),
+)
+
+_SHARED_MODULES = (base, boxes_module, images_module, labels_module, ledger_module)
+
+
+def reader_code_version(spec: SourceSpec) -> str:
+    """Changes whenever the reader or a shared reader module changes, so the UI marks the asset stale."""
+    digest = hashlib.sha256()
+    for module in (inspect.getmodule(spec.reader), *_SHARED_MODULES):
+        digest.update(Path(inspect.getfile(module)).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def source_metadata(tables: SourceTables, out_dir: Path, storage: PipelineStorage) -> dict:
+    images = tables.images
+    quarantine = tables.quarantine
+    metadata = {
+        "dagster/row_count": images.height,
+        "dagster/column_schema": column_schema(IMAGES_SCHEMA),
+        "output_folder": MetadataValue.path(str(out_dir)),
+        "images_by_split": counts_markdown(images, ["split"]),
+        "reports": tables.reports.height,
+        "label_rows": tables.labels.height,
+        "boxes": tables.boxes.height,
+        "quarantined_rows": quarantine.height,
+        "quarantine_by_reason": counts_markdown(quarantine, ["kind", "reason"]),
+        "rows_accounted": counts_markdown(
+            tables.accounting.select("file", "rows_in", "rows_out", "rows_filtered", "rows_invalid"),
+            ["file", "rows_in", "rows_out", "rows_filtered", "rows_invalid"],
+        ),
+        "images_preview": preview(images),
+    }
+    if tables.reports.height:
+        metadata["reports_preview"] = preview(tables.reports.select("study_id", "split", "report"))
+    if tables.boxes.height:
+        metadata["boxes_preview"] = preview(tables.boxes.select("image_id", "kind", "label", "x1", "y1", "x2", "y2"))
+        example = box_example(tables, storage)
+        if example is not None:
+            example.save(out_dir / "boxes_example.png")
+            metadata["boxes_example"] = image_markdown(example, "An image of this source with its boxes drawn")
+    for key, value in sorted(tables.facts.items()):
+        metadata[f"facts/{key}"] = value if isinstance(value, (int, float, str, bool)) else MetadataValue.json(value)
+    return metadata
+
+
+def box_example(tables: SourceTables, storage: PipelineStorage):
+    """The image with the most boxes, drawn: a reader's coordinate bug shows at a glance."""
+    busiest = tables.boxes.group_by("image_id").len().sort(["len", "image_id"], descending=[True, False]).head(1)
+    if busiest.is_empty():
+        return None
+    image_id = busiest.item(0, "image_id")
+    image = tables.images.filter(pl.col("image_id") == image_id).head(1)
+    if image.is_empty():
+        return None
+    path = image_root(image.item(0, "dataset"), storage.data_path, storage.storage_path) / image.item(0, "path")
+    boxes = tables.boxes.filter(pl.col("image_id") == image_id).select("label", "x1", "y1", "x2", "y2").iter_rows()
+    return draw_boxes(path, boxes)
+
+
+def build_source_asset(spec: SourceSpec) -> AssetsDefinition:
+    dataset = spec.dataset
+    deps = [AssetKey("mimic_cxr")] if spec.needs_mimic_images else []
+
+    @asset(
+        name=dataset.key,
+        group_name="sources",
+        kinds={"polars", "parquet"},
+        deps=deps,
+        code_version=reader_code_version(spec),
+        description=(
+            f"{dataset.title} ({dataset.release}) read from `<data_root>/{dataset.folder}/` into the canonical "
+            f"images, reports, labels and boxes tables, with every rejected row in quarantine. "
+            f"Licence class: {dataset.licence.value}."
+        ),
+        metadata={"dataset/release": dataset.release, "dataset/licence": dataset.licence.value,
+                  "dataset/folder": dataset.folder},
+    )
+    def source_asset(context: AssetExecutionContext, config: SourceReaderConfig,
+                     storage: PipelineStorage) -> MaterializeResult:
+        options = config.reader_options(storage.storage_path)
+        if spec.needs_mimic_images:
+            mimic_images = base.read_table(storage.source_dir("mimic_cxr"), "images")
+            tables = spec.reader(storage.data_path, options, mimic_images)
+        else:
+            tables = spec.reader(storage.data_path, options)
+        out_dir = storage.source_dir(dataset.key)
+        base.write_tables(tables, out_dir)
+        context.log.info(
+            f"{dataset.key}: {tables.images.height} images, {tables.reports.height} reports, "
+            f"{tables.boxes.height} boxes, {tables.quarantine.height} rows quarantined"
+        )
+        return MaterializeResult(metadata=source_metadata(tables, out_dir, storage))
+
+    return source_asset
+
+
+def build_source_checks(spec: SourceSpec) -> list[AssetChecksDefinition]:
+    key = spec.dataset.key
+
+    def result(problems: list[str], what: str, severity=AssetCheckSeverity.ERROR) -> AssetCheckResult:
+        return AssetCheckResult(
+            passed=not problems,
+            severity=severity,
+            metadata={"problems": len(problems), "examples": MetadataValue.md("\n".join(f"- {p}" for p in problems[:20]) or what)},
+        )
+
+    @asset_check(asset=key, name="rows_accounted", blocking=True,
+                 description="Every input row is in an output table or in quarantine (rows in = out + quarantined).")
+    def rows_accounted(storage: PipelineStorage) -> AssetCheckResult:
+        out_dir = storage.source_dir(key)
+        return result(checks.accounting_problems(base.read_table(out_dir, "accounting"), base.read_table(out_dir, "quarantine")),
+                      "every row accounted for")
+
+    @asset_check(asset=key, name="boxes_in_range", blocking=True,
+                 description="Every box normalised to [0, 1] with x1 < x2 and y1 < y2.")
+    def boxes_in_range(storage: PipelineStorage) -> AssetCheckResult:
+        return result(checks.box_problems(base.read_table(storage.source_dir(key), "boxes")), "all boxes valid")
+
+    @asset_check(asset=key, name="images_decode",
+                 description="Every image the tables reference exists and decodes.")
+    def images_decode(storage: PipelineStorage) -> AssetCheckResult:
+        images = base.read_table(storage.source_dir(key), "images")
+        return result(checks.image_problems(images, storage.data_path, storage.storage_path), "all images decode")
+
+    @asset_check(asset=key, name="no_patient_in_two_splits", blocking=True,
+                 description="No patient appears in two splits (a leak would inflate test metrics).")
+    def no_patient_in_two_splits(storage: PipelineStorage) -> AssetCheckResult:
+        images = base.read_table(storage.source_dir(key), "images")
+        return result(checks.split_leak_problems(images), "no patient in two splits")
+
+    return [rows_accounted, boxes_in_range, images_decode, no_patient_in_two_splits]
+
+
+source_assets = [build_source_asset(spec) for spec in SOURCE_SPECS]
+source_checks = [check for spec in SOURCE_SPECS for check in build_source_checks(spec)]
