@@ -88,9 +88,10 @@ def require_file(dataset: Dataset, root: Path, *candidates: str) -> Path:
 
 def read_csv_records(path: Path, dataset: Dataset) -> pl.DataFrame:
     """Every column as a string (so bad values reach the reader's checks instead of the CSV parser),
-    plus ``row``, the 1-based record number."""
+    plus ``row``, the 1-based record number. An empty field reads as null (the default of polars 1.x and 2.x;
+    polars 2 removed the ``missing_utf8_is_empty_string`` switch)."""
     try:
-        frame = pl.read_csv(path, infer_schema=False, missing_utf8_is_empty_string=False)
+        frame = pl.read_csv(path, infer_schema=False)
     except Exception as exc:  # polars raises several error types for unreadable files
         raise DatasetUnavailable(f"{dataset.title}: cannot read {path}: {exc}") from exc
     return frame.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
