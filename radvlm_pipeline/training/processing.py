@@ -1,0 +1,173 @@
+"""From corpus conversations to model inputs: the chat template, image tokens and assistant-only labels.
+
+Why the labels are computed here rather than by ``return_assistant_tokens_mask``: on transformers 4.57
+the processor's assistant mask is all zeros once ``<image>`` is expanded (every label -100, NaN loss;
+fixed in 5.x). So, as LLaVA codebases do, the assistant spans come from the conversation structure:
+the model's own chat template renders the conversation one message at a time, each assistant
+message's text is located in that rendering, and tokens whose characters fall inside an assistant
+answer (including its end-of-turn token) are the only ones that carry labels, in every round of a
+multi-turn conversation. This works unchanged on transformers 4.57 and 5.x.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+IGNORE_INDEX = -100  # the label value PyTorch's cross-entropy skips
+IMAGE_PLACEHOLDER = "<image>\n"  # how the corpus marks the image in the first human turn
+ROLES = {"human": "user", "gpt": "assistant"}
+
+
+def build_processor(image_processor, tokenizer, **kwargs):
+    """A LLaVA-OneVision processor for images only.
+
+    The stock class insists on a video processor, which needs torchvision; torchvision's PyPI wheels
+    break beside the CPU torch. Training never sees videos, so the image-only variant is used on every
+    machine and saves a directory the stock class (and ``from_pretrained``) reads as usual."""
+    return image_only_processor_class()(image_processor=image_processor, tokenizer=tokenizer, **kwargs)
+
+
+def load_processor(model_path: str | Path):
+    processor = image_only_processor_class().from_pretrained(str(model_path))
+    processor.tokenizer.padding_side = "right"  # training pads after the answer
+    return processor
+
+
+def image_only_processor_class():
+    from transformers import LlavaOnevisionProcessor
+    from transformers.processing_utils import ProcessorMixin
+
+    class ImageOnlyProcessor(LlavaOnevisionProcessor):
+        attributes = ["image_processor", "tokenizer"]
+
+        def __init__(
+            self,
+            image_processor=None,
+            tokenizer=None,
+            num_image_tokens=None,
+            vision_feature_select_strategy=None,
+            chat_template=None,
+            image_token="<image>",
+            video_token="<video>",
+            vision_aspect_ratio="anyres_max_9",
+            **kwargs,
+        ):
+            self.num_image_tokens = num_image_tokens
+            self.vision_feature_select_strategy = vision_feature_select_strategy
+            self.image_token = image_token
+            self.video_token = video_token
+            self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
+            self.video_token_id = tokenizer.convert_tokens_to_ids(video_token)
+            self.vision_aspect_ratio = vision_aspect_ratio
+            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    # Saved configs name the stock class, so the directory is an ordinary LLaVA-OneVision one.
+    ImageOnlyProcessor.__name__ = ImageOnlyProcessor.__qualname__ = "LlavaOnevisionProcessor"
+    return ImageOnlyProcessor
+
+
+def to_messages(conversation: Sequence[dict]) -> list[dict]:
+    """Corpus turns ({from: human|gpt, value}) as chat-template messages with the image in turn one."""
+    if not conversation or len(conversation) % 2:
+        raise ValueError(f"a conversation needs user/assistant pairs, got {len(conversation)} turns")
+    messages = []
+    for index, turn in enumerate(conversation):
+        expected = "human" if index % 2 == 0 else "gpt"
+        if turn["from"] != expected:
+            raise ValueError(f"turn {index} is from {turn['from']!r}, expected {expected!r}")
+        text = turn["value"]
+        content = []
+        if index == 0:
+            if not text.startswith(IMAGE_PLACEHOLDER):
+                raise ValueError("the first human turn must start with '<image>\\n'")
+            text = text[len(IMAGE_PLACEHOLDER):]
+            content.append({"type": "image"})
+        elif "<image>" in text:
+            raise ValueError(f"turn {index} mentions <image>; only the first turn carries the image")
+        content.append({"type": "text", "text": text})
+        messages.append({"role": ROLES[turn["from"]], "content": content})
+    return messages
+
+
+def render_with_answer_spans(processor, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+    """The full chat text and the character spans of each assistant answer plus its end-of-turn marker.
+
+    Each message is rendered as the difference between the template applied to the messages up to it
+    and up to the one before, so the spans follow the template of whichever model is trained."""
+    rendered = ""
+    spans = []
+    for count, message in enumerate(messages, start=1):
+        text = processor.apply_chat_template(messages[:count], tokenize=False)
+        if not text.startswith(rendered):
+            raise ValueError("the chat template does not render conversations incrementally")
+        if message["role"] == "assistant":
+            answer = message["content"][-1]["text"]
+            start = text.index(answer, len(rendered))
+            spans.append((start, len(text.rstrip())))
+        rendered = text
+    return rendered, spans
+
+
+@dataclass
+class EncodedSample:
+    """One conversation as token ids (image placeholder not yet expanded) and per-token labels."""
+
+    text: str
+    input_ids: list[int]
+    labels: list[int]
+
+
+def encode_conversation(processor, conversation: Sequence[dict]) -> EncodedSample:
+    text, spans = render_with_answer_spans(processor, to_messages(conversation))
+    encoding = processor.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    labels = []
+    for token_id, (start, end) in zip(encoding["input_ids"], encoding["offset_mapping"]):
+        inside = any(span_start <= start and end <= span_end for span_start, span_end in spans)
+        labels.append(token_id if inside else IGNORE_INDEX)
+    return EncodedSample(text=text, input_ids=list(encoding["input_ids"]), labels=labels)
+
+
+def expand_labels(sample: EncodedSample, expanded_ids: Sequence[int], image_token_id: int) -> list[int]:
+    """Labels aligned with the processor's ids, where each image placeholder became many image tokens.
+
+    The non-image tokens must match one for one; anything else means the tokenization drifted and
+    training on misaligned labels would be silently wrong, so it raises."""
+    image_tokens = sum(1 for token in expanded_ids if token == image_token_id)
+    placeholders = sum(1 for token in sample.input_ids if token == image_token_id)
+    if placeholders != 1 or image_tokens < 1:
+        raise ValueError(f"expected one image placeholder, found {placeholders} ({image_tokens} image tokens)")
+    labels = []
+    for token, label in zip(sample.input_ids, sample.labels):
+        labels.extend([IGNORE_INDEX] * image_tokens if token == image_token_id else [label])
+    text_ids = [token for token in expanded_ids if token != image_token_id]
+    own_ids = [token for token in sample.input_ids if token != image_token_id]
+    if text_ids != own_ids or len(labels) != len(expanded_ids):
+        raise ValueError("processor tokenization differs from the label tokenization")
+    return labels
+
+
+def collate(processor, conversations: Sequence[Sequence[dict]], images: Sequence, max_length: int) -> dict:
+    """A padded training batch: input_ids, attention_mask, pixel_values, image_sizes, labels.
+
+    Sequences longer than ``max_length`` lose their tail (answer tokens first); cutting into the
+    image tokens would break the model's image-feature count, so that raises instead."""
+    import torch
+
+    samples = [encode_conversation(processor, conversation) for conversation in conversations]
+    batch = processor(text=[s.text for s in samples], images=list(images), padding=True, return_tensors="pt")
+    image_token_id = processor.image_token_id
+    labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
+    for row, sample in enumerate(samples):
+        length = int(batch["attention_mask"][row].sum())
+        row_labels = expand_labels(sample, batch["input_ids"][row, :length].tolist(), image_token_id)
+        labels[row, :length] = torch.tensor(row_labels)
+    if batch["input_ids"].shape[1] > max_length:
+        if (batch["input_ids"][:, max_length:] == image_token_id).any():
+            raise ValueError(f"max_length {max_length} would cut image tokens; raise max_length")
+        for key in ("input_ids", "attention_mask"):
+            batch[key] = batch[key][:, :max_length]
+        labels = labels[:, :max_length]
+    batch["labels"] = labels
+    return dict(batch)

@@ -1,0 +1,56 @@
+"""Training recipes: which corpus tasks each fine-tuning run sees (the paper's Table 6).
+
+``all`` is RadVLM itself; the others are the single-task ablations. Abnormality detection trains with
+abnormality grounding (both are VinDr-CXR box tasks evaluated by the abnormality-grounding mAP), and
+the grounded conversations with the standard ones (the conversation column of Table 6 scores both).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from radvlm_pipeline.schema import TASKS
+
+RECIPES: dict[str, tuple[str, ...]] = {
+    "all": TASKS,
+    "report_generation": ("report_generation",),
+    "classification": ("classification",),
+    "anatomical_grounding": ("anatomical_grounding",),
+    "abnormality_grounding": ("abnormality_grounding", "abnormality_detection"),
+    "phrase_grounding": ("phrase_grounding",),
+    "conversation": ("conversation", "grounded_conversation"),
+}
+
+
+def corpus_shard_root(storage_root: Path) -> Path:
+    return storage_root / "corpus" / "shards"
+
+
+def shard_task(shard_dir_name: str) -> str:
+    """Shard folders are named ``<task>__<source>``."""
+    return shard_dir_name.split("__", 1)[0]
+
+
+def recipe_shard_files(storage_root: Path, recipe: str) -> list[Path]:
+    """The Parquet files of every shard folder whose task the recipe trains on, in a fixed order."""
+    tasks = set(RECIPES[recipe])
+    root = corpus_shard_root(storage_root)
+    folders = sorted(p for p in root.glob("*__*") if p.is_dir() and shard_task(p.name) in tasks)
+    return [file for folder in folders for file in sorted(folder.glob("part-*.parquet"))]
+
+
+def rows_per_task(files: list[Path]) -> dict[str, int]:
+    """Training rows per task in these shards (read from the task column, not trusted from names)."""
+    if not files:
+        return {}
+    counts = (
+        pl.scan_parquet(files)
+        .filter(pl.col("split") == "train")
+        .group_by("task")
+        .len()
+        .sort("task")
+        .collect()
+    )
+    return dict(zip(counts["task"].to_list(), counts["len"].to_list()))
