@@ -61,7 +61,7 @@ def _validate(frame: pl.DataFrame, size_known: pl.Expr, raw: list[pl.Expr], uppe
         .when(outside).then(pl.lit("box_outside_image"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
-    coords = pl.format("[{}, {}, {}, {}]", *raw)
+    coords = pl.format("[{}, {}, {}, {}]", *[r.cast(pl.String).fill_null("null") for r in raw])  # format() of a null is null
     detail = (
         pl.when(~size_known).then(pl.lit("the image size is unknown, so the box cannot be normalised"))
         .when(any_missing).then(pl.format("box {} has a missing coordinate", coords))
