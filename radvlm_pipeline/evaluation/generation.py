@@ -1,0 +1,258 @@
+"""Greedy answers of one model over the evaluation sets, stored as Parquet.
+
+Answers are written once and every metric reads them back, so a metric can be fixed or added without
+generating again. Multi-turn conversations are asked round by round with the model's own earlier answers
+as history, as in the paper; within a round, samples are batched. The model is anything a
+``ModelAdapter`` can load from a local path (``baselines.py``): a fine-tuned partition, the base model,
+a baseline, or the oracle that answers with the ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import polars as pl
+
+from radvlm_pipeline.datasets import image_root
+from radvlm_pipeline.schema import CORPUS_SCHEMA
+
+# The evaluation sets the paper scores (abnormality detection has no comparable model, section 4.1.3).
+EVALUATED_TASKS = (
+    "report_generation",
+    "classification",
+    "anatomical_grounding",
+    "abnormality_grounding",
+    "phrase_grounding",
+    "conversation",
+    "grounded_conversation",
+)
+GROUNDING_TASKS = ("anatomical_grounding", "abnormality_grounding", "phrase_grounding")
+CONVERSATION_TASKS = ("conversation", "grounded_conversation")
+IMAGE_PLACEHOLDER = "<image>\n"
+
+ANSWERS_SCHEMA = pl.Schema(
+    {
+        "id": pl.String,  # the evaluation-set row
+        "task": pl.String,
+        "model": pl.String,
+        "answers": pl.List(pl.String),  # one per assistant turn, in the project's text conventions
+        "raw_answers": pl.List(pl.String),  # the model's own text (e.g. CheXagent's <|box|> grid)
+    }
+)
+
+
+def eval_set_path(storage_root: Path, task: str) -> Path:
+    return storage_root / "corpus" / "eval" / f"{task}.parquet"
+
+
+def answers_dir(storage_root: Path, model: str) -> Path:
+    return storage_root / "evaluation" / "answers" / model
+
+
+def answers_path(storage_root: Path, model: str, task: str) -> Path:
+    return answers_dir(storage_root, model) / f"{task}.parquet"
+
+
+def generation_status_path(storage_root: Path, model: str) -> Path:
+    return answers_dir(storage_root, model) / "generation.json"
+
+
+def read_eval_set(storage_root: Path, task: str, max_samples: int | None = None) -> pl.DataFrame:
+    """The task's evaluation set, sorted by id; ``max_samples`` keeps the first rows (a demo budget)."""
+    frame = pl.read_parquet(eval_set_path(storage_root, task)).sort("id")
+    missing = [name for name in CORPUS_SCHEMA if name not in frame.columns]
+    if missing:
+        raise ValueError(f"evaluation set {task} lacks columns {missing}")
+    return frame.head(max_samples) if max_samples is not None else frame
+
+
+def split_turns(conversation: Sequence[dict]) -> tuple[list[str], list[str]]:
+    """(questions, reference answers) of a corpus conversation; the image placeholder is removed."""
+    questions = [turn["value"] for turn in conversation if turn["from"] == "human"]
+    references = [turn["value"] for turn in conversation if turn["from"] == "gpt"]
+    if len(questions) != len(references) or not questions:
+        raise ValueError("a conversation needs alternating human/gpt turns")
+    if questions[0].startswith(IMAGE_PLACEHOLDER):
+        questions[0] = questions[0][len(IMAGE_PLACEHOLDER):]
+    return questions, references
+
+
+def reference_answers(frame: pl.DataFrame) -> list[str]:
+    """The last assistant turn of each row: the reference answer of a single-turn task."""
+    return [split_turns(conversation)[1][-1] for conversation in frame["conversation"].to_list()]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One question to a model about one image, with the conversation so far."""
+
+    task: str
+    image_path: Path
+    question: str
+    history: tuple[tuple[str, str], ...] = ()  # (question, the model's own answer) of earlier rounds
+    target_label: str | None = None  # the region/finding/phrase asked about, for models that want it alone
+    reference: str | None = None  # the expected answer: only the oracle looks at it
+
+
+class AnswerGenerator(Protocol):
+    def answer(self, requests: Sequence[Request]) -> list[str]:
+        """The model's raw text for each request, in order (greedy decoding)."""
+
+
+@dataclass
+class GenerationReport:
+    model: str
+    task: str
+    rows: int
+    rounds: int
+    seconds: float
+    path: str
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def _target_label(row: dict) -> str | None:
+    """The one region/finding/phrase a grounding row asks about (its labels repeat it once per box)."""
+    if row["task"] not in GROUNDING_TASKS:
+        return None
+    labels = set(row.get("target_labels") or [])
+    return labels.pop() if len(labels) == 1 else None
+
+
+def generate_answers(
+    frame: pl.DataFrame,
+    generator: AnswerGenerator,
+    to_answer: Callable[[str, str, Path], str],
+    resolve_image: Callable[[str, str], Path],
+    model: str,
+    batch_size: int = 8,
+) -> pl.DataFrame:
+    """Answers of ``generator`` to every row of an evaluation set (ANSWERS_SCHEMA).
+
+    ``to_answer(task, raw_text, image_path)`` turns a model's own output convention into the project's
+    (boxes as ``[x1, y1, x2, y2]``); ``resolve_image(image_dataset, image_path)`` finds the image file.
+    """
+    rows = frame.to_dicts()
+    turns = [split_turns(row["conversation"]) for row in rows]
+    images = [resolve_image(row["image_dataset"], row["image_path"]) for row in rows]
+    raw: list[list[str]] = [[] for _ in rows]
+    rounds = max((len(questions) for questions, _ in turns), default=0)
+    for round_index in range(rounds):
+        active = [i for i, (questions, _) in enumerate(turns) if len(questions) > round_index]
+        for start in range(0, len(active), batch_size):
+            batch = active[start:start + batch_size]
+            requests = [
+                Request(
+                    task=rows[i]["task"],
+                    image_path=images[i],
+                    question=turns[i][0][round_index],
+                    history=tuple(zip(turns[i][0][:round_index], raw[i])),
+                    target_label=_target_label(rows[i]),
+                    reference=turns[i][1][round_index],
+                )
+                for i in batch
+            ]
+            for i, text in zip(batch, generator.answer(requests)):
+                raw[i].append(text)
+    return pl.DataFrame(
+        {
+            "id": [row["id"] for row in rows],
+            "task": [row["task"] for row in rows],
+            "model": [model] * len(rows),
+            "answers": [
+                [to_answer(row["task"], text, image) for text in texts] for row, texts, image in zip(rows, raw, images)
+            ],
+            "raw_answers": raw,
+        },
+        schema=ANSWERS_SCHEMA,
+    )
+
+
+def image_resolver(data_root: Path, storage_root: Path) -> Callable[[str, str], Path]:
+    def resolve(dataset: str, relative_path: str) -> Path:
+        return image_root(dataset, data_root, storage_root) / relative_path
+
+    return resolve
+
+
+@dataclass
+class GenerationOutcome:
+    """What a generation run did for one model: per task, answers written or why not."""
+
+    model: str
+    status: str  # "generated" or "not_available"
+    reason: str | None = None
+    model_path: str | None = None
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "status": self.status, "reason": self.reason, "model_path": self.model_path,
+                "tasks": self.tasks}
+
+    def write(self, storage_root: Path) -> Path:
+        path = generation_status_path(storage_root, self.model)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
+        return path
+
+
+def read_generation_outcome(storage_root: Path, model: str) -> GenerationOutcome | None:
+    path = generation_status_path(storage_root, model)
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return GenerationOutcome(data["model"], data["status"], data.get("reason"), data.get("model_path"),
+                             data.get("tasks") or {})
+
+
+def run_generation(
+    adapter,
+    model_path: Path | None,
+    storage_root: Path,
+    data_root: Path,
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+    max_samples: int | None = None,
+    device: str | None = None,
+    log: Callable[[str], None] = print,
+) -> GenerationOutcome:
+    """Answer every evaluation set the model is evaluated on and record the outcome beside the answers.
+
+    A model whose weights are not on disk is recorded as not available (with the reason) rather than
+    failing, so the results tables show the gap instead of a number.
+    """
+    from radvlm_pipeline.evaluation.baselines import BaselineUnavailable
+
+    try:
+        generator = adapter.load(model_path, device=device, max_new_tokens=max_new_tokens)
+    except BaselineUnavailable as exc:
+        outcome = GenerationOutcome(adapter.name, "not_available", str(exc), str(model_path) if model_path else None)
+        outcome.write(storage_root)
+        return outcome
+    outcome = GenerationOutcome(adapter.name, "generated", model_path=str(model_path) if model_path else None)
+    resolve = image_resolver(data_root, storage_root)
+    for task in EVALUATED_TASKS:
+        if task not in adapter.tasks:
+            outcome.tasks[task] = {"status": "not_evaluated", "reason": f"{adapter.title} is not evaluated on {task}"}
+            continue
+        if not eval_set_path(storage_root, task).is_file():
+            outcome.tasks[task] = {"status": "no_eval_set", "reason": f"{eval_set_path(storage_root, task)} missing"}
+            continue
+        frame = read_eval_set(storage_root, task, max_samples)
+        started = time.perf_counter()
+        answers = generate_answers(frame, generator, adapter.to_answer, resolve, adapter.name, batch_size)
+        target = answers_path(storage_root, adapter.name, task)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        answers.write_parquet(target, compression="zstd")
+        report = GenerationReport(adapter.name, task, answers.height, int(answers["answers"].list.len().max() or 0),
+                                  round(time.perf_counter() - started, 3), str(target))
+        outcome.tasks[task] = {"status": "generated", **report.to_json()}
+        log(f"{adapter.name}/{task}: {answers.height} answers in {report.seconds:.1f}s")
+    outcome.write(storage_root)
+    return outcome
