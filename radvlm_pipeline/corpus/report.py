@@ -1,0 +1,72 @@
+"""What the corpus asset shows a person: Table 1 recomputed from the files, and sample instructions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from radvlm_pipeline.corpus.table import partition_keys
+
+# The paper's Table 1 (samples before repetition, evaluation rows), to compare a build against.
+PAPER_TABLE_1: dict[str, tuple[int, int | None]] = {
+    "report_generation__mimic_cxr": (232_344, 3_282),
+    "report_generation__chexpert_plus": (178_368, None),
+    "classification__mimic_cxr": (237_912, None),
+    "classification__chexpert": (191_027, 518),
+    "anatomical_grounding__chest_imagenome": (80_000, 2_000),
+    "abnormality_grounding__vindr_cxr": (16_089, 2_108),
+    "abnormality_detection__vindr_cxr": (15_000, None),
+    "phrase_grounding__ms_cxr": (971, 189),
+    "phrase_grounding__padchest_gr": (4_478, None),
+    "conversation__mimic_cxr": (80_312, 523),
+    "grounded_conversation__ms_cxr": (858, 157),
+    "grounded_conversation__padchest_gr": (2_225, None),
+}
+PAPER_TOTAL = 1_022_742
+
+
+def _n(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def table1_markdown(manifest: dict[str, Any]) -> str:
+    """Rows per Table 1 row as ``samples x repetition``, evaluation rows beside the row of their source
+    (as in the paper), and the paper's figures for comparison."""
+    evaluation = {(e["task"], e["source"]): e["rows"] for e in manifest["eval_sets"].values()}
+    lines = [
+        "| Task | Source | Image-instruction pairs | Evaluation | Paper pairs | Paper evaluation |",
+        "|---|---|---|---|---|---|",
+    ]
+    order = {key: index for index, key in enumerate(partition_keys())}
+    for key, p in sorted(manifest["partitions"].items(), key=lambda item: (order.get(item[0], len(order)), item[0])):
+        paper_samples, paper_eval = PAPER_TABLE_1.get(key, (None, None))
+        paper_pairs = "-" if paper_samples is None else f"{paper_samples:,} × {p['repeat']}"
+        lines.append(
+            f"| {p['task']} | {p['source']} | {p['samples']:,} × {p['repeat']} = {p['rows']:,} "
+            f"| {_n(evaluation.pop((p['task'], p['source']), None))} | {paper_pairs} | {_n(paper_eval)} |"
+        )
+    for (task, source), rows in sorted(evaluation.items()):  # an evaluation set with no training row
+        lines.append(f"| {task} | {source} | - | {rows:,} | - | - |")
+    lines.append(
+        f"| **Total** | | **{manifest['training_rows']:,}** | **{manifest['evaluation_rows']:,}** "
+        f"| **{PAPER_TOTAL:,}** | |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def sample_instructions(rows: pl.DataFrame, per_task: int = 1, max_chars: int = 400) -> str:
+    """The first rows (by id) of each task, as a person would read them."""
+    blocks = []
+    for task in sorted(rows["task"].unique().to_list()):
+        for row in rows.filter(pl.col("task") == task).sort("id").head(per_task).iter_rows(named=True):
+            turns = "\n".join(
+                f"> **{turn['from']}**: {_cut(turn['value'], max_chars)}  " for turn in row["conversation"]
+            )
+            blocks.append(f"**{task}** · `{row['id']}` · template `{row['template_id'] or 'LLM'}`\n\n{turns}\n")
+    return "\n".join(blocks)
+
+
+def _cut(text: str, max_chars: int) -> str:
+    text = text.replace("\n", " ").replace("<", "&lt;")  # "<image>" would vanish as an HTML tag
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
