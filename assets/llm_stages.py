@@ -1,0 +1,115 @@
+"""Group "llm": prior-study removal and conversation synthesis (the logic is in ``radvlm_pipeline.llm``).
+
+Both assets write Parquet under ``<storage_root>/llm/`` (output plus ``*_quarantine``) and report in
+their metadata which backend answered, what it cost and a sample of inputs beside outputs. Their code
+version folds in the prompt file's hash, so editing a prompt marks them changed in the UI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from pathlib import Path
+from types import ModuleType
+
+import polars as pl
+from dagster import AssetExecutionContext, AssetKey, Config, MaterializeResult, MetadataValue, asset
+from pydantic import Field
+
+from assets.metadata import counts_markdown, preview
+from radvlm_pipeline.llm import conversations, prior_removal
+from radvlm_pipeline.llm.outputs import StageOutput, write_stage_output
+from radvlm_pipeline.sources.base import read_table
+from resources.llm import LLMResource
+from resources.storage import PipelineStorage
+
+CLEAN_REPORTS = "reports_without_priors"
+CONVERSATIONS = "conversations"
+_LLM_MODULES = ("calls", "endpoint", "outputs", "runner")
+
+
+def stage_code_version(stage: ModuleType) -> str:
+    """The stage's prompt version plus its code and the shared LLM code: any change marks the asset stale."""
+    from radvlm_pipeline import llm
+
+    digest = hashlib.sha256(stage.PROMPT.version.encode())
+    for name in (stage.__name__.rsplit(".", 1)[1], *_LLM_MODULES):
+        digest.update(Path(inspect.getfile(llm)).with_name(f"{name}.py").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def llm_dir(storage: PipelineStorage) -> Path:
+    return storage.storage_path / "llm"
+
+
+def _source_table(storage: PipelineStorage, source: str, table: str) -> pl.DataFrame:
+    path = storage.source_dir(source) / f"{table}.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: materialize the source asset '{source}' first")
+    return read_table(storage.source_dir(source), table)
+
+
+def _metadata(output: StageOutput, llm: LLMResource, written: dict[str, Path], by: list[str]) -> dict:
+    return {
+        "dagster/row_count": output.table.height,
+        "backend": llm.backend_label,
+        "quarantined": output.quarantine.height,
+        **output.facts,
+        **llm.usage_metadata(output.stats),
+        "rows_by": counts_markdown(output.table, by),
+        "quarantine_by_reason": counts_markdown(output.quarantine, ["reason"]),
+        "sample_inputs_and_outputs": MetadataValue.md(output.sample_markdown),
+        "quarantine_preview": preview(output.quarantine.drop("cache_key")),
+        **{f"path_{name}": MetadataValue.path(str(path)) for name, path in written.items()},
+    }
+
+
+@asset(
+    name=CLEAN_REPORTS,
+    group_name="llm",
+    kinds={"openai", "parquet"},
+    deps=[AssetKey(source) for source in prior_removal.SOURCES],
+    code_version=stage_code_version(prior_removal),
+    description="MIMIC-CXR and CheXpert-Plus reports rewritten by the LLM to describe only the current image "
+    "(no comparisons with prior studies, no history); 'nothing_left' reports leave report generation.",
+)
+def reports_without_priors(context: AssetExecutionContext, storage: PipelineStorage, llm: LLMResource) -> MaterializeResult:
+    reports = pl.concat([_source_table(storage, source, "reports") for source in prior_removal.SOURCES])
+    context.log.info(f"cleaning {reports.height} reports with backend {llm.backend_label}")
+    output = prior_removal.remove_priors(reports, llm.run, llm.backend_label)
+    written = write_stage_output(output, llm_dir(storage), CLEAN_REPORTS)
+    return MaterializeResult(metadata=_metadata(output, llm, written, ["source", "status"]))
+
+
+class ConversationConfig(Config):
+    max_attempts: int = Field(
+        default=conversations.DEFAULT_MAX_ATTEMPTS,
+        description="Answers per image (with seed 0, 1, ...) before an invalid conversation is quarantined.",
+    )
+
+
+@asset(
+    name=CONVERSATIONS,
+    group_name="llm",
+    kinds={"openai", "parquet"},
+    deps=[AssetKey(CLEAN_REPORTS), AssetKey(conversations.STANDARD_SOURCE),
+          *(AssetKey(source) for source in conversations.GROUNDED_SOURCES)],
+    code_version=stage_code_version(conversations),
+    description="Multi-turn user/assistant conversations written by the LLM from each image's facts: standard "
+    "(MIMIC-CXR) and grounded with phrase boxes (MS-CXR, PadChest-GR), every split; invalid ones quarantined.",
+)
+def conversations_asset(
+    context: AssetExecutionContext, config: ConversationConfig, storage: PipelineStorage, llm: LLMResource
+) -> MaterializeResult:
+    tables = {
+        source: {table: _source_table(storage, source, table) for table in ("images", "reports", "labels", "boxes")}
+        for source in (conversations.STANDARD_SOURCE, *conversations.GROUNDED_SOURCES)
+    }
+    clean_reports = pl.read_parquet(llm_dir(storage) / f"{CLEAN_REPORTS}.parquet")
+    output = conversations.build_conversations(tables, clean_reports, llm.run, llm.backend_label, config.max_attempts)
+    context.log.info(f"{output.table.height} conversations, {output.quarantine.height} quarantined")
+    written = write_stage_output(output, llm_dir(storage), CONVERSATIONS)
+    return MaterializeResult(metadata=_metadata(output, llm, written, ["source", "kind", "split"]))
+
+
+llm_assets = [reports_without_priors, conversations_asset]

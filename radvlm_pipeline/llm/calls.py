@@ -1,0 +1,165 @@
+"""What goes into an LLM stage and what comes out: items, results, cache keys and usage accounting.
+
+Everything here is plain data so the stages (prior removal, conversations, the evaluation judge) and the
+tests share one vocabulary whatever the backend: a real endpoint, the Batch API or the offline rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+OK = "ok"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    """One prompt to answer.
+
+    ``fields`` fill the template and, through the rendered messages, the cache key. ``context`` holds the
+    same facts in structured form for the offline backend; it is never sent and never hashed, so it must
+    say nothing the fields do not.
+    """
+
+    item_id: str
+    datasets: tuple[str, ...]  # every source dataset whose text is in the prompt: decides governance
+    fields: Mapping[str, str]
+    seed: int = 0
+    context: Any = None
+
+
+@dataclass(frozen=True)
+class LLMResult:
+    item_id: str
+    cache_key: str
+    status: str  # OK or FAILED
+    text: str | None
+    finish_reason: str | None = None  # "stop", "length" (truncated), ...
+    error_kind: str | None = None  # rate_limited, server_error, timeout, connection, invalid_response, ...
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float | None = None
+    origin: str = "call"  # "call", "batch", "cache" or "offline"
+
+
+@dataclass(frozen=True)
+class PendingCall:
+    """A request not answered yet: everything needed to send it and to file its answer in the cache."""
+
+    key: str
+    endpoint_kind: str
+    model: str
+    template_name: str
+    template_version: str
+    params: Mapping[str, Any]
+    messages: Sequence[Mapping[str, str]]
+
+
+def cache_key(
+    endpoint_kind: str,
+    model: str,
+    template_name: str,
+    template_version: str,
+    params: Mapping[str, Any],
+    messages: Sequence[Mapping[str, str]],
+) -> str:
+    """sha256 over everything that decides an answer; the API key and the base URL are not part of it."""
+    payload = {
+        "endpoint_kind": endpoint_kind,
+        "model": model,
+        "template": [template_name, template_version],
+        "params": dict(params),
+        "messages": list(messages),
+    }
+    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class UsageStats:
+    """What a run cost and how it went, for the asset's metadata."""
+
+    requests_sent: int = 0  # HTTP requests, retries included
+    answers_recorded: int = 0  # new results written to the cache (ok or failed)
+    cache_hits: int = 0
+    offline_answers: int = 0
+    batch_requests: int = 0  # requests sent through the Batch API
+    prompt_tokens: int = 0  # of new answers only: what this run paid for
+    completion_tokens: int = 0
+    batch_prompt_tokens: int = 0  # the part of the above that went through the Batch API (cheaper)
+    batch_completion_tokens: int = 0
+    retries_by_kind: Counter = field(default_factory=Counter)
+    failures_by_kind: Counter = field(default_factory=Counter)
+    latencies_s: list[float] = field(default_factory=list)
+
+    def add(self, other: "UsageStats") -> None:
+        """Fold another run's numbers into this one (a stage may run several rounds)."""
+        for name in (
+            "requests_sent", "answers_recorded", "cache_hits", "offline_answers", "batch_requests",
+            "prompt_tokens", "completion_tokens", "batch_prompt_tokens", "batch_completion_tokens",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.retries_by_kind.update(other.retries_by_kind)
+        self.failures_by_kind.update(other.failures_by_kind)
+        self.latencies_s.extend(other.latencies_s)
+
+    def record_new(self, result: LLMResult) -> None:
+        self.answers_recorded += 1
+        self.prompt_tokens += result.prompt_tokens
+        self.completion_tokens += result.completion_tokens
+        if result.origin == "batch":
+            self.batch_prompt_tokens += result.prompt_tokens
+            self.batch_completion_tokens += result.completion_tokens
+        if result.status == FAILED:
+            self.failures_by_kind[result.error_kind or "unknown"] += 1
+        elif result.latency_s is not None:
+            self.latencies_s.append(result.latency_s)
+
+    def estimated_cost_usd(self, model: str, prices: Mapping[str, tuple[float, float]], batch_factor: float):
+        """(cost, None) or (None, why not): a model missing from the price table is not guessed."""
+        if model not in prices:
+            return None, f"no price for model {model!r} in the price table"
+        per_in, per_out = (p / 1e6 for p in prices[model])
+        direct_in = self.prompt_tokens - self.batch_prompt_tokens
+        direct_out = self.completion_tokens - self.batch_completion_tokens
+        cost = direct_in * per_in + direct_out * per_out
+        cost += batch_factor * (self.batch_prompt_tokens * per_in + self.batch_completion_tokens * per_out)
+        return round(cost, 6), None
+
+    def as_metadata(self, model: str, prices: Mapping[str, tuple[float, float]], batch_factor: float) -> dict:
+        cost, why_not = self.estimated_cost_usd(model, prices, batch_factor)
+        metadata: dict[str, Any] = {
+            "llm_requests_sent": self.requests_sent,
+            "llm_answers_recorded": self.answers_recorded,
+            "llm_cache_hits": self.cache_hits,
+            "llm_offline_answers": self.offline_answers,
+            "llm_batch_requests": self.batch_requests,
+            "llm_tokens_in": self.prompt_tokens,
+            "llm_tokens_out": self.completion_tokens,
+            "llm_estimated_cost_usd": cost if cost is not None else f"not computed: {why_not}",
+            "llm_retries_by_kind": dict(sorted(self.retries_by_kind.items())),
+            "llm_failures_by_kind": dict(sorted(self.failures_by_kind.items())),
+        }
+        if self.latencies_s:
+            p50, p90, p99 = np.percentile(self.latencies_s, [50, 90, 99])
+            metadata |= {"llm_latency_p50_s": round(float(p50), 4), "llm_latency_p90_s": round(float(p90), 4),
+                         "llm_latency_p99_s": round(float(p99), 4)}
+        else:
+            metadata["llm_latency"] = "not computed: no new direct calls in this run"
+        return metadata
+
+
+@dataclass
+class PromptRun:
+    """The results of ``run_prompts`` in the order of the items, with the run's usage."""
+
+    results: list[LLMResult]
+    stats: UsageStats

@@ -1,0 +1,262 @@
+"""Sending prompts to an OpenAI-compatible endpoint: direct calls or the Batch API.
+
+Direct calls run on the SDK's async client, ``concurrency`` at a time, under optional requests- and
+tokens-per-minute limits (aiolimiter). Retries are ours, not the SDK's (it is built with
+``max_retries=0``): we count every retry by kind for the asset's metadata, derive the jitter from the
+cache key so a rerun waits the same way, bound the backoff by configuration, and turn a call that keeps
+failing into a recorded failure instead of an exception that would lose the rest of the run.
+
+Every finished call is handed to ``on_result`` at once; the caller writes it to the cache, which is
+what makes a killed run resumable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import openai
+from aiolimiter import AsyncLimiter
+
+from radvlm_pipeline.llm.cache import ResponseCache
+from radvlm_pipeline.llm.calls import FAILED, OK, LLMResult, PendingCall, UsageStats
+from radvlm_pipeline.llm.settings import AZURE, LLMSettings
+
+ResultSink = Callable[[LLMResult, PendingCall], None]
+
+CHAT_PATH = "/v1/chat/completions"
+BATCH_MAX_REQUESTS = 50_000  # the OpenAI Batch API's limit per input file
+BATCH_DONE = ("completed", "failed", "expired", "cancelled")
+RETRYABLE = ("rate_limited", "server_error", "timeout", "connection", "invalid_response")
+
+
+class BatchPending(RuntimeError):
+    """Batches are still running after ``batch_max_wait_s``; they are recorded and resumed next run."""
+
+
+def make_client(settings: LLMSettings) -> openai.AsyncOpenAI:
+    common = {"api_key": settings.api_key or "no-key", "timeout": settings.timeout_s, "max_retries": 0}
+    if settings.backend == AZURE:
+        return openai.AsyncAzureOpenAI(
+            azure_endpoint=settings.base_url, api_version=settings.azure_api_version, **common
+        )
+    return openai.AsyncOpenAI(base_url=settings.base_url, **common)
+
+
+def request_body(settings: LLMSettings, call: PendingCall) -> dict:
+    return {"model": settings.model, "messages": list(call.messages), **call.params}
+
+
+def retry_after_seconds(headers) -> float | None:
+    """The wait a 429/5xx response asks for: ``retry-after-ms``, else ``retry-after`` in seconds or as a date."""
+    if headers is None:
+        return None
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds is not None:
+        try:
+            return max(0.0, float(milliseconds) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def classify_error(exc: Exception) -> tuple[str, float | None]:
+    """(failure kind, server-requested wait) for an exception raised by a chat completion call."""
+    if isinstance(exc, openai.APITimeoutError):  # a subclass of APIConnectionError: test it first
+        return "timeout", None
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection", None
+    if isinstance(exc, openai.APIStatusError):
+        wait = retry_after_seconds(exc.response.headers)
+        if exc.status_code == 429:
+            return "rate_limited", wait
+        if exc.status_code >= 500 or exc.status_code == 408:
+            return "server_error", wait
+        if exc.status_code in (401, 403):
+            return "auth", None
+        return "bad_request", None
+    return "invalid_response", None  # unparseable body, missing fields: often transient behind proxies
+
+
+def status_kind(status_code: int) -> str:
+    """The failure kind of an HTTP status reported inside a Batch API result line."""
+    if status_code == 429:
+        return "rate_limited"
+    if status_code >= 500:
+        return "server_error"
+    return "auth" if status_code in (401, 403) else "bad_request"
+
+
+def backoff_seconds(settings: LLMSettings, key: str, attempt: int) -> float:
+    """Exponential backoff with 'equal jitter', seeded by the request so reruns behave the same."""
+    ceiling = min(settings.backoff_max_s, settings.backoff_base_s * 2**attempt)
+    return ceiling * random.Random(f"{key}:{attempt}").uniform(0.5, 1.0)
+
+
+def _redact(text: str, settings: LLMSettings) -> str:
+    return text.replace(settings.api_key, "***") if settings.api_key else text
+
+
+def _estimated_tokens(settings: LLMSettings, call: PendingCall) -> float:
+    """What a request counts against a tokens-per-minute limit: ~4 characters a token, plus max_tokens,
+    which is how OpenAI itself counts a request before it runs."""
+    characters = sum(len(m["content"]) for m in call.messages)
+    return characters / 4 + settings.max_tokens
+
+
+def _result_from_completion(call: PendingCall, completion, latency_s: float | None, origin: str) -> LLMResult:
+    """Raises AttributeError/IndexError/TypeError on a body that is not a chat completion."""
+    choice = completion.choices[0]
+    usage = completion.usage
+    return LLMResult(
+        item_id="", cache_key=call.key, status=OK, text=choice.message.content, finish_reason=choice.finish_reason,
+        prompt_tokens=usage.prompt_tokens if usage else 0, completion_tokens=usage.completion_tokens if usage else 0,
+        latency_s=latency_s, origin=origin,
+    )
+
+
+def _failure(call: PendingCall, kind: str, error: str, origin: str) -> LLMResult:
+    return LLMResult(item_id="", cache_key=call.key, status=FAILED, text=None, error_kind=kind, error=error, origin=origin)
+
+
+class _Limits:
+    def __init__(self, settings: LLMSettings):
+        self.requests = AsyncLimiter(settings.requests_per_minute, 60) if settings.requests_per_minute else None
+        self.tokens = AsyncLimiter(settings.tokens_per_minute, 60) if settings.tokens_per_minute else None
+
+    async def acquire(self, tokens: float) -> None:
+        if self.requests:
+            await self.requests.acquire()
+        if self.tokens:
+            await self.tokens.acquire(min(tokens, self.tokens.max_rate))
+
+
+async def _answer_one(client, settings: LLMSettings, call: PendingCall, limits: _Limits, stats: UsageStats) -> LLMResult:
+    attempt = 0
+    while True:
+        await limits.acquire(_estimated_tokens(settings, call))
+        stats.requests_sent += 1
+        started = time.monotonic()
+        try:
+            completion = await client.chat.completions.create(**request_body(settings, call))
+            return _result_from_completion(call, completion, time.monotonic() - started, "call")
+        except Exception as exc:  # noqa: BLE001 - every failure is classified and either retried or recorded
+            kind, wait = classify_error(exc)
+            error = _redact(f"{type(exc).__name__}: {exc}", settings)
+        if kind not in RETRYABLE or attempt >= settings.max_retries:
+            return _failure(call, kind, f"{error} (after {attempt + 1} attempts)", "call")
+        if wait is None:
+            wait = backoff_seconds(settings, call.key, attempt)
+        elif wait > settings.max_retry_wait_s:
+            return _failure(call, kind, f"{error}; the server asked to wait {wait:.0f} s, more than "
+                            f"max_retry_wait_s={settings.max_retry_wait_s:.0f}", "call")
+        stats.retries_by_kind[kind] += 1
+        await asyncio.sleep(wait)
+        attempt += 1
+
+
+async def answer_directly(settings: LLMSettings, calls: Sequence[PendingCall], on_result: ResultSink, stats: UsageStats) -> None:
+    queue = deque(calls)
+    limits = _Limits(settings)
+
+    async def worker(client) -> None:
+        while queue:
+            call = queue.popleft()
+            on_result(await _answer_one(client, settings, call, limits, stats), call)
+
+    async with make_client(settings) as client:
+        await asyncio.gather(*(worker(client) for _ in range(min(settings.concurrency, len(queue)))))
+
+
+# Batch API ---------------------------------------------------------------------------------------
+
+
+async def answer_by_batch(
+    settings: LLMSettings, cache: ResponseCache, calls: Sequence[PendingCall], on_result: ResultSink, stats: UsageStats
+) -> None:
+    """Submit what no open batch already covers, then poll every batch that holds a wanted request.
+
+    Submissions are recorded in the cache before polling, so a run stopped while waiting (killed, or
+    past ``batch_max_wait_s``) resumes the same batches next time.
+    """
+    wanted = {call.key for call in calls}
+    waiting = {bid: reqs for bid, reqs in cache.open_batches().items() if wanted & {c.key for c in reqs}}
+    covered = {c.key for reqs in waiting.values() for c in reqs}
+    fresh = [call for call in calls if call.key not in covered]
+    async with make_client(settings) as client:
+        for start in range(0, len(fresh), BATCH_MAX_REQUESTS):
+            chunk = fresh[start:start + BATCH_MAX_REQUESTS]
+            lines = [
+                json.dumps({"custom_id": c.key, "method": "POST", "url": CHAT_PATH, "body": request_body(settings, c)})
+                for c in chunk
+            ]
+            upload = await client.files.create(file=("requests.jsonl", "\n".join(lines).encode()), purpose="batch")
+            batch = await client.batches.create(input_file_id=upload.id, endpoint=CHAT_PATH, completion_window="24h")
+            cache.record_batch(batch.id, chunk)
+            waiting[batch.id] = chunk
+            stats.requests_sent += 2
+            stats.batch_requests += len(chunk)
+        deadline = time.monotonic() + settings.batch_max_wait_s
+        while waiting:
+            for batch_id in list(waiting):
+                batch = await client.batches.retrieve(batch_id)
+                stats.requests_sent += 1
+                if batch.status in BATCH_DONE:
+                    for result, call in await _batch_results(client, batch, waiting.pop(batch_id), stats):
+                        on_result(result, call)
+                    cache.set_batch_status(batch_id, batch.status)
+            if not waiting:
+                break
+            if time.monotonic() >= deadline:
+                raise BatchPending(
+                    f"Batch API batches {sorted(waiting)} are still in progress after {settings.batch_max_wait_s:.0f} s. "
+                    "They are recorded in the LLM cache: materialize again to collect their results without resubmitting."
+                )
+            await asyncio.sleep(settings.batch_poll_interval_s)
+
+
+async def _batch_results(client, batch, calls: Sequence[PendingCall], stats: UsageStats):
+    """Pair every request of a finished batch with its result; a request without a line failed with the batch."""
+    lines: dict[str, dict] = {}
+    for file_id in (batch.output_file_id, batch.error_file_id):
+        if file_id:
+            content = await client.files.content(file_id)
+            stats.requests_sent += 1
+            for line in content.text.splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    lines[record["custom_id"]] = record
+    paired = []
+    for call in calls:
+        record = lines.get(call.key)
+        if record is None:
+            errors = getattr(batch, "errors", None)
+            paired.append((_failure(call, f"batch_{batch.status}", f"batch {batch.id} ended '{batch.status}' "
+                                    f"without a result for this request; errors: {errors}", "batch"), call))
+            continue
+        response = record.get("response") or {}
+        status_code = response.get("status_code")
+        if status_code == 200:
+            completion = openai.types.chat.ChatCompletion.model_validate(response["body"])
+            paired.append((_result_from_completion(call, completion, None, "batch"), call))
+        else:
+            detail = record.get("error") or response.get("body")
+            kind = status_kind(status_code) if status_code else "batch_error"
+            paired.append((_failure(call, kind, f"batch {batch.id}: status {status_code}: {detail}", "batch"), call))
+    return paired
