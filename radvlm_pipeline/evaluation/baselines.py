@@ -147,7 +147,7 @@ class LlavaOnevisionAdapter(ModelAdapter):
 
         folder = require_model_folder(path, self.title)
         device = pick_device(device)
-        model = LlavaOnevisionForConditionalGeneration.from_pretrained(folder, torch_dtype=_dtype(device))
+        model = LlavaOnevisionForConditionalGeneration.from_pretrained(folder, dtype=_dtype(device))
         processor = load_processor(folder)
 
         def render(history, question):
@@ -174,7 +174,7 @@ class LlavaMedAdapter(ModelAdapter):
 
         folder = require_model_folder(path, self.title)
         device = pick_device(device)
-        model = LlavaForConditionalGeneration.from_pretrained(folder, torch_dtype=_dtype(device))
+        model = LlavaForConditionalGeneration.from_pretrained(folder, dtype=_dtype(device))
         processor = AutoProcessor.from_pretrained(folder)
         return VisionChatGenerator(model.to(device).eval(), processor, mistral_instruct_prompt, self, device,
                                    max_new_tokens)
@@ -257,7 +257,7 @@ class CheXagentAdapter(ModelAdapter):
         device = pick_device(device)
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(
-            folder, trust_remote_code=True, local_files_only=True, torch_dtype=_dtype(device)
+            folder, trust_remote_code=True, local_files_only=True, dtype=_dtype(device)
         ).to(device).eval()
         return CheXagentGenerator(model, tokenizer, self, device, max_new_tokens)
 
@@ -322,7 +322,7 @@ class Maira2Adapter(ModelAdapter):
         device = pick_device(device)
         processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(
-            folder, trust_remote_code=True, local_files_only=True, torch_dtype=_dtype(device)
+            folder, trust_remote_code=True, local_files_only=True, dtype=_dtype(device)
         ).to(device).eval()
         return Maira2Generator(model, processor, device, max_new_tokens)
 

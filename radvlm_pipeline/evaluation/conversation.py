@@ -71,6 +71,7 @@ def parse_judge_score(text: str | None) -> float | None:
 def judge_conversations(
     conversations: Sequence[Sequence[Round]],
     abnormalities: Sequence[Sequence[str] | None],
+    datasets: Sequence[str],
     complete: TextCompleter | None,
     unavailable_reason: str,
 ) -> tuple[MetricValue, np.ndarray | None, list[str | None]]:
@@ -78,7 +79,7 @@ def judge_conversations(
     if complete is None:
         return MetricValue.not_computed(JUDGE_SCORE, unavailable_reason, unit="/10"), None, []
     prompts = [judge_prompt(rounds, labels) for rounds, labels in zip(conversations, abnormalities)]
-    replies = list(complete(prompts))
+    replies = list(complete(prompts, datasets))
     scores = np.array([
         score if (score := parse_judge_score(reply)) is not None else np.nan for reply in replies
     ], dtype=np.float64)

@@ -11,9 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# Sends prompts to an LLM and returns one completion per prompt, None where the call failed. The LLM
-# resource provides it; tests pass a function.
-TextCompleter = Callable[[Sequence[str]], Sequence[str | None]]
+# Sends prompts to an LLM and returns one completion per prompt, None where the call failed. The second
+# argument names, per prompt, the source dataset whose text the prompt carries (the LLM resource refuses
+# credentialed data an endpoint is not approved for). The asset builds it on the LLM resource; tests pass
+# a function.
+TextCompleter = Callable[[Sequence[str], Sequence[str]], Sequence[str | None]]
 
 
 @dataclass(frozen=True)

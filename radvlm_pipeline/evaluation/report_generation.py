@@ -208,12 +208,13 @@ def parse_green(text: str | None) -> GreenAssessment | None:
 
 
 def green(
-    references: Sequence[str], hypotheses: Sequence[str], complete: TextCompleter | None, unavailable_reason: str
+    references: Sequence[str], hypotheses: Sequence[str], datasets: Sequence[str], complete: TextCompleter | None,
+    unavailable_reason: str,
 ) -> tuple[MetricValue, np.ndarray | None, list[str | None]]:
     """Mean GREEN over the answers the LLM returned in the layout; failures are counted, not scored."""
     if complete is None:
         return MetricValue.not_computed(GREEN, unavailable_reason), None, []
-    replies = list(complete([green_prompt(ref, hyp) for ref, hyp in zip(references, hypotheses)]))
+    replies = list(complete([green_prompt(ref, hyp) for ref, hyp in zip(references, hypotheses)], datasets))
     parsed = [parse_green(reply) for reply in replies]
     scores = np.array([p.score if p is not None else np.nan for p in parsed], dtype=np.float64)
     failed_calls = sum(reply is None for reply in replies)

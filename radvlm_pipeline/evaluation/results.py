@@ -140,9 +140,10 @@ def _cell(evaluation: TaskEvaluation | None, column: Column, notes: dict[str, in
 
     if evaluation is None:
         return "not run"
+    if evaluation.status == "not_available":
+        return f"not available {note(str(evaluation.reason))}"
     if evaluation.status != "scored":
-        label = "not available" if evaluation.status == "not_available" else evaluation.status.replace("_", " ")
-        return f"{label} {note(f'{evaluation.model} / {evaluation.task}: {evaluation.reason}')}"
+        return f"{evaluation.status.replace('_', ' ')} {note(f'{evaluation.model} / {evaluation.task}: {evaluation.reason}')}"
     metric = evaluation.metric(column.metric)
     if metric is None:
         return "-"
@@ -153,7 +154,8 @@ def _cell(evaluation: TaskEvaluation | None, column: Column, notes: dict[str, in
 
 def render_table(title: str, columns: Sequence[Column], models: Sequence[str], evaluations: Evaluations,
                  caption: str = "") -> str:
-    """A Markdown table: one row per model, "ours | paper" per column; reasons listed underneath.
+    """A Markdown table: one row per model, "ours | paper" per column (ours alone where the paper has no
+    number); the reasons behind "not computed" / "not available" cells are listed underneath.
 
     A model is listed when it was evaluated on at least one of the columns' tasks or the paper reports it.
     """
@@ -163,15 +165,17 @@ def render_table(title: str, columns: Sequence[Column], models: Sequence[str], e
         if any(column.task in adapters[model].tasks for column in columns) or any(model in c.paper for c in columns)
     ]
     notes: dict[str, int] = {}
-    header = "| Model | " + " | ".join(f"{c.title} (ours) | {c.title} (paper)" for c in columns) + " |"
-    lines = [f"### {title}", ""] + ([caption, ""] if caption else []) + [header, "|---" * (1 + 2 * len(columns)) + "|"]
+    titles = [title for c in columns for title in ([f"{c.title} (ours)", f"{c.title} (paper)"] if c.paper else [c.title])]
+    header = "| Model | " + " | ".join(titles) + " |"
+    lines = [f"### {title}", ""] + ([caption, ""] if caption else []) + [header, "|---" * (1 + len(titles)) + "|"]
     for model in rows:
         cells = []
         for column in columns:
             applies = column.task in adapters[model].tasks
-            ours = _cell(evaluations.get(column.task, model), column, notes) if applies else "-"
-            paper = column.paper.get(model)
-            cells += [ours, f"{paper:.{column.digits}f}" if paper is not None else "-"]
+            cells.append(_cell(evaluations.get(column.task, model), column, notes) if applies else "-")
+            if column.paper:
+                paper = column.paper.get(model)
+                cells.append(f"{paper:.{column.digits}f}" if paper is not None else "-")
         lines.append(f"| {adapters[model].title} | " + " | ".join(cells) + " |")
     if notes:
         lines += [""] + [f"[{number}] {text}" for text, number in notes.items()]

@@ -99,7 +99,7 @@ def score_report_generation(eval_set, answers, settings: ScoringSettings):
     bert, bert_scores = report_generation.bertscore(references, hypotheses, settings.report)
     radgraph, radgraph_scores = report_generation.radgraph_partial_f1(references, hypotheses, settings.report)
     green, green_scores, green_replies = report_generation.green(
-        references, hypotheses, settings.llm, settings.llm_unavailable_reason)
+        references, hypotheses, eval_set["source"].to_list(), settings.llm, settings.llm_unavailable_reason)
     columns = {"rouge_l": rouge_scores, "bertscore": bert_scores, "radgraph_partial": radgraph_scores,
                "green": green_scores}
     per_sample = pl.DataFrame({"id": answers["id"], "answer": hypotheses, "reference": references})
@@ -167,7 +167,7 @@ def score_conversation(eval_set, answers, settings: ScoringSettings):
         dialogues.append([conversation.Round(q, e, g) for q, e, g in zip(questions, expected, generated)])
     labels = eval_set["target_labels"].to_list()
     judge, scores, replies = conversation.judge_conversations(
-        dialogues, labels, settings.llm, settings.llm_unavailable_reason)
+        dialogues, labels, eval_set["source"].to_list(), settings.llm, settings.llm_unavailable_reason)
     per_sample = pl.DataFrame({"id": answers["id"], "rounds": [len(d) for d in dialogues]})
     if scores is not None:
         per_sample = per_sample.with_columns(pl.Series("judge_score", scores, dtype=pl.Float64),
