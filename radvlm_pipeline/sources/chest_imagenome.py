@@ -1,0 +1,156 @@
+"""Chest ImaGenome 1.0.0 (silver dataset): anatomical region boxes on frontal MIMIC-CXR images.
+
+- Rows come from ``silver_dataset/splits/{train,valid,test}.csv`` and keep Chest ImaGenome's own split
+  (valid -> "validate"), never MIMIC-CXR's: the paper's code intersected this test set with MIMIC-CXR's
+  train split.
+- Images are MIMIC-CXR's: path, size and view come from the mimic_cxr images table (so an image the
+  MIMIC-CXR reader quarantined, or a non-frontal one, is not used here either); sex from the scene
+  graph's ``gender``.
+- Boxes: ``objects[]`` of ``silver_dataset/scene_graph/{dicom_id}_SceneGraph.json``, ``original_x1``..
+  ``original_y2`` in pixels of the original image, normalised by MIMIC-CXR's Columns/Rows and clipped.
+  The n-th object of a scene graph is row n of that file in the accounting.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from radvlm_pipeline.boxes import normalise_pixel_boxes
+from radvlm_pipeline.datasets import CHEST_IMAGENOME
+from radvlm_pipeline.ledger import FILTERED, INVALID, Ledger
+from radvlm_pipeline.schema import VIEWS_FRONTAL
+from radvlm_pipeline.sources.base import (
+    ROW,
+    DatasetUnavailable,
+    ReaderOptions,
+    SourceTables,
+    read_csv_records,
+    require_file,
+    require_folder,
+)
+from radvlm_pipeline.sources.mimic_cxr import (
+    annotated_images,
+    annotation_boxes,
+    join_mimic_images,
+    not_in_mimic_images,
+)
+from radvlm_pipeline.sources.screening import (
+    FILE,
+    Rule,
+    declare,
+    duplicates,
+    invalid_boxes,
+    keep,
+    missing_values,
+    screen,
+)
+
+SPLIT_FILES = {"train": "train", "valid": "validate", "test": "test"}  # file stem -> canonical split
+SPLIT_COLUMNS = ("dicom_id", "subject_id", "study_id", "ViewPosition")
+SCENE_GRAPHS = "silver_dataset/scene_graph"
+CORNERS = ("original_x1", "original_y1", "original_x2", "original_y2")
+
+
+def read(data_root: Path, options: ReaderOptions, mimic_images: pl.DataFrame) -> SourceTables:
+    root = require_folder(CHEST_IMAGENOME, data_root)
+    ledger = Ledger(CHEST_IMAGENOME.key)
+    rows = pl.concat([_split_rows(root, stem, split) for stem, split in SPLIT_FILES.items()])
+    declare(ledger, rows)
+    rows = screen(ledger, rows, [missing_values(["dicom_id"])])
+    rows = screen(ledger, rows, [duplicates(["dicom_id"])])
+    rows = join_mimic_images(rows, mimic_images)
+    rows = screen(ledger, rows, [
+        Rule(FILTERED, "non_frontal_view", ~pl.col("ViewPosition").is_in(VIEWS_FRONTAL),
+             pl.format("ViewPosition {} is not frontal (PA/AP); the paper keeps frontal views only",
+                       pl.col("ViewPosition"))),
+        not_in_mimic_images(),
+    ])
+
+    dicom_ids = rows["dicom_id"].to_list()
+    graphs = [_load_scene_graph(root, dicom_id) for dicom_id in dicom_ids]
+    objects = {dicom_id: graph[0] for dicom_id, graph in zip(dicom_ids, graphs) if graph[0] is not None}
+    rows = pl.concat([rows, pl.DataFrame([g[1:] for g in graphs], orient="row", schema={
+        "gender": pl.String, "graph_problem": pl.String, "graph_detail": pl.String})], how="horizontal")
+    rows = screen(ledger, rows, [
+        Rule(INVALID, pl.col("graph_problem"), pl.col("graph_problem").is_not_null(), pl.col("graph_detail"))])
+    keep(ledger, rows)
+
+    boxes = _object_rows(rows, objects)
+    declare(ledger, boxes)
+    boxes = normalise_pixel_boxes(boxes)
+    boxes = screen(ledger, boxes, [missing_values(["bbox_name"]), invalid_boxes()])
+    boxes = screen(ledger, boxes, [duplicates(["dicom_id", "bbox_name"])])
+    keep(ledger, boxes)
+
+    quarantine, accounting = ledger.finish()
+    sex = pl.when(pl.col("gender").is_in(["M", "F"])).then(pl.col("gender")).otherwise(pl.col("mimic_sex"))
+    return SourceTables(
+        images=annotated_images(rows.with_columns(mimic_sex=sex), CHEST_IMAGENOME.key, pl.col("split")),
+        boxes=annotation_boxes(boxes, CHEST_IMAGENOME.key, "region", pl.col("bbox_name"),
+                               pl.lit(None, dtype=pl.String)),
+        quarantine=quarantine, accounting=accounting,
+        facts={
+            "release": CHEST_IMAGENOME.release,
+            "split": "Chest ImaGenome's own (silver_dataset/splits), not MIMIC-CXR's",
+            "regions": boxes["bbox_name"].n_unique(),
+            "boxes_clipped": int(boxes["clipped"].sum()),
+            "images_split_differently_from_mimic_cxr": rows.filter(pl.col("split") != pl.col("mimic_split")).height,
+        },
+    )
+
+
+def _split_rows(root: Path, stem: str, split: str) -> pl.DataFrame:
+    relative = f"silver_dataset/splits/{stem}.csv"
+    frame = read_csv_records(require_file(CHEST_IMAGENOME, root, relative), CHEST_IMAGENOME)
+    missing = [column for column in SPLIT_COLUMNS if column not in frame.columns]
+    if missing:
+        raise DatasetUnavailable(f"{CHEST_IMAGENOME.title}: {relative} lacks the columns {missing} of the "
+                                 f"{CHEST_IMAGENOME.release} release.")
+    return frame.select(pl.lit(relative).alias(FILE), ROW, *SPLIT_COLUMNS, pl.lit(split).alias("split"))
+
+
+def scene_graph_file(dicom_id: str) -> str:
+    return f"{SCENE_GRAPHS}/{dicom_id}_SceneGraph.json"
+
+
+def _load_scene_graph(root: Path, dicom_id: str) -> tuple[list | None, str | None, str | None, str | None]:
+    """(objects, gender, problem, detail) of one image's scene graph."""
+    relative = scene_graph_file(dicom_id)
+    path = root / relative
+    if not path.is_file():
+        return None, None, "missing_scene_graph", f"scene graph {relative} does not exist"
+    try:
+        graph = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, None, "malformed_json", f"scene graph {relative} is not valid JSON: {exc}"
+    objects = graph.get("objects") if isinstance(graph, dict) else None
+    if not isinstance(objects, list):
+        return None, None, "malformed_json", f"scene graph {relative} has no objects list"
+    gender = graph.get("gender")
+    return objects, gender if isinstance(gender, str) else None, None, None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _object_rows(images: pl.DataFrame, objects: dict[str, list]) -> pl.DataFrame:
+    """One row per scene-graph object of the kept images, with the MIMIC-CXR image size."""
+    records = []
+    for dicom_id, width, height in images.select("dicom_id", "mimic_width", "mimic_height").iter_rows():
+        for number, obj in enumerate(objects[dicom_id], start=1):
+            obj = obj if isinstance(obj, dict) else {}
+            name = obj.get("bbox_name")
+            records.append((scene_graph_file(dicom_id), number, dicom_id, name if isinstance(name, str) else None,
+                            *(_number(obj.get(corner)) for corner in CORNERS), width, height))
+    return pl.DataFrame(records, orient="row", schema={
+        FILE: pl.String, ROW: pl.Int64, "dicom_id": pl.String, "bbox_name": pl.String, "px_x1": pl.Float64,
+        "px_y1": pl.Float64, "px_x2": pl.Float64, "px_y2": pl.Float64, "width": pl.Int32, "height": pl.Int32})
