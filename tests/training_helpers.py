@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import polars as pl
 from PIL import Image
 
@@ -63,3 +64,10 @@ def write_sample_corpus(storage_root: Path, data_root: Path, repeat: int = 1) ->
         group.write_parquet(out)
         files.append(out)
     return sorted(files)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from radvlm_pipeline.training.tiny_model import build_model_directory
+
+    return build_model_directory(tmp_path_factory.mktemp("models") / "tiny-llava-onevision")

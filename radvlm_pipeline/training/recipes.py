@@ -7,11 +7,13 @@ the grounded conversations with the standard ones (the conversation column of Ta
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import polars as pl
 
 from radvlm_pipeline.schema import TASKS
+from radvlm_pipeline.training.config import TrainConfig
 
 RECIPES: dict[str, tuple[str, ...]] = {
     "all": TASKS,
@@ -54,3 +56,36 @@ def rows_per_task(files: list[Path]) -> dict[str, int]:
         .collect()
     )
     return dict(zip(counts["task"].to_list(), counts["len"].to_list()))
+
+
+def recipe_output_dir(storage_root: Path, recipe: str) -> Path:
+    return storage_root / "models" / recipe
+
+
+def recipe_train_config(recipe: str, storage_root: Path, data_root: Path, model_path: str, **settings) -> TrainConfig:
+    """The training config of one recipe's run; ``settings`` override TrainConfig's paper defaults."""
+    files = recipe_shard_files(storage_root, recipe)
+    if not files:
+        raise FileNotFoundError(
+            f"no corpus shards for recipe {recipe!r} (tasks {RECIPES[recipe]}) under {corpus_shard_root(storage_root)}"
+        )
+    return TrainConfig(
+        model_path=model_path,
+        output_dir=str(recipe_output_dir(storage_root, recipe)),
+        shard_files=[str(f) for f in files],
+        data_root=str(data_root),
+        storage_root=str(storage_root),
+        recipe=recipe,
+        **settings,
+    )
+
+
+def shards_fingerprint(files: list[Path]) -> str:
+    """Changes whenever a shard's bytes do (the corpus writes byte-identical shards for equal input)."""
+    digest = hashlib.sha256()
+    for file in sorted(files):
+        digest.update(str(file).encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]

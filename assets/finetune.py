@@ -1,0 +1,177 @@
+"""Fine-tuning: the base model, and one fine-tuned model per training recipe (the paper's Table 6).
+
+``build_finetune_assets(corpus)`` makes both assets for the corpus asset the definitions use, so the
+recipe partitions depend on exactly the corpus partitions of their tasks: re-materializing one corpus
+partition makes only the models trained on it stale.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    Config,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+    MultiPartitionKey,
+    StaticPartitionMapping,
+    StaticPartitionsDefinition,
+    asset,
+)
+from pydantic import Field
+
+from radvlm_pipeline.training import config as training_config
+from radvlm_pipeline.training.base_model import current_base_model, prepare_base_model
+from radvlm_pipeline.training.config import TrainConfig
+from radvlm_pipeline.training.recipes import (
+    RECIPES,
+    recipe_train_config,
+    rows_per_task,
+    shard_task,
+    shards_fingerprint,
+)
+from radvlm_pipeline.training.report import loss_curve_png, read_metrics
+from resources.launchers import TrainingLauncher
+from resources.storage import PipelineStorage
+
+RECIPE_PARTITIONS = StaticPartitionsDefinition(list(RECIPES))
+TRAINING_SOURCES = Path(training_config.__file__).parent
+
+
+def training_code_version() -> str:
+    """Changes with the training code, its defaults and the shipped DeepSpeed configs."""
+    digest = hashlib.sha256()
+    for path in sorted([*TRAINING_SOURCES.glob("*.py"), *TRAINING_SOURCES.glob("deepspeed/*.json")]):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _default(name: str):
+    return TrainConfig.__dataclass_fields__[name].default
+
+
+class BaseModelConfig(Config):
+    path: str = Field(
+        default="",
+        description="A Hugging Face-format LLaVA-OneVision directory (e.g. llava-onevision-qwen2-7b-si-hf). "
+        "Empty: build the embedded tiny model under <storage_root>/models/base.",
+    )
+
+
+class FinetuneConfig(Config):
+    """The settings a run is usually changed by; the rest keep the paper's values (TrainConfig)."""
+
+    epochs: float = Field(default=_default("epochs"))
+    max_steps: int | None = Field(default=_default("max_steps"), description="stop after this many steps")
+    micro_batch_size: int = Field(default=_default("micro_batch_size"), description="per process")
+    gradient_accumulation_steps: int = Field(default=_default("gradient_accumulation_steps"))
+    lr_vision: float = Field(default=_default("lr_vision"))
+    lr_language: float = Field(default=_default("lr_language"), description="projector and language model")
+    max_length: int = Field(default=_default("max_length"))
+    deepspeed: str | None = Field(default=_default("deepspeed"), description="zero2, zero3 or a JSON path")
+    save_every_steps: int = Field(default=_default("save_every_steps"))
+    num_workers: int = Field(default=_default("num_workers"))
+    seed: int = Field(default=_default("seed"))
+
+
+def recipe_for_corpus_partition(key: str) -> list[str]:
+    """The recipes that train on a corpus partition (``<task>__<source>``, or a task/source multi-key)."""
+    task = key.keys_by_dimension["task"] if isinstance(key, MultiPartitionKey) else shard_task(key)
+    return [recipe for recipe, tasks in RECIPES.items() if task in tasks]
+
+
+def corpus_dependency(corpus_key: AssetKey, corpus_partition_keys: Sequence[str] | None) -> AssetDep:
+    if corpus_partition_keys is None:
+        return AssetDep(corpus_key)
+    mapping = {key: set(recipe_for_corpus_partition(key)) for key in corpus_partition_keys}
+    return AssetDep(corpus_key, partition_mapping=StaticPartitionMapping({k: v for k, v in mapping.items() if v}))
+
+
+def build_finetune_assets(corpus: AssetsDefinition | AssetKey) -> list[AssetsDefinition]:
+    """``base_model`` and ``finetuned_model`` (partitioned by recipe) downstream of the corpus asset."""
+    if isinstance(corpus, AssetsDefinition):
+        corpus_key = corpus.key
+        partitions = corpus.partitions_def
+        corpus_keys = partitions.get_partition_keys() if partitions else None
+    else:
+        corpus_key, corpus_keys = corpus, None
+
+    @asset(
+        group_name="training",
+        kinds={"pytorch", "huggingface"},
+        code_version=training_code_version(),
+        description="The LLaVA-OneVision directory fine-tuning starts from: a configured path (the real "
+        "llava-onevision-qwen2-7b-si) or the embedded tiny model, built from configs with a local tokenizer.",
+    )
+    def base_model(context: AssetExecutionContext, config: BaseModelConfig, storage: PipelineStorage):
+        described = prepare_base_model(storage.storage_path, config.path or None)
+        context.log.info(f"base model: {described['path']}")
+        return MaterializeResult(
+            metadata={
+                "path": MetadataValue.path(described["path"]),
+                "built_tiny_model": described["built_tiny_model"],
+                "architectures": ", ".join(described["architectures"]),
+                "text_hidden_size": described["text_hidden_size"],
+                "text_layers": described["text_layers"],
+            },
+            data_version=DataVersion(described["fingerprint"]),
+        )
+
+    @asset(
+        group_name="training",
+        kinds={"pytorch", "deepspeed"},
+        partitions_def=RECIPE_PARTITIONS,
+        deps=[corpus_dependency(corpus_key, corpus_keys), base_model],
+        code_version=training_code_version(),
+        description="LLaVA-OneVision fully fine-tuned on one recipe's corpus rows (all = RadVLM, or one task "
+        "family for the Table 6 ablations), trained by the training_launcher resource (local or Slurm).",
+    )
+    def finetuned_model(
+        context: AssetExecutionContext,
+        config: FinetuneConfig,
+        storage: PipelineStorage,
+        training_launcher: TrainingLauncher,
+    ):
+        recipe = context.partition_key
+        base = current_base_model(storage.storage_path)
+        run_config = recipe_train_config(
+            recipe, storage.storage_path, storage.data_path, base["path"], **config.model_dump()
+        )
+        output_dir = Path(run_config.output_dir)
+        config_path = run_config.to_yaml(output_dir / "train_config.yaml")
+        shard_files = [Path(f) for f in run_config.shard_files]
+        counts = rows_per_task(shard_files)
+        # What the weights depend on: settings, base model and the corpus bytes.
+        version = f"{run_config.config_hash()}-{base['fingerprint']}-{shards_fingerprint(shard_files)}"
+        context.log.info(f"training {recipe} on {counts} with {training_launcher.describe()}")
+        invocation = training_launcher.launch(
+            context, config_path, output_dir / "jobs" / context.run_id, extras={"recipe": recipe}
+        )
+        reported = invocation.get_materialize_result().metadata or {}
+        metrics = read_metrics(output_dir / "metrics.jsonl")
+        png = base64.b64encode(loss_curve_png(metrics, f"{recipe}: training loss")).decode()
+        return MaterializeResult(
+            metadata={
+                **reported,
+                "recipe": recipe,
+                "rows_per_task": MetadataValue.json(counts),
+                "rows": sum(counts.values()),
+                "base_model": MetadataValue.path(base["path"]),
+                "config_hash": run_config.config_hash(),
+                "config": MetadataValue.path(str(config_path)),
+                "launcher": training_launcher.describe(),
+                "loss_curve": MetadataValue.md(f"![loss curve](data:image/png;base64,{png})"),
+                "output_path": MetadataValue.path(str(output_dir / "final")),
+            },
+            data_version=DataVersion(version),
+        )
+
+    return [base_model, finetuned_model]

@@ -1,0 +1,67 @@
+"""Which model the fine-tuning starts from: a configured directory, or the embedded tiny model.
+
+The choice is recorded in ``<storage_root>/models/base/current.json`` so that every fine-tuning run
+(one per recipe, possibly on a cluster) reads the same path without Dagster passing objects around.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+TINY_MODEL_NAME = "tiny-llava-onevision"
+
+
+def base_model_dir(storage_root: Path) -> Path:
+    return storage_root / "models" / "base"
+
+
+def fingerprint(model_dir: Path) -> str:
+    """Changes when the weights or the model's config change (hashes config + weight index, not GBs)."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors.index.json", "radvlm_build.json"):
+        if (model_dir / name).exists():
+            digest.update(name.encode() + (model_dir / name).read_bytes())
+    for weights in sorted(model_dir.glob("*.safetensors")):
+        stat = weights.stat()
+        digest.update(f"{weights.name}:{stat.st_size}".encode())
+    return digest.hexdigest()[:16]
+
+
+def prepare_base_model(storage_root: Path, configured_path: str | None = None) -> dict:
+    """Resolve (building the tiny model if needed) and record the base model; returns its description."""
+    if configured_path:
+        path = Path(configured_path)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"base model {path} has no config.json: give a Hugging Face-format LLaVA-OneVision directory"
+            )
+        built = False
+    else:
+        from radvlm_pipeline.training.tiny_model import build_model_directory
+
+        path = base_model_dir(storage_root) / TINY_MODEL_NAME
+        built = not (path / "radvlm_build.json").exists()
+        if built:
+            build_model_directory(path)
+    config = json.loads((path / "config.json").read_text())
+    description = {
+        "path": str(path),
+        "fingerprint": fingerprint(path),
+        "built_tiny_model": built,
+        "architectures": config.get("architectures", []),
+        "text_hidden_size": config.get("text_config", {}).get("hidden_size"),
+        "text_layers": config.get("text_config", {}).get("num_hidden_layers"),
+    }
+    record = base_model_dir(storage_root) / "current.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(description, indent=2) + "\n")
+    return description
+
+
+def current_base_model(storage_root: Path) -> dict:
+    record = base_model_dir(storage_root) / "current.json"
+    if not record.exists():
+        raise FileNotFoundError(f"{record} does not exist: materialize the base_model asset first")
+    return json.loads(record.read_text())

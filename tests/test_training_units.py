@@ -1,0 +1,157 @@
+"""Fast checks of the training pieces: label masking, batch planning, recipes, launch commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from radvlm_pipeline.launch.commands import (
+    SlurmJobSpec,
+    job_outcome,
+    local_command,
+    parse_job_record,
+    parse_sbatch_job_id,
+    sbatch_script,
+)
+from radvlm_pipeline.training.data import BatchPlan, load_image, micro_batch_indices
+from radvlm_pipeline.training.processing import IGNORE_INDEX, collate, encode_conversation, to_messages
+from radvlm_pipeline.training.recipes import RECIPES, recipe_shard_files, rows_per_task
+from radvlm_pipeline.schema import TASKS
+from training_helpers import tiny_model_dir, write_image, write_sample_corpus  # noqa: F401 (fixture)
+
+MULTI_TURN = [
+    {"from": "human", "value": "<image>\nWhat view is this?"},
+    {"from": "gpt", "value": "A frontal PA view."},
+    {"from": "human", "value": "Is there an effusion?"},
+    {"from": "gpt", "value": "Yes, at [0.55, 0.60, 0.90, 0.95]."},
+]
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_model_dir):
+    from radvlm_pipeline.training.processing import load_processor
+
+    return load_processor(tiny_model_dir)
+
+
+def labelled_text(processor, input_ids, labels) -> str:
+    return processor.tokenizer.decode([t for t, l in zip(input_ids, labels) if l != IGNORE_INDEX])
+
+
+def test_only_assistant_answers_carry_labels_in_every_round(processor):
+    sample = encode_conversation(processor, MULTI_TURN)
+    assert labelled_text(processor, sample.input_ids, sample.labels) == (
+        "A frontal PA view.<|im_end|>Yes, at [0.55, 0.60, 0.90, 0.95].<|im_end|>"
+    )
+    # Labels equal the input ids where set (the model shifts them itself).
+    assert all(l in (IGNORE_INDEX, t) for t, l in zip(sample.input_ids, sample.labels))
+    unlabelled = processor.tokenizer.decode([t for t, l in zip(sample.input_ids, sample.labels) if l == IGNORE_INDEX])
+    assert "What view is this?" in unlabelled and "Is there an effusion?" in unlabelled
+    assert unlabelled.count("<|im_start|>assistant") == 2
+
+
+def test_batch_labels_survive_image_expansion_and_padding(processor):
+    from PIL import Image
+
+    images = [Image.new("RGB", (80, 64), 100), Image.new("RGB", (64, 140), 30)]
+    batch = collate(processor, [MULTI_TURN, MULTI_TURN[:2]], images, max_length=4096)
+    image_id = processor.image_token_id
+    for row, expected in enumerate(
+        ["A frontal PA view.<|im_end|>Yes, at [0.55, 0.60, 0.90, 0.95].<|im_end|>", "A frontal PA view.<|im_end|>"]
+    ):
+        ids, labels = batch["input_ids"][row].tolist(), batch["labels"][row].tolist()
+        assert labelled_text(processor, ids, labels) == expected
+        image_positions = [i for i, t in enumerate(ids) if t == image_id]
+        assert len(image_positions) > 1  # the placeholder was expanded into the image's feature tokens
+        assert all(labels[i] == IGNORE_INDEX for i in image_positions)
+        padding = [i for i, m in enumerate(batch["attention_mask"][row].tolist()) if m == 0]
+        assert all(labels[i] == IGNORE_INDEX for i in padding)
+
+
+def test_truncation_refuses_to_cut_image_tokens(processor):
+    from PIL import Image
+
+    with pytest.raises(ValueError, match="cut image tokens"):
+        collate(processor, [MULTI_TURN], [Image.new("RGB", (64, 64))], max_length=8)
+
+
+@pytest.mark.parametrize(
+    "turns, message",
+    [
+        (MULTI_TURN[:1], "pairs"),
+        ([MULTI_TURN[1], MULTI_TURN[0]], "expected 'human'"),
+        ([{"from": "human", "value": "no image"}, MULTI_TURN[1]], "must start with"),
+    ],
+)
+def test_malformed_conversations_are_rejected(turns, message):
+    with pytest.raises(ValueError, match=message):
+        to_messages(turns)
+
+
+def test_batch_plan_splits_a_seeded_shuffle_exactly_across_ranks():
+    plans = [BatchPlan(num_rows=23, world_size=2, rank=r, micro_batch_size=3, seed=7) for r in range(2)]
+    assert plans[0].batches_per_epoch == 3  # 23 // (2 * 3); the 5 leftover rows are dropped
+    epoch0 = [p.batches(0) for p in plans]
+    rows = np.concatenate([b.ravel() for b in epoch0])
+    assert len(set(rows.tolist())) == 18  # disjoint across ranks
+    assert np.array_equal(plans[1].batches(0), BatchPlan(23, 2, 1, 3, 7).batches(0))  # deterministic
+    assert not np.array_equal(plans[0].batches(0), plans[0].batches(1))  # reshuffled per epoch
+    # Resuming at micro-batch 4 continues in epoch 1 at its second batch.
+    numbers = list(micro_batch_indices(plans[0], start=4, total=6))
+    assert [n for n, _ in numbers] == [4, 5]
+    assert np.array_equal(numbers[0][1], plans[0].batches(1)[1])
+
+
+def test_recipes_cover_every_task_and_select_their_shards(tmp_path):
+    assert set(RECIPES["all"]) == set(TASKS)
+    single = {task for name, tasks in RECIPES.items() if name != "all" for task in tasks}
+    assert single == set(TASKS)
+    write_sample_corpus(tmp_path / "storage", tmp_path / "data")
+    files = recipe_shard_files(tmp_path / "storage", "conversation")
+    assert [f.parent.name for f in files] == ["conversation__mimic_cxr"]
+    assert rows_per_task(recipe_shard_files(tmp_path / "storage", "all")) == {
+        "classification": 2, "conversation": 1, "phrase_grounding": 1, "report_generation": 2,
+    }
+
+
+def test_sixteen_bit_png_becomes_rgb(tmp_path):
+    write_image(tmp_path / "x.png", seed=1, sixteen_bit=True)
+    image = load_image(tmp_path / "x.png")
+    assert image.mode == "RGB" and image.size == (60, 72)
+    assert image.getextrema()[0] == (0, 255)  # rescaled to the full 8-bit range
+
+
+def test_local_commands():
+    config = Path("/runs/a.yaml")
+    assert local_command("python", 1, config, "py") == ["py", "-m", "radvlm_pipeline.training.train", "--config", "/runs/a.yaml"]
+    torchrun = local_command("torchrun", 2, config, "py")
+    assert torchrun[:5] == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    deepspeed = local_command("deepspeed", 2, config, "py", master_port=29555)
+    assert deepspeed[:6] == ["py", "-m", "deepspeed.launcher.runner", "--num_gpus=2", "--master_port=29555", "--module"]
+    with pytest.raises(ValueError):
+        local_command("python", 2, config, "py")
+
+
+def test_sbatch_script_runs_one_torchrun_per_node_with_a_shared_rendezvous(tmp_path):
+    script = sbatch_script(SlurmJobSpec(
+        job_name="radvlm-all", nodes=4, processes_per_node=8, gpus_per_node=8, cpus_per_task=32,
+        time_limit="12:00:00", python="/env/bin/python", workdir=tmp_path, config_path=tmp_path / "c.yaml",
+        log_path=tmp_path / "slurm.log", environment={"DAGSTER_PIPES_CONTEXT": "abc def"}, partition="gpu",
+        extra_sbatch_lines=["#SBATCH --qos=high"],
+    ))
+    for line in ["#SBATCH --nodes=4", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=8",
+                 "#SBATCH --partition=gpu", "#SBATCH --qos=high", "export DAGSTER_PIPES_CONTEXT='abc def'"]:
+        assert line in script.splitlines()
+    srun = script.splitlines()[-1]
+    assert srun.startswith("srun --kill-on-bad-exit=1 /env/bin/python -m torch.distributed.run")
+    assert '--nnodes="$SLURM_NNODES"' in srun and "--nproc_per_node=8" in srun
+    assert '--rdzv_endpoint="$head_node:$rendezvous_port"' in srun
+
+
+def test_slurm_output_parsing():
+    assert parse_sbatch_job_id("42;cluster\n") == "42"
+    record = parse_job_record("JobId=42 JobName=x JobState=CANCELLED Reason=None ExitCode=0:15 NodeList=n1")
+    assert job_outcome(record) == ("CANCELLED", 0)
+    assert job_outcome(parse_job_record("JobId=7 JobState=FAILED ExitCode=3:0")) == ("FAILED", 3)
