@@ -5,8 +5,6 @@ their metadata which backend answered, what it cost and a sample of inputs besid
 version folds in the prompt file's hash, so editing a prompt marks them changed in the UI.
 """
 
-from __future__ import annotations
-
 import hashlib
 import inspect
 from pathlib import Path

@@ -5,6 +5,7 @@ Faults, given per request in arrival order with ``script([...])`` or for every r
 ``always(...)``:
 - ``"429"``: rate limited, with ``Retry-After`` (seconds, rounded up) and ``retry-after-ms``;
 - ``"500"``: server error without a Retry-After;
+- ``"401"``: authentication error whose message echoes the key it was given (as real servers may);
 - ``"timeout"``: answers only after ``timeout_sleep_s`` (longer than the client's timeout);
 - ``"truncated"``: the answer cut in half, ``finish_reason="length"``;
 - ``"malformed_body"``: HTTP 200 whose body is not valid JSON;
@@ -146,6 +147,9 @@ class FakeOpenAI:
                 return _error(429, "Rate limit reached, please retry", headers)
             if fault == "500":
                 return _error(500, "The server had an error while processing your request")
+            if fault == "401":
+                key = request.headers.get("authorization", "").removeprefix("Bearer ")
+                return _error(401, f"Incorrect API key provided: {key}")
             if fault == "malformed_body":
                 return Response('{"id": "chatcmpl-fake", "choices": [{"message": ', media_type="application/json")
             return JSONResponse(self._answer(body, fault))

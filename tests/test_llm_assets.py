@@ -1,0 +1,117 @@
+"""The two LLM assets materialized by Dagster on tiny source tables, offline and against a local endpoint."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from dagster import DagsterInstance, EnvVar, materialize
+from fake_openai_server import FakeOpenAI
+from llm_tables import write_sources
+
+from assets import llm_stages
+from assets.llm_stages import conversations_asset, reports_without_priors, stage_code_version
+from radvlm_pipeline.llm import conversations, prior_removal
+from radvlm_pipeline.llm.outputs import LLM_QUARANTINE_SCHEMA
+from radvlm_pipeline.llm.prompts import PromptTemplate
+from radvlm_pipeline.schema import CLEAN_REPORTS_SCHEMA, CONVERSATIONS_SCHEMA
+from resources.llm import LLMResource
+from resources.storage import PipelineStorage
+
+KEY_ENV = "RADVLM_TEST_LLM_KEY"
+KEY = "sk-test-secret-9f8e7d6c5b4a"
+ASSETS = [reports_without_priors, conversations_asset]
+
+
+def resources_for(root, **llm_config):
+    storage = PipelineStorage(data_root=str(root), storage_root=str(root))
+    return {"storage": storage, "llm": LLMResource(storage=storage, **llm_config)}
+
+
+def materialization(result, name):
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == name]
+    return event.materialization.metadata
+
+
+def test_offline_materialization_writes_outputs_and_quarantine(tmp_path):
+    write_sources(tmp_path)
+    result = materialize(ASSETS, resources=resources_for(tmp_path))
+    assert result.success
+    out = tmp_path / "llm"
+    clean = pl.read_parquet(out / "reports_without_priors.parquet")
+    talks = pl.read_parquet(out / "conversations.parquet")
+    assert clean.schema == CLEAN_REPORTS_SCHEMA and talks.schema == CONVERSATIONS_SCHEMA
+    assert pl.read_parquet(out / "conversations_quarantine.parquet").schema == LLM_QUARANTINE_SCHEMA
+    assert clean.height == 9 and set(clean["backend"]) == {"offline-rules"}
+    assert talks.height == 8 and set(talks["split"]) == {"train", "test"}
+    metadata = materialization(result, "conversations")
+    assert metadata["backend"].value == "offline-rules"
+    assert metadata["llm_offline_answers"].value == 8 and metadata["llm_requests_sent"].value == 0
+    assert "| facts given |" in metadata["sample_inputs_and_outputs"].value
+    assert not (out / "cache.sqlite").exists()  # the offline backend needs no cache
+
+
+def test_endpoint_materialization_is_cached_keeps_the_key_secret_and_reruns_for_free(tmp_path, monkeypatch, capfd):
+    write_sources(tmp_path)
+    monkeypatch.setenv(KEY_ENV, KEY)
+    instance = DagsterInstance.ephemeral()
+    with FakeOpenAI() as server:
+        resources = resources_for(tmp_path, backend="openai", base_url=server.base_url, api_key=EnvVar(KEY_ENV),
+                                  concurrency=4, approved_credentialed_datasets=list(prior_removal.SOURCES)
+                                  + list(conversations.GROUNDED_SOURCES))
+        first = materialize(ASSETS, resources=resources, instance=instance)
+        assert first.success
+        calls = len(server.chat_requests)
+        assert calls == 9 + 8 and {r.authorization for r in server.chat_requests} == {f"Bearer {KEY}"}
+        clean_meta = materialization(first, "reports_without_priors")
+        assert clean_meta["llm_answers_recorded"].value == 9 and clean_meta["llm_tokens_in"].value > 0
+        assert clean_meta["backend"].value == "openai:gpt-4o-mini"
+        assert isinstance(clean_meta["llm_estimated_cost_usd"].value, float)
+        assert "llm_latency_p90_s" in clean_meta
+
+        second = materialize(ASSETS, resources=resources, instance=instance)
+        assert second.success and len(server.chat_requests) == calls
+        for name, hits in (("reports_without_priors", 9), ("conversations", 8)):
+            assert materialization(second, name)["llm_requests_sent"].value == 0
+            assert materialization(second, name)["llm_cache_hits"].value == hits
+    everything_logged = "".join(str(record) for run in (first, second) for record in instance.all_logs(run.run_id))
+    assert KEY not in everything_logged and KEY not in "".join(capfd.readouterr())
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_governance_refuses_before_any_request(tmp_path):
+    write_sources(tmp_path)
+    with FakeOpenAI() as server:
+        resources = resources_for(tmp_path, backend="openai", base_url=server.base_url, api_key="unused",
+                                  approved_credentialed_datasets=["mimic_cxr"])
+        result = materialize([reports_without_priors], resources=resources, raise_on_error=False)
+        assert not result.success and server.api_calls == []
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = str(failure.event_specific_data.error)
+    assert "'chexpert_plus'" in message and "approved_credentialed_datasets" in message
+    assert not (tmp_path / "llm" / "reports_without_priors.parquet").exists()
+
+
+def test_a_missing_source_table_names_the_asset_to_materialize(tmp_path):
+    result = materialize([reports_without_priors], resources=resources_for(tmp_path), raise_on_error=False)
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "materialize the source asset 'mimic_cxr' first" in str(failure.event_specific_data.error)
+
+
+def test_editing_a_prompt_changes_the_code_version(tmp_path, monkeypatch):
+    before = stage_code_version(prior_removal)
+    edited = tmp_path / "prior_removal.md"
+    edited.write_text(prior_removal.PROMPT.system + "\nOne more rule.\n--- user ---\n" + prior_removal.PROMPT.user)
+    monkeypatch.setattr(prior_removal, "PROMPT", PromptTemplate.from_file(edited))
+    assert stage_code_version(prior_removal) != before
+    assert reports_without_priors.code_versions_by_key[reports_without_priors.key] == before
+    assert conversations_asset.group_names_by_key[conversations_asset.key] == "llm"
+
+
+@pytest.mark.parametrize("asset", llm_stages.llm_assets)
+def test_assets_declare_their_upstream_sources(asset):
+    upstream = {key.path[-1] for key in asset.asset_deps[asset.key]}
+    expected = {"reports_without_priors": {"mimic_cxr", "chexpert_plus"},
+                "conversations": {"reports_without_priors", "mimic_cxr", "ms_cxr", "padchest_gr"}}
+    assert upstream == expected[asset.key.path[-1]]

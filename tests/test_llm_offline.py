@@ -1,0 +1,203 @@
+"""The LLM stages' logic without any endpoint: offline rules, validation, prompts, keys, governance."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import polars as pl
+import pytest
+
+from radvlm_pipeline.boxes import format_box
+from radvlm_pipeline.llm import GovernanceError, LLMSettings, PromptItem, PromptTemplate, load_prompt, run_prompts
+from radvlm_pipeline.llm import conversations, prior_removal
+from radvlm_pipeline.llm.calls import LLMResult, UsageStats, cache_key
+from radvlm_pipeline.llm.conversations import InvalidConversation, parse_conversation
+from radvlm_pipeline.llm.governance import check_endpoint_approval
+from radvlm_pipeline.llm.runner import pending_call
+from radvlm_pipeline.schema import CLEAN_REPORTS_SCHEMA, CONVERSATIONS_SCHEMA
+from llm_tables import SOURCE_TABLES, all_reports
+
+OFFLINE = LLMSettings()
+
+
+def offline_run(template, items, offline=None):
+    return run_prompts(OFFLINE, None, template, items, offline)  # the offline backend never opens the cache
+
+
+def source_frames():
+    return {key: {t: getattr(build(), t) for t in ("images", "reports", "labels", "boxes")}
+            for key, build in SOURCE_TABLES.items()}
+
+
+@pytest.mark.parametrize(
+    ("report", "expected"),
+    [
+        ("Compared with the prior radiograph, there is a new moderate left pleural effusion. No pneumothorax.",
+         "There is a moderate left pleural effusion. No pneumothorax."),
+        ("Stable mild cardiomegaly. The right opacity has resolved.", "Mild cardiomegaly."),
+        ("Lungs are clear. Findings were discussed with Dr. ___ by telephone at 10:15.", "Lungs are clear."),
+        ("No significant interval change since the study of ___.", "None"),
+        ("FINDINGS: Small right effusion since the prior study.", "Small right effusion."),
+    ],
+)
+def test_offline_prior_removal_rules(report, expected):
+    assert prior_removal.remove_prior_mentions_by_rules(report) == expected
+
+
+def test_sentences_keep_abbreviations_and_list_numbers_together():
+    text = "1. Small effusion. Dr. ___ was paged. Heart size is 2.5 cm larger."
+    assert prior_removal.split_sentences(text) == ["1. Small effusion.", "Dr. ___ was paged.", "Heart size is 2.5 cm larger."]
+
+
+def test_every_report_comes_out_once_with_status_and_failures_quarantined():
+    reports = all_reports()
+    failing = {"mimic_cxr/s50000002/"}
+
+    def run_with_one_failure(template, items, offline=None):
+        result = offline_run(template, items, offline)
+        result.results = [replace(r, status="failed", text=None, error_kind="timeout", error="timed out")
+                          if r.item_id in failing else r for r in result.results]
+        return result
+
+    output = prior_removal.remove_priors(reports, run_with_one_failure, "offline-rules")
+    assert output.table.schema == CLEAN_REPORTS_SCHEMA
+    assert output.table.height == reports.height
+    statuses = dict(zip(output.table["study_id"], output.table["status"]))
+    assert statuses["s50000003"] == "nothing_left" and statuses["s50000002"] == "failed"
+    assert output.quarantine.select("study_id", "reason", "detail").row(0) == ("s50000002", "call_timeout", "timed out")
+    cleaned = output.table.filter(pl.col("status") == "ok")["report_clean"].to_list()
+    assert not any(prior_removal.mentions_prior(text) for text in cleaned)
+    assert output.facts["cleaned_with_comparison_words"] == 0
+    assert "| report | without priors |" in output.sample_markdown
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        (LLMResult("a", "k", "ok", "None."), ("nothing_left", None, None)),
+        (LLMResult("a", "k", "ok", "Answer: Lungs are clear."), ("ok", "Lungs are clear.", None)),
+        (LLMResult("a", "k", "ok", "Lungs are", finish_reason="length"), ("failed", None, "truncated")),
+        (LLMResult("a", "k", "ok", "  "), ("failed", None, "empty_answer")),
+        (LLMResult("a", "k", "failed", None, error_kind="rate_limited"), ("failed", None, "call_rate_limited")),
+    ],
+)
+def test_prior_removal_answers_are_interpreted(result, expected):
+    assert prior_removal.interpret_answer(result) == expected
+
+
+def test_offline_conversations_cover_every_input_and_pass_validation():
+    output = conversations.build_conversations(source_frames(), _clean_reports(), offline_run, "offline-rules")
+    assert output.table.schema == CONVERSATIONS_SCHEMA
+    # 6 MIMIC-CXR reports + 2 MS-CXR images + 3 PadChest-GR images: each a conversation or quarantined.
+    assert output.table.height + output.quarantine.height == output.facts["inputs"] == 11
+    assert sorted(output.quarantine["reason"]) == ["image_not_found", "no_current_findings", "no_frontal_image"]
+    assert set(output.table["split"]) == {"train", "test"}
+    assert output.facts["valid_at_attempt"] == {"1": 8}
+    grounded = output.table.filter(pl.col("kind") == "grounded")
+    assert sorted(grounded["image_id"]) == ["d-ms-1", "d-ms-2", "pc-1.png", "pc-2.png"]
+    pc2 = grounded.filter(pl.col("image_id") == "pc-2.png")["conversation"].item().to_list()
+    text = " ".join(turn["value"] for turn in pc2)
+    assert format_box((0.15, 0.12, 0.30, 0.25)) in text or format_box((0.70, 0.75, 0.90, 0.92)) in text
+    assert all(row["backend"] == "offline-rules" for row in output.table.iter_rows(named=True))
+
+
+def _clean_reports():
+    return prior_removal.remove_priors(all_reports(), offline_run, "offline-rules").table
+
+
+def test_offline_composer_is_deterministic_valid_for_many_seeds_and_varies_with_seed():
+    facts, _ = conversations.standard_facts(_clean_reports(), SOURCE_TABLES["mimic_cxr"]().images,
+                                            SOURCE_TABLES["mimic_cxr"]().labels, "offline-rules")
+    grounded, _ = conversations.grounded_facts("padchest_gr", source_frames()["padchest_gr"], None, None, "offline-rules")
+    for fact in facts + grounded:
+        texts = [conversations.compose_conversation(fact, seed) for seed in range(6)]
+        assert texts[0] == conversations.compose_conversation(fact, 0)
+        assert len(set(texts)) > 1
+        for text in texts:
+            parse_conversation(text, "stop", fact.allowed_boxes(), fact.kind == "grounded")
+
+
+def _turns(rounds: int, answer: str = "Fine.") -> list[dict]:
+    return [t for n in range(rounds) for t in ({"from": "human", "value": f"Q{n}?"}, {"from": "gpt", "value": answer})]
+
+
+@pytest.mark.parametrize(
+    ("text", "finish", "reason"),
+    [
+        (json.dumps(_turns(5))[:40], "length", "truncated"),
+        ("Sure! Here it is.", "stop", "invalid_json"),
+        (json.dumps({"from": "human"}), "stop", "not_a_list_of_turns"),
+        (json.dumps(_turns(4)), "stop", "wrong_length"),
+        (json.dumps(_turns(11)), "stop", "wrong_length"),
+        (json.dumps(_turns(5)[1:] + [{"from": "gpt", "value": "x"}]), "stop", "turns_not_alternating"),
+        (json.dumps(_turns(5, "<image> looks fine")), "stop", "image_token"),
+        (json.dumps(_turns(5, "It is at [0.10, 0.20, 0.30, 0.40].")), "stop", "unknown_box"),
+        (json.dumps(_turns(5, "")), "stop", "bad_turn"),
+    ],
+)
+def test_invalid_conversations_are_rejected_with_a_reason(text, finish, reason):
+    with pytest.raises(InvalidConversation) as raised:
+        parse_conversation(text, finish, {"[0.50, 0.50, 0.90, 0.90]"}, grounded=False)
+    assert raised.value.reason == reason
+
+
+def test_valid_conversation_accepts_fences_role_aliases_and_given_boxes():
+    turns = [{"from": "user", "value": "Where?"}, {"from": "assistant", "value": "At [0.5, 0.5, 0.9, 0.9]."}] + _turns(4)
+    parsed = parse_conversation("```json\n" + json.dumps(turns) + "\n```", "stop", {"[0.50, 0.50, 0.90, 0.90]"}, True)
+    assert parsed[0] == {"from": "human", "value": "Where?"} and parsed[1]["from"] == "gpt" and len(parsed) == 10
+    with pytest.raises(InvalidConversation, match="at least one"):
+        parse_conversation(json.dumps(_turns(5)), "stop", {"[0.50, 0.50, 0.90, 0.90]"}, grounded=True)
+
+
+def test_prompt_version_is_the_file_hash_and_the_cache_key_follows_every_input(tmp_path):
+    prompt = load_prompt("prior_removal")
+    edited = tmp_path / "prior_removal.md"
+    edited.write_text(prompt.system + " Be brief.\n--- user ---\n" + prompt.user)
+    changed = PromptTemplate.from_file(edited)
+    assert changed.version != prompt.version and len(prompt.version) == 16
+    assert prompt.messages({"report": "Lungs clear."})[1]["content"] == "Report: Lungs clear.\nAnswer:"
+    with pytest.raises(KeyError):
+        prompt.messages({})
+
+    settings = LLMSettings(backend="openai", model="m")
+    item = PromptItem("x", ("mimic_cxr",), {"report": "Lungs clear."})
+    base = pending_call(settings, prompt, item).key
+    assert base == pending_call(replace(settings, api_key="sk-other", base_url="http://elsewhere/v1"), prompt, item).key
+    variants = [
+        pending_call(replace(settings, model="m2"), prompt, item),
+        pending_call(replace(settings, temperature=0.5), prompt, item),
+        pending_call(settings, prompt, replace(item, seed=1)),
+        pending_call(settings, prompt, replace(item, fields={"report": "Lungs are clear."})),
+        pending_call(settings, changed, item),
+        pending_call(replace(settings, backend="azure", base_url="https://x", azure_api_version="v"), prompt, item),
+    ]
+    assert len({base, *(v.key for v in variants)}) == 1 + len(variants)
+    assert cache_key("k", "m", "t", "v", {"a": 1, "b": 2}, []) == cache_key("k", "m", "t", "v", {"b": 2, "a": 1}, [])
+
+
+def test_governance_refuses_unapproved_credentialed_and_unknown_datasets():
+    endpoint = LLMSettings(backend="openai", base_url="http://127.0.0.1:9/v1", approved_credentialed_datasets=("mimic_cxr",))
+    check_endpoint_approval(endpoint, ["mimic_cxr"])
+    check_endpoint_approval(LLMSettings(), ["ms_cxr", "anything"])  # offline: nothing leaves the machine
+    with pytest.raises(GovernanceError, match="'chexpert_plus'.*approved_credentialed_datasets"):
+        check_endpoint_approval(endpoint, ["mimic_cxr", "chexpert_plus"])
+    with pytest.raises(GovernanceError, match="not in the dataset registry"):
+        check_endpoint_approval(endpoint, ["my_private_set"])
+
+
+def test_offline_backend_without_a_rule_fails_honestly():
+    run = offline_run(load_prompt("prior_removal"), [PromptItem("x", ("mimic_cxr",), {"report": "Clear."})])
+    assert run.results[0].status == "failed" and run.results[0].error_kind == "no_offline_rule"
+    assert run.stats.failures_by_kind == {"no_offline_rule": 1}
+
+
+def test_usage_metadata_counts_cost_and_latency():
+    stats = UsageStats(prompt_tokens=2_000_000, completion_tokens=1_000_000, batch_prompt_tokens=1_000_000,
+                       batch_completion_tokens=0, latencies_s=[0.1, 0.2, 0.3, 0.4])
+    metadata = stats.as_metadata("gpt-4o-mini", {"gpt-4o-mini": (0.15, 0.60)}, batch_factor=0.5)
+    assert metadata["llm_estimated_cost_usd"] == pytest.approx(0.15 + 0.60 + 0.5 * 0.15)
+    assert metadata["llm_latency_p50_s"] == pytest.approx(0.25)
+    unknown = UsageStats().as_metadata("my-model", {}, 0.5)
+    assert unknown["llm_estimated_cost_usd"] == "not computed: no price for model 'my-model' in the price table"
+    assert unknown["llm_latency"].startswith("not computed")
