@@ -208,3 +208,37 @@ def write_corpus_inputs(data_root: Path, storage_root: Path) -> Roots:
         schema=CONVERSATIONS_SCHEMA,
     ).write_parquet(storage_root / CONVERSATIONS_FILE)
     return Roots(data_root=data_root, storage_root=storage_root)
+
+
+# Expected outcome of building the fixture with the default Table 1 (see the cases at the top).
+EXPECTED_TRAINING_ROWS = {
+    "report_generation__mimic_cxr": 2,  # m1a, m1b (m2a nothing_left, m4a failed, m3a held out)
+    "report_generation__chexpert_plus": 2,  # cp1, cp2 (cp5 held out)
+    "classification__mimic_cxr": 3,  # m1a, m1b, m2a (m4a has no labels, m3a held out)
+    "classification__chexpert": 3,
+    "anatomical_grounding__chest_imagenome": 2,  # g1, g2 (g5 held out, g7 has no regions)
+    "abnormality_grounding__vindr_cxr": 9,  # 3 (image, finding) samples x 3
+    "abnormality_detection__vindr_cxr": 6,  # v1, v2 (negative), v3 x 2
+    "phrase_grounding__ms_cxr": 6,  # 2 phrases x 3
+    "phrase_grounding__padchest_gr": 4,  # 2 phrases x 2
+    "conversation__mimic_cxr": 2,  # m1a, m1b (m2a malformed, m3a held out)
+    "grounded_conversation__ms_cxr": 4,
+    "grounded_conversation__padchest_gr": 4,
+}
+EXPECTED_EVAL_ROWS = {
+    "report_generation": 2, "classification": 2, "anatomical_grounding": 2, "abnormality_grounding": 1,
+    "phrase_grounding": 1, "conversation": 1, "grounded_conversation": 1,
+}
+
+
+def build_fixture_corpus(base: Path, config=None) -> Roots:
+    """Inputs written, evaluation sets and every Table 1 partition built (2 rows per shard by default)."""
+    from radvlm_pipeline.corpus.build import build_eval_sets, build_partition
+    from radvlm_pipeline.corpus.table import CorpusConfig
+
+    config = config or CorpusConfig(rows_per_shard=2)
+    roots = write_corpus_inputs(base / "data", base / "storage")
+    build_eval_sets(roots.storage_root, config)
+    for row in config.rows:
+        build_partition(roots.storage_root, row.key, config)
+    return roots

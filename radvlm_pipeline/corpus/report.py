@@ -6,7 +6,7 @@ from typing import Any
 
 import polars as pl
 
-from radvlm_pipeline.corpus.table import partition_keys
+from radvlm_pipeline.corpus.table import TABLE_1, partition_keys
 
 # The paper's Table 1 (samples before repetition, evaluation rows), to compare a build against.
 PAPER_TABLE_1: dict[str, tuple[int, int | None]] = {
@@ -38,13 +38,17 @@ def table1_markdown(manifest: dict[str, Any]) -> str:
         "| Task | Source | Image-instruction pairs | Evaluation | Paper pairs | Paper evaluation |",
         "|---|---|---|---|---|---|",
     ]
-    order = {key: index for index, key in enumerate(partition_keys())}
-    for key, p in sorted(manifest["partitions"].items(), key=lambda item: (order.get(item[0], len(order)), item[0])):
+    built = manifest["partitions"]
+    for key in [*partition_keys(), *sorted(set(built) - set(partition_keys()))]:
+        task, source = key.split("__", 1)
         paper_samples, paper_eval = PAPER_TABLE_1.get(key, (None, None))
-        paper_pairs = "-" if paper_samples is None else f"{paper_samples:,} × {p['repeat']}"
+        p = built.get(key)
+        repeat = p["repeat"] if p else next((r.repeat for r in TABLE_1 if r.key == key), 1)
+        pairs = f"{p['samples']:,} × {repeat} = {p['rows']:,}" if p else "(not built)"
+        paper_pairs = "-" if paper_samples is None else f"{paper_samples:,} × {repeat}"
         lines.append(
-            f"| {p['task']} | {p['source']} | {p['samples']:,} × {p['repeat']} = {p['rows']:,} "
-            f"| {_n(evaluation.pop((p['task'], p['source']), None))} | {paper_pairs} | {_n(paper_eval)} |"
+            f"| {task} | {source} | {pairs} | {_n(evaluation.pop((task, source), None))} "
+            f"| {paper_pairs} | {_n(paper_eval)} |"
         )
     for (task, source), rows in sorted(evaluation.items()):  # an evaluation set with no training row
         lines.append(f"| {task} | {source} | - | {rows:,} | - | - |")
