@@ -1,6 +1,5 @@
 """The PadChest-GR reader on the synthetic sample: frontal filter, splits, phrase boxes, reports, quarantine."""
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from radvlm_pipeline.sample_data import padchest
 from radvlm_pipeline.sample_data.common import Variant
 from radvlm_pipeline.sources import checks, padchest_gr
 from radvlm_pipeline.sources.base import DatasetUnavailable, ImageCheck, ReaderOptions
+from sample_digests import folder_digests
 
 SEED = 0
 
@@ -132,13 +132,7 @@ def test_exists_check_takes_sizes_from_the_padchest_table(dirty_root):
 
 def test_writing_twice_gives_identical_bytes(clean_root, tmp_path):
     padchest.write(tmp_path, SEED, Variant.CLEAN)
-
-    def digests(root: Path) -> dict[str, str]:
-        folder = root / PADCHEST_GR.folder
-        return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(folder.rglob("*")) if p.is_file()}
-
-    assert digests(tmp_path) == digests(clean_root)
+    assert folder_digests(tmp_path / PADCHEST_GR.folder) == folder_digests(clean_root / PADCHEST_GR.folder)
 
 
 def test_pngs_are_16_bit_grayscale(clean_root, clean):
@@ -162,4 +156,4 @@ def test_write_scale_writes_paper_proportions_without_pixels(tmp_path):
     entries, master, table = released(tmp_path)
     assert len(entries) == 456 and master.height == counts[PADCHEST_GR.key]["master_rows"]
     assert table.columns == list(padchest.LABELS_COLUMNS) and table.height == 16_086
-    assert not (tmp_path / PADCHEST_GR.folder / "images_grounding").exists()
+    assert not any((tmp_path / PADCHEST_GR.folder / "images_grounding").iterdir())

@@ -1,7 +1,6 @@
 """The VinDr-CXR reader on the synthetic sample: DICOM conversion, box fusion, negatives, quarantine."""
 
 import csv
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from radvlm_pipeline.sample_data import vindr
 from radvlm_pipeline.sample_data.common import Variant
 from radvlm_pipeline.sources import checks, vindr_cxr
 from radvlm_pipeline.sources.base import DatasetUnavailable, ReaderOptions
+from sample_digests import folder_digests
 
 SEED = 0
 
@@ -160,13 +160,7 @@ def test_dirty_rows_are_quarantined_with_their_reasons(dirty):
 
 def test_writing_twice_gives_identical_bytes(clean_root, tmp_path):
     vindr.write(tmp_path, SEED, Variant.CLEAN)
-
-    def digests(root: Path) -> dict[str, str]:
-        folder = root / VINDR_CXR.folder
-        return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(folder.rglob("*")) if p.is_file()}
-
-    assert digests(tmp_path) == digests(clean_root)
+    assert folder_digests(tmp_path / VINDR_CXR.folder) == folder_digests(clean_root / VINDR_CXR.folder)
 
 
 def test_conversion_is_byte_identical_across_storage_roots(clean_root, clean, storage, tmp_path):
@@ -195,6 +189,7 @@ def test_write_scale_writes_paper_proportions_without_pixels(tmp_path):
     assert train.filter(pl.col("class_name") == "No finding")["x_min"].null_count() == train.filter(
         pl.col("class_name") == "No finding").height
     assert "rad_ID" in pl.read_csv(tmp_path / VINDR_CXR.folder / vindr_cxr.TEST_CSV).columns
+    assert train.group_by("image_id").agg(pl.col("rad_id").n_unique())["rad_id"].eq(3).all()
     labels = pl.read_csv(tmp_path / VINDR_CXR.folder / "annotations" / "image_labels_train.csv")
     assert labels.height == 4_500
     assert not list((tmp_path / VINDR_CXR.folder).rglob("*.dicom"))

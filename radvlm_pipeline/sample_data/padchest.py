@@ -273,10 +273,10 @@ def _write_json(path: Path, value: object) -> None:
 
 
 def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, int]]:
-    """Metadata at paper scale, no PNGs: 4,555 grounded studies and PadChest's 160,861-row image table per
-    MIMIC-CXR's 227,835 studies."""
+    """Metadata at paper scale: 4,555 grounded studies and PadChest's 160,861-row image table per
+    MIMIC-CXR's 227,835 studies. The image folder is there but empty (no pixels)."""
     root = PADCHEST_GR.root(out_root)
-    root.mkdir(parents=True, exist_ok=True)
+    (root / IMAGE_FOLDERS[0]).mkdir(parents=True, exist_ok=True)
     fraction = studies / PAPER_MIMIC_STUDIES
     grounded = max(1, round(PAPER_STUDIES * fraction))
     rng = rng_for(seed, "padchest", "scale")

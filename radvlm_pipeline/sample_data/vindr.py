@@ -253,7 +253,9 @@ def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, 
         ids = np.array([image_id_for(seed, f"scale-{split}", i) for i in range(size)])
         rads_per_image = 3 if split == "train" else 1
         image_of_rater = np.repeat(np.arange(size), rads_per_image)
-        rater = rng.integers(1, len(RADIOLOGISTS) + 1, size=image_of_rater.size)
+        # distinct radiologists per image: the first columns of a random permutation of R1..R17
+        permutations = np.argsort(rng.random((size, len(RADIOLOGISTS))), axis=1)[:, :rads_per_image]
+        rater = permutations.reshape(-1) + 1
         abnormal = rng.random(size) >= 0.7
         boxes_per_rater = np.where(abnormal[image_of_rater], rng.integers(1, 4, size=image_of_rater.size), 0)
         # one row per box, or one "No finding" row for a rater without boxes

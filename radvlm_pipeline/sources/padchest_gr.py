@@ -116,8 +116,8 @@ def read(data_root: Path, options: ReaderOptions) -> SourceTables:
             "master_table_images": len(studies),
             "padchest_table_rows_matched": len(table),
             "clipped_boxes": sum(box["clipped"] for entry, _ in kept for box in entry.boxes),
-            "extra_boxes_not_used": sum(len(f.get("extra_boxes") or []) for e in entries if isinstance(e, dict)
-                                        for f in (e.get("findings") or []) if isinstance(f, dict)),
+            "extra_boxes_not_used": sum(len(box.get("extra_boxes") or []) for entry, _ in kept
+                                        for box in _findings(entries[entry.row - 1])),
             "sizes_from_png": sum(size is not None for _, size in kept),
             "png_size_differs_from_padchest_table": sum(
                 size is not None and None not in entry.table_size and size != entry.table_size for entry, size in kept
@@ -134,6 +134,10 @@ def _load_entries(path: Path) -> list:
     if not isinstance(entries, list):
         raise DatasetUnavailable(f"{PADCHEST_GR.title}: {path} is not a JSON list ({PADCHEST_GR.release} layout expected)")
     return entries
+
+
+def _findings(entry: dict) -> list[dict]:
+    return [finding for finding in entry["findings"] if isinstance(finding, dict)]
 
 
 def _require_columns(frame: pl.DataFrame, columns: tuple[str, ...], file: str) -> None:

@@ -110,7 +110,7 @@ def read(data_root: Path, options: ReaderOptions) -> SourceTables:
             "negative_images": images_table.height - boxes["image_id"].n_unique(),
             "dicom_max_side": options.dicom_max_side or "original size",
             "dicoms_converted": int(images["converted"].sum()),
-            "pngs_reused": int((images["converted"] == False).sum()),  # noqa: E712  (nulls are failures)
+            "pngs_reused": int((~images["converted"]).sum()),  # null (not converted at all) counts as neither
             "photometric_interpretations": dict(sorted(Counter(images["photometric"].drop_nulls()).items())),
         },
     )
