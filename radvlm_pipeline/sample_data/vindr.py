@@ -196,7 +196,8 @@ def _pixel_box(placed: PlacedFinding, width: int, height: int, rng: np.random.Ge
 
 
 def _image_labels(image_id: str, rad: str | None, found: list[PlacedFinding]) -> list[object]:
-    present = {p.finding.vindr for p in found} | {GLOBAL_FROM_FINDING.get(p.finding.key) for p in found}
+    present = {p.finding.vindr for p in found}
+    present |= {GLOBAL_FROM_FINDING[p.finding.key] for p in found if p.finding.key in GLOBAL_FROM_FINDING}
     if not found:
         present.add(NO_FINDING)
     values = [int(name in present) for name in (*LOCAL_CLASSES, *GLOBAL_LABELS)]
