@@ -5,7 +5,6 @@ Each asset writes ``<storage_root>/sources/<dataset>/{images,reports,labels,boxe
 two splits). A missing dataset folder fails that asset alone; the others still materialize.
 """
 
-from __future__ import annotations
 
 import hashlib
 import inspect

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
+from PIL import Image
 
 
 class Variant(str, Enum):
@@ -260,7 +261,11 @@ def render_radiograph(case: Case, width: int, height: int, rng: np.random.Genera
     drawn in their boxes. A lateral view gets a different, single-lung silhouette."""
     ys, xs = np.mgrid[0:height, 0:width]
     u, v = xs / max(width - 1, 1), ys / max(height - 1, 1)
-    image = 0.55 + 0.05 * rng.standard_normal((height, width))
+    # Texture at 1/8 resolution: looks like soft tissue and keeps the files small (fine noise would
+    # not compress, and the whole sample must stay a few MB).
+    coarse = rng.standard_normal((height // 8 + 1, width // 8 + 1)).astype(np.float32)
+    texture = Image.fromarray(coarse, mode="F").resize((width, height), Image.Resampling.BILINEAR)
+    image = 0.55 + 0.05 * np.asarray(texture, dtype=np.float64)
     if case.frontal:
         for cx in (0.29, 0.71):
             lung = ((u - cx) / 0.19) ** 2 + ((v - 0.49) / 0.33) ** 2 < 1
