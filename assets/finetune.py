@@ -5,7 +5,6 @@ recipe partitions depend on exactly the corpus partitions of their tasks: re-mat
 partition makes only the models trained on it stale.
 """
 
-from __future__ import annotations
 
 import base64
 import hashlib
