@@ -10,8 +10,6 @@ A model without weights on disk or a metric without its model is reported, with 
 metadata and the tables; the materialization itself succeeds so the rest of the grid still fills.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 
 from dagster import (

@@ -7,6 +7,7 @@ classification rows cover all 14 CheXpert labels, so the oracle can reach 100 on
 from __future__ import annotations
 
 import hashlib
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,7 @@ def write_image(path: Path, seed: int, size: tuple[int, int] = (80, 64)) -> None
 def _row(task: str, source: str, index: int, pairs, data_root: Path, storage_root: Path,
          boxes=None, labels=None) -> dict:
     image_path = f"eval/{task}-{index}.png"
-    write_image(image_root(source, data_root, storage_root) / image_path, seed=hash((task, index)) % 1000)
+    write_image(image_root(source, data_root, storage_root) / image_path, seed=zlib.crc32(f"{task}|{index}".encode()))
     turns = []
     for turn, (question, answer) in enumerate(pairs):
         turns.append({"from": "human", "value": ("<image>\n" if turn == 0 else "") + question})

@@ -1,0 +1,86 @@
+"""The evaluation assets end to end in Dagster: a tiny fine-tuned model, the oracle and a baseline without
+weights, GREEN and the judge through the real openai SDK against a local OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from dagster import materialize
+
+from assets.evaluation import eval_answers, results_tables, task_evaluation_assets
+from radvlm_pipeline.datasets import DATASETS
+from radvlm_pipeline.evaluation.report_generation import GREEN_ERROR_CATEGORIES
+from radvlm_pipeline.evaluation.scoring import read_task_evaluation
+from resources.llm import LLMResource
+from resources.storage import PipelineStorage
+from eval_fixtures import write_eval_sets
+from fake_openai_server import FakeOpenAI
+
+
+def judge_responder(body: dict) -> str:
+    """GREEN: no error when candidate == reference; the judge: 10 when every answer is the expected one."""
+    user = body["messages"][-1]["content"]
+    if "Candidate report:" in user:
+        reference = user.split("Reference report:\n", 1)[1].split("\n\nCandidate report:", 1)[0]
+        candidate = user.split("Candidate report:\n", 1)[1].split("\n\nReply in exactly", 1)[0]
+        errors = 0 if candidate == reference else 1
+        lines = "\n".join(f"({l}) {c}: {errors if l == 'a' else 0}." for l, c in zip("abcdef", GREEN_ERROR_CATEGORIES))
+        return (f"[Explanation]:\nCompared.\n\n[Clinically Significant Errors]:\n{lines}\n\n"
+                f"[Clinically Insignificant Errors]:\nNo errors.\n\n[Matched Findings]:\n2. a; b")
+    expected = re.findall(r"Expected answer: (.*)", user)
+    generated = re.findall(r"Generated answer: (.*)", user)
+    return f"Each round compared.\nOverall score: {10 if expected == generated else 3}"
+
+
+@pytest.mark.slow
+def test_evaluation_assets_end_to_end(tmp_path):
+    from radvlm_pipeline.training.tiny_model import build_model_directory
+
+    data_root, storage_root = tmp_path / "data", tmp_path / "storage"
+    write_eval_sets(data_root, storage_root)
+    build_model_directory(storage_root / "models" / "all" / "final")
+    storage = PipelineStorage(data_root=str(data_root), storage_root=str(storage_root))
+    generation_config = {"ops": {"eval_answers": {"config": {"max_new_tokens": 8, "batch_size": 4}}}}
+
+    with FakeOpenAI(responder=judge_responder) as server:
+        llm = LLMResource(storage=storage, backend="openai", base_url=server.base_url, model="judge-model",
+                          api_key="test-key", approved_credentialed_datasets=list(DATASETS))
+        resources = {"storage": storage, "llm": llm}
+        for model in ("oracle", "all", "chexagent"):
+            assert materialize([eval_answers, *task_evaluation_assets], partition_key=model, resources=resources,
+                               run_config=generation_config).success
+        calls = len(server.chat_requests)
+        # Unchanged answers: scoring again is served by the LLM cache, not the endpoint.
+        judged = [a for a in task_evaluation_assets if a.key.path[-1] in ("eval_report_generation", "eval_conversation")]
+        assert materialize(judged, partition_key="oracle", resources=resources, selection=judged).success
+        assert len(server.chat_requests) == calls > 0
+        result = materialize([results_tables], resources=resources)
+    assert result.success
+
+    def metric(task, model, name):
+        return read_task_evaluation(storage_root, task, model).metric(name).value
+
+    # The oracle calibrates every metric that allows 100.
+    assert metric("report_generation", "oracle", "Rouge-L") == 100.0
+    assert metric("report_generation", "oracle", "BertScore") == pytest.approx(100.0, abs=1e-3)
+    assert metric("report_generation", "oracle", "GREEN") == 100.0
+    assert metric("classification", "oracle", "Macro-F1") == 100.0
+    for task in ("anatomical_grounding", "abnormality_grounding", "phrase_grounding"):
+        assert metric(task, "oracle", "mAP@0.5") == 100.0 and metric(task, "oracle", "COCO AP50") == 100.0
+    assert metric("conversation", "oracle", "Judge score") == 10.0
+    assert metric("grounded_conversation", "oracle", "Judge score") == 10.0
+    radgraph = read_task_evaluation(storage_root, "report_generation", "oracle").metric("RadGraph F1")
+    assert radgraph.value is None and "radgraph_dir" in radgraph.reason
+
+    # The tiny model was scored; the baseline without weights is reported, not scored.
+    assert read_task_evaluation(storage_root, "classification", "all").status == "scored"
+    missing = read_task_evaluation(storage_root, "phrase_grounding", "chexagent")
+    assert missing.status == "not_available" and "no model folder" in missing.reason
+
+    tables = (storage_root / "evaluation" / "results" / "tables.md").read_text()
+    assert "| RadVLM | " in tables and "85.3" in tables and "not available [" in tables
+    assert (storage_root / "evaluation" / "results" / "figure4_per_label_f1.png").is_file()
+    assert (storage_root / "evaluation" / "results" / "figure5_phrase_grounding.png").is_file()
+    metadata = result.asset_materializations_for_node("results_tables")[0].metadata
+    assert "Table 4" in metadata["tables"].value
