@@ -132,7 +132,7 @@ def test_dirty_rows_quarantined_with_their_reason(dirty_root, dirty):
     }
     details = dict(invalid.select("reason", "detail").iter_rows())
     assert "Cardiomegaly='2.0'" in details["unknown_label_value"] and "Edema='yes'" in details["unknown_label_value"]
-    assert f"repeats row {duplicated}" in details["duplicate_row"]
+    assert details["duplicate_row"].endswith(f"repeats {TRAIN_CSV} row {duplicated}")
     assert not any("/tmp" in detail or str(dirty_root) in detail for detail in dirty.quarantine["detail"])
 
     kept = dirty.images.filter(pl.col("image_id").is_in([DIRT["duplicate_row"], DIRT["missing_sex"], DIRT["missing_ap_pa"]]))

@@ -131,9 +131,9 @@ def test_dirty_rows_and_lines_quarantined_with_their_reason(dirty_root, dirty):
         (LABELS_FILE, numbers(lines, DIRT["unknown_label_value"])[0]): "unknown_label_value",
         (LABELS_FILE, numbers(lines, DIRT["unknown_image"])[0]): "unknown_image",
         (LABELS_FILE, malformed): "malformed_json",
-        # The label lines of quarantined images go with them, for the same reason.
-        (LABELS_FILE, numbers(lines, DIRT["empty_report"])[0]): "empty_report",
-        (LABELS_FILE, numbers(lines, DIRT["missing_image"])[0]): "missing_image",
+        # The label lines of quarantined images go with them.
+        (LABELS_FILE, numbers(lines, DIRT["empty_report"])[0]): "image_rejected",
+        (LABELS_FILE, numbers(lines, DIRT["missing_image"])[0]): "image_rejected",
     }
     assert malformed == numbers(lines, DIRT["malformed_json"])[0] + 1
     # An image whose label line is bad keeps its report, without labels.
@@ -170,5 +170,6 @@ def test_scale_mode_writes_readable_metadata(tmp_path):
     tables = chexpert_plus.read(tmp_path, ReaderOptions(image_check=ImageCheck.EXISTS))
     rows_in = dict(tables.accounting.select("file", "rows_in").iter_rows())
     assert rows_in == {CSV_FILE: counts["chexpert_plus"]["rows"], LABELS_FILE: counts["chexpert_plus"]["label_lines"]}
-    assert set(tables.quarantine["reason"]) == {"lateral_view", "missing_image"}  # metadata only: no pixels
+    # Metadata only: no pixels, so every frontal image is missing and its label line goes with it.
+    assert set(tables.quarantine["reason"]) == {"lateral_view", "missing_image", "image_rejected"}
     assert accounting_problems(tables.accounting, tables.quarantine) == []

@@ -46,6 +46,7 @@ from radvlm_pipeline.sources.base import (
     read_csv_records,
     require_folder,
 )
+from radvlm_pipeline.sources.screening import FILE, Rule, blank, declare, duplicates, keep, missing_values, screen
 
 RELEASE_FOLDERS = ("CheXpert-v1.0-small", "CheXpert-v1.0")
 TEST_FOLDER = "CheXpert"
@@ -53,7 +54,6 @@ TEST_LABELS = f"{TEST_FOLDER}/test_labels.csv"
 SPLIT_NAMES = {"train": "train", "valid": "validate", "test": "test"}
 METADATA_COLUMNS = ("Sex", "Frontal/Lateral", "AP/PA")
 SEX_CODES = {"Male": "M", "Female": "F"}  # "Unknown" and blank become null
-REJECTION_COLUMNS = (ROW, "kind", "reason", "detail")
 IMAGE_BATCH = 512  # images checked per thread task: one task per image costs more than a header read
 
 
@@ -114,50 +114,44 @@ def _read_label_file(
     root: Path, file: LabelFile, ledger: Ledger, options: ReaderOptions
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     raw = read_csv_records(root / file.csv, CHEXPERT)
-    required = ["Path", *(METADATA_COLUMNS if file.has_metadata else ()), *CHEXPERT_LABELS]
-    require_columns(raw, required, CHEXPERT, file.csv)
-    ledger.expect(file.csv, raw[ROW])
-    frame = parse_image_paths(raw, "Path", file.release_prefix, (file.split,))
-
-    rejections = path_rejections(frame, "Path", f"{file.release_prefix}{file.split}/")
+    require_columns(raw, ["Path", *(METADATA_COLUMNS if file.has_metadata else ()), *CHEXPERT_LABELS], CHEXPERT, file.csv)
+    rows = parse_image_paths(raw.with_columns(pl.lit(file.csv).alias(FILE)), "Path", file.release_prefix, (file.split,))
+    declare(ledger, rows)
     if file.has_metadata:
-        rejections += value_rejections(frame, "Frontal/Lateral", ("Frontal", "Lateral"))
-        rejections.append(
-            rejected(frame, blank_to_null("Frontal/Lateral") == "Lateral", FILTERED, "lateral_view",
-                     pl.format("lateral view {}; the paper keeps frontal (PA/AP) views only", pl.col("Path")))
-        )
+        view_rules = [
+            missing_values(["Frontal/Lateral"]),
+            unknown_value("Frontal/Lateral", ("Frontal", "Lateral")),
+            Rule(FILTERED, "lateral_view", stripped("Frontal/Lateral") == "Lateral",
+                 pl.format("lateral view {}; the paper keeps frontal (PA/AP) views only", pl.col("Path"))),
+        ]
     else:  # the test labels have no view column: the file name says frontal or lateral
-        rejections.append(
-            rejected(frame, pl.col("orientation") == "lateral", FILTERED, "lateral_view",
-                     pl.format("lateral view {} (by its file name); the paper keeps frontal views only", pl.col("Path")))
-        )
-    parsed, unknown_labels = parse_label_columns(frame, options.uncertain)
-    rejections.append(unknown_labels.select(ROW, pl.lit(INVALID).alias("kind"), "reason", "detail"))
-    kept, _ = keep_unrejected(parsed, rejections, ledger, file.csv)
-
+        view_rules = [
+            Rule(FILTERED, "lateral_view", pl.col("orientation") == "lateral",
+                 pl.format("lateral view {} (by its file name); the paper keeps frontal views only", pl.col("Path"))),
+        ]
+    rows = screen(ledger, rows, [*path_rules("Path", f"{file.release_prefix}{file.split}/"), *view_rules])
+    rows = screen(ledger, rows, [duplicates(["Path"])])
+    rows = screen_labels(ledger, rows, options)
     folder = f"{file.image_folder}/" if file.image_folder else ""
-    kept = kept.with_columns((pl.lit(folder) + pl.col("Path")).alias("path"))
-    kept, _ = with_image_sizes(kept, root, options.image_check, ledger, file.csv)
-    ledger.keep(file.csv, kept[ROW])
+    rows = screen_images(ledger, rows.with_columns((pl.lit(folder) + pl.col("Path")).alias("path")), root, options.image_check)
+    keep(ledger, rows)
 
-    kept = kept.with_columns(
+    rows = rows.with_columns(
         pl.lit(CHEXPERT.key).alias("source"),
+        pl.lit(CHEXPERT.key).alias("dataset"),
         pl.lit(SPLIT_NAMES[file.split]).alias("split"),
         pl.col("path").alias("original_path"),
         sex_expression("Sex") if file.has_metadata else pl.lit(None, pl.String).alias("sex"),
-        blank_to_null("AP/PA").alias("view") if file.has_metadata else pl.lit(None, pl.String).alias("view"),
+        (stripped("AP/PA") if file.has_metadata else pl.lit(None, pl.String)).alias("view"),
     )
-    images = conform(kept.with_columns(pl.lit(CHEXPERT.key).alias("dataset")), IMAGES_SCHEMA)
-    return images, conform(kept, LABELS_SCHEMA)
+    return conform(rows, IMAGES_SCHEMA), conform(rows, LABELS_SCHEMA)
 
 
 # --- Shared with the CheXpert-Plus reader ------------------------------------------------------------
 def require_columns(raw: pl.DataFrame, columns: list[str], dataset: Dataset, file: str) -> None:
     missing = [name for name in columns if name not in raw.columns]
     if missing:
-        raise DatasetUnavailable(
-            f"{dataset.title}: {file} lacks columns {missing}; is it the {dataset.release} file?"
-        )
+        raise DatasetUnavailable(f"{dataset.title}: {file} lacks columns {missing}; is it the {dataset.release} file?")
 
 
 def parse_image_paths(raw: pl.DataFrame, column: str, release_prefix: str, splits: tuple[str, ...]) -> pl.DataFrame:
@@ -177,99 +171,59 @@ def parse_image_paths(raw: pl.DataFrame, column: str, release_prefix: str, split
     )
 
 
-def rejected(frame: pl.DataFrame, when: pl.Expr, kind: str, reason: str, detail: pl.Expr) -> pl.DataFrame:
-    """The rows of ``frame`` where ``when`` holds, as quarantine candidates (row, kind, reason, detail).
-    The detail is computed over the whole frame, so it may refer to other rows (``over`` windows)."""
-    return (
-        frame.select(ROW, when.alias("rejected"), pl.lit(kind).alias("kind"), pl.lit(reason).alias("reason"),
-                     detail.alias("detail"))
-        .filter("rejected")
-        .drop("rejected")
-    )
-
-
-def blank_to_null(column: str) -> pl.Expr:
-    value = pl.col(column).str.strip_chars()
-    return pl.when(value != "").then(value)
+def stripped(column: str) -> pl.Expr:
+    """The value without surrounding blanks; null where blank."""
+    return pl.when(~blank(column)).then(pl.col(column).str.strip_chars())
 
 
 def sex_expression(column: str) -> pl.Expr:
-    return blank_to_null(column).replace_strict(SEX_CODES, default=None, return_dtype=pl.String).alias("sex")
+    return stripped(column).replace_strict(SEX_CODES, default=None, return_dtype=pl.String).alias("sex")
 
 
-def value_rejections(frame: pl.DataFrame, column: str, allowed: tuple[str, ...]) -> list[pl.DataFrame]:
-    value = blank_to_null(column)
+def unknown_value(column: str, allowed: tuple[str, ...]) -> Rule:
+    return Rule(INVALID, "unknown_value", ~stripped(column).is_in(allowed),
+                pl.format("{} is '{}'; expected one of {}", pl.lit(column), pl.col(column), pl.lit(", ".join(allowed))))
+
+
+def path_rules(column: str, expected_start: str) -> list[Rule]:
+    """A blank image path, or one not of the released form (``parse_image_paths`` found no image_id)."""
     return [
-        rejected(frame, value.is_null(), INVALID, "missing_value", pl.lit(f"{column} is blank")),
-        rejected(frame, value.is_not_null() & ~value.is_in(allowed), INVALID, "unknown_value",
-                 pl.format("{} is '{}'; expected one of {}", pl.lit(column), pl.col(column), pl.lit(", ".join(allowed)))),
+        missing_values([column]),
+        Rule(INVALID, "unexpected_path", pl.col("image_id").is_null(),
+             pl.format("{} '{}' is not of the released form {}patientNNNNN/studyN/viewN_frontal.jpg (or _lateral)",
+                       pl.lit(column), pl.col(column), pl.lit(expected_start))),
     ]
 
 
-def path_rejections(frame: pl.DataFrame, column: str, expected_start: str) -> list[pl.DataFrame]:
-    """Blank paths, paths not of the released form, and repeats of an earlier row's path (the first
-    row of a path is kept, the others quarantined). Expects ``parse_image_paths`` to have run."""
-    path = blank_to_null(column)
-    return [
-        rejected(frame, path.is_null(), INVALID, "missing_value", pl.lit(f"{column} is blank")),
-        rejected(frame, path.is_not_null() & pl.col("image_id").is_null(), INVALID, "unexpected_path",
-                 pl.format("{} '{}' is not of the released form {}patientNNNNN/studyN/viewN_frontal.jpg (or _lateral)",
-                           pl.lit(column), pl.col(column), pl.lit(expected_start))),
-        rejected(frame, path.is_not_null() & ~pl.col(column).is_first_distinct(), INVALID, "duplicate_row",
-                 pl.format("{} {} repeats row {}; the first row is kept", pl.lit(column), pl.col(column),
-                           pl.col(ROW).first().over(column))),
-    ]
+def screen_labels(ledger: Ledger, rows: pl.DataFrame, options: ReaderOptions) -> pl.DataFrame:
+    """The 14 label columns as booleans (uncertain per the options); rows with an unknown value quarantined."""
+    parsed, unknown = parse_label_columns(rows, options.uncertain)
+    for file, row, reason, detail in unknown.join(rows.select(ROW, FILE), on=ROW).select(FILE, ROW, "reason", "detail").iter_rows():
+        ledger.reject(file, row, INVALID, reason, detail)
+    return parsed
 
 
-def keep_unrejected(
-    frame: pl.DataFrame, rejections: list[pl.DataFrame], ledger: Ledger, file: str
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Quarantine each rejected row once (the first reason listed wins); return (other rows, the
-    rejections recorded)."""
-    first = pl.concat([r.select(REJECTION_COLUMNS) for r in rejections]).unique(ROW, keep="first", maintain_order=True)
-    quarantine(ledger, file, first)
-    return frame.filter(~pl.col(ROW).is_in(first[ROW].implode())), first
-
-
-def quarantine(ledger: Ledger, file: str, rejections: pl.DataFrame) -> None:
-    for row, kind, reason, detail in rejections.select(REJECTION_COLUMNS).iter_rows():
-        ledger.reject(file, row, kind, reason, detail)
-
-
-def with_image_sizes(
-    frame: pl.DataFrame, root: Path, level: ImageCheck, ledger: Ledger, file: str
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Check each row's image (``path``, relative to ``root``) and quarantine rows whose image is missing
-    or does not decode. Returns (the other rows with width/height read from their file, the rejections).
-    The CSVs carry no image sizes, so even an existence-only check reads the header."""
+def screen_images(ledger: Ledger, rows: pl.DataFrame, root: Path, level: ImageCheck) -> pl.DataFrame:
+    """Check each row's image (``path``, relative to ``root``), quarantine rows whose image is missing or
+    does not decode, and give the others width/height from the file. The CSVs carry no sizes, so even an
+    existence-only check reads the header."""
     level = ImageCheck.HEADER if level is ImageCheck.EXISTS else level
 
-    def outcomes_of(batch: list[str]) -> list[tuple[int, int] | ImageProblem]:
-        outcomes = []
+    def check_batch(batch: list[str]) -> list[tuple[int | None, int | None, str | None, str | None]]:
+        results = []
         for relative in batch:
             try:
-                outcomes.append(check_image(root / relative, level))
+                results.append((*check_image(root / relative, level), None, None))
             except ImageProblem as problem:
-                outcomes.append(problem)
-        return outcomes
+                results.append((None, None, problem.reason, problem.detail.replace(str(root / relative), relative)))
+        return results
 
-    paths = frame["path"].to_list()
+    paths = rows["path"].to_list()
     batches = [paths[start : start + IMAGE_BATCH] for start in range(0, len(paths), IMAGE_BATCH)]
     with ThreadPoolExecutor(max_workers=8) as pool:  # Pillow releases the GIL while decoding
-        outcomes = [outcome for batch in pool.map(outcomes_of, batches) for outcome in batch]
-    problems = pl.DataFrame(
-        [
-            (row, INVALID, result.reason, result.detail.replace(f"{root}/", ""))
-            for row, result in zip(frame[ROW], outcomes, strict=True)
-            if isinstance(result, ImageProblem)
-        ],
-        schema={ROW: pl.Int64, "kind": pl.String, "reason": pl.String, "detail": pl.String},
-        orient="row",
-    )
-    quarantine(ledger, file, problems)
-    sizes = [(None, None) if isinstance(result, ImageProblem) else result for result in outcomes]
-    sized = frame.with_columns(
-        pl.Series("width", [width for width, _ in sizes], pl.Int32),
-        pl.Series("height", [height for _, height in sizes], pl.Int32),
-    )
-    return sized.filter(pl.col("width").is_not_null()), problems
+        results = [result for batch in pool.map(check_batch, batches) for result in batch]
+    checked = rows.hstack(pl.DataFrame(results, orient="row", schema={
+        "width": pl.Int32, "height": pl.Int32, "image_problem": pl.String, "image_problem_detail": pl.String}))
+    return screen(ledger, checked, [
+        Rule(INVALID, pl.col("image_problem"), pl.col("image_problem").is_not_null(), pl.col("image_problem_detail")),
+    ])
