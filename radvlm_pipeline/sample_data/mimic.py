@@ -572,87 +572,93 @@ def write(out_root: Path, seed: int, variant: Variant) -> dict[str, dict[str, in
 SCALE_SUBJECTS_PER_STUDY = 65_379 / 227_835
 SCALE_MS_CXR_BOXES_PER_STUDY = 1_162 / 227_835
 SCALE_SPLIT_SHARES = (("train", 0.978), ("validate", 0.008), ("test", 0.014))
-SCALE_LABEL_VALUES = (("", 0.72), ("1.0", 0.12), ("0.0", 0.12), ("-1.0", 0.04))
+SCALE_LABEL_VALUES = ((None, 0.72), ("1.0", 0.12), ("0.0", 0.12), ("-1.0", 0.04))  # None: written blank
 
 
-def _hex_ids(rng: np.random.Generator, count: int) -> np.ndarray:
-    groups = [np.char.mod("%08x", rng.integers(0, 2**32, size=count, dtype=np.uint64)) for _ in range(5)]
-    joined = groups[0]
-    for group in groups[1:]:
-        joined = np.char.add(np.char.add(joined, "-"), group)
-    return joined
+def _hex_ids(rng: np.random.Generator, count: int) -> pl.Series:
+    """``count`` MIMIC-style dicom_ids, built on byte arrays (a Python loop takes seconds at paper scale)."""
+    digits = np.frombuffer(rng.bytes(count * 20).hex().encode(), dtype=np.uint8).reshape(count, 40)
+    dash = np.full((count, 1), ord("-"), dtype=np.uint8)
+    parts = [digits[:, i : i + 8] if k % 2 == 0 else dash for k, i in enumerate(np.repeat(np.arange(0, 40, 8), 2)[:-1])]
+    return pl.Series(np.ascontiguousarray(np.concatenate(parts, axis=1)).view("S44").ravel()).cast(pl.String)
 
 
-def _draw(rng: np.random.Generator, choices: tuple, count: int) -> np.ndarray:
+def _draw(rng: np.random.Generator, choices: tuple, count: int) -> pl.Series:
     values, weights = zip(*choices)
-    return np.asarray(values)[rng.choice(len(values), size=count, p=np.asarray(weights) / sum(weights))]
+    return pl.Series(values).gather(rng.choice(len(values), size=count, p=np.asarray(weights) / sum(weights)))
+
+
+def _study_times(rng: np.random.Generator, count: int) -> pl.Series:
+    """HHMMSS.fff as the release writes it (a float, so no leading zero)."""
+    seconds = rng.integers(0, 86_400, size=count)
+    hhmmss = seconds // 3600 * 10_000 + seconds // 60 % 60 * 100 + seconds % 60
+    return pl.Series("StudyTime", np.round(hhmmss + rng.integers(0, 1000, size=count) / 1000, 3))
 
 
 def _gzip_frame(path: Path, frame: pl.DataFrame) -> None:
-    _write_gzip(path, frame.write_csv().encode(), level=6)
+    _write_gzip(path, frame.write_csv().encode(), level=1)
 
 
 def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, int]]:
     """The three families' tables at about ``studies`` MIMIC-CXR studies, without pixels, report files or
-    scene-graph files (the release keeps those apart); vectorised, a few seconds at paper scale."""
+    scene-graph files (the release keeps those apart); vectorised, seconds at paper scale."""
     rng = rng_for(seed, "mimic", "scale")
     n_subjects = max(3, round(studies * SCALE_SUBJECTS_PER_STUDY))
-    subject_ids = np.sort(10_000_000 + rng.choice(10_000_000, size=n_subjects, replace=False))
-    subject_of_study = np.sort(np.concatenate([np.arange(n_subjects), rng.integers(0, n_subjects, studies - n_subjects)]))
-    study_ids = 50_000_000 + rng.choice(10_000_000, size=studies, replace=False)
-    subject_split = _draw(rng, SCALE_SPLIT_SHARES, n_subjects)
-    layouts = [views for views, _ in LAYOUTS]
-    layout = rng.choice(len(LAYOUTS), size=studies, p=np.asarray([w for _, w in LAYOUTS]))
-    per_study = np.asarray([len(layouts[i]) for i in layout])
-    image_study = np.repeat(np.arange(studies), per_study)
-    position = np.arange(len(image_study)) - np.repeat(np.cumsum(per_study) - per_study, per_study)
-    view_table = np.asarray([[*views, "", ""][:3] for views in layouts])
-    views = view_table[layout[image_study], position]
-    n_images = len(image_study)
-    subjects = subject_ids[subject_of_study][image_study].astype(str)
-    study_text = study_ids[image_study].astype(str)
-    dicom_ids = _hex_ids(rng, n_images)
-    days = rng.integers(0, 365 * 90, size=studies).astype("timedelta64[D]") + np.datetime64("2110-01-01")
-    metadata = pl.DataFrame({
-        "dicom_id": dicom_ids, "subject_id": subjects, "study_id": study_text,
-        "PerformedProcedureStepDescription": np.where(per_study[image_study] > 1, "CHEST (PA AND LAT)", "CHEST (PORTABLE AP)"),
-        "ViewPosition": views, "Rows": rng.integers(2000, 3057, size=n_images), "Columns": rng.integers(1700, 3057, size=n_images),
-        "StudyDate": np.char.replace(np.datetime_as_string(days[image_study]), "-", ""),
-        "StudyTime": np.round(rng.uniform(0, 235959, size=n_images), 3),
+    subjects = pl.DataFrame({
+        "subject_id": np.sort(10_000_000 + rng.choice(10_000_000, size=n_subjects, replace=False)),
+        "split": _draw(rng, SCALE_SPLIT_SHARES, n_subjects),
+        "imagenome": _draw(rng, (*IMAGENOME_SPLIT_SHARES, ("", 1 - IMAGENOME_SUBJECT_FRACTION)), n_subjects),
+    }).with_columns(pl.col("subject_id").cast(pl.String))
+    layout_views = [list(views) for views, _ in LAYOUTS]
+    study_frame = pl.DataFrame({
+        "subject": np.sort(np.concatenate([np.arange(n_subjects), rng.integers(0, n_subjects, studies - n_subjects)])),
+        "study_id": 50_000_000 + rng.choice(10_000_000, size=studies, replace=False),
+        "layout": rng.choice(len(LAYOUTS), size=studies, p=np.asarray([w for _, w in LAYOUTS])),
+        "day": rng.integers(0, 365 * 90, size=studies),
     }).with_columns(
+        pl.col("study_id").cast(pl.String),
+        pl.col("layout").replace_strict(dict(enumerate(layout_views)), return_dtype=pl.List(pl.String)).alias("views"),
+        (pl.date(2110, 1, 1) + pl.duration(days="day")).dt.strftime("%Y%m%d").alias("StudyDate"),
+    ).join(subjects.with_row_index("subject"), on="subject", how="left", maintain_order="left")
+    images = study_frame.explode("views").rename({"views": "ViewPosition"})
+    n_images = images.height
+    metadata = images.select(
+        _hex_ids(rng, n_images).alias("dicom_id"), "subject_id", "study_id",
+        pl.when(pl.len().over("study_id") > 1).then(pl.lit("CHEST (PA AND LAT)")).otherwise(pl.lit("CHEST (PORTABLE AP)"))
+        .alias("PerformedProcedureStepDescription"),
+        "ViewPosition", pl.Series("Rows", rng.integers(2000, 3057, size=n_images)),
+        pl.Series("Columns", rng.integers(1700, 3057, size=n_images)), "StudyDate",
+        _study_times(rng, n_images),
+    ).with_columns(
         pl.col("PerformedProcedureStepDescription").alias("ProcedureCodeSequence_CodeMeaning"),
         pl.col("ViewPosition").replace_strict(VIEW_MEANINGS, default="").alias("ViewCodeSequence_CodeMeaning"),
         pl.lit("Erect").alias("PatientOrientationCodeSequence_CodeMeaning"),
     )
-    split = subject_split[subject_of_study][image_study]
     mimic_root = MIMIC_CXR.root(out_root)
+    mimic_root.mkdir(parents=True, exist_ok=True)
     _gzip_frame(mimic_root / METADATA_FILE, metadata)
-    _gzip_frame(mimic_root / SPLIT_FILE, metadata.select("dicom_id", "study_id", "subject_id").with_columns(split=split))
-    labels = pl.DataFrame({"subject_id": subject_ids[subject_of_study].astype(str), "study_id": study_ids.astype(str),
-                           **{name: _draw(rng, SCALE_LABEL_VALUES, studies) for name in CHEXPERT_LABELS}})
-    _gzip_frame(mimic_root / CHEXPERT_FILE, labels)
+    _gzip_frame(mimic_root / SPLIT_FILE, metadata.select("dicom_id", "study_id", "subject_id", images["split"]))
+    _gzip_frame(mimic_root / CHEXPERT_FILE, study_frame.select(
+        "subject_id", "study_id", *(_draw(rng, SCALE_LABEL_VALUES, studies).alias(name) for name in CHEXPERT_LABELS)))
 
-    frontal = metadata.with_columns(path=pl.format("files/p{}/p{}/s{}/{}", pl.col("subject_id").str.slice(0, 2),
-                                                   "subject_id", "study_id", "dicom_id")).filter(
-        pl.col("ViewPosition").is_in(["PA", "AP"]))
-    imagenome_split = pl.DataFrame({"subject_id": subject_ids.astype(str), "imagenome": _draw(
-        rng, (*IMAGENOME_SPLIT_SHARES, ("", (1 - IMAGENOME_SUBJECT_FRACTION) / IMAGENOME_SUBJECT_FRACTION)), n_subjects)})
-    imagenome = frontal.join(imagenome_split, on="subject_id").filter(pl.col("imagenome") != "")
+    frontal = metadata.with_columns(images["imagenome"], path=pl.format(
+        "files/p{}/p{}/s{}/{}", pl.col("subject_id").str.slice(0, 2), "subject_id", "study_id", "dicom_id"),
+    ).filter(pl.col("ViewPosition").is_in(["PA", "AP"]))
+    imagenome = frontal.filter(pl.col("imagenome") != "")
     imagenome_root = CHEST_IMAGENOME.root(out_root)
     for name, file in IMAGENOME_SPLIT_FILES.items():
-        part = imagenome.filter(pl.col("imagenome") == name).select(
-            "subject_id", "study_id", "dicom_id", pl.col("path") + ".dcm", "ViewPosition").with_row_index("")
         (imagenome_root / file).parent.mkdir(parents=True, exist_ok=True)
-        part.write_csv(imagenome_root / file)
+        imagenome.filter(pl.col("imagenome") == name).select(
+            "subject_id", "study_id", "dicom_id", pl.col("path") + ".dcm", "ViewPosition",
+        ).with_row_index("").write_csv(imagenome_root / file, quote_style="never")  # header starts ",subject_id"
 
     boxes = frontal.sample(n=min(frontal.height, max(1, round(studies * SCALE_MS_CXR_BOXES_PER_STUDY))),
                            seed=int(rng.integers(2**31)))
-    w = (boxes["Columns"] * rng.uniform(0.1, 0.4, boxes.height)).round().cast(pl.Int64)
-    h = (boxes["Rows"] * rng.uniform(0.1, 0.4, boxes.height)).round().cast(pl.Int64)
     ms_cxr = boxes.select(
-        "dicom_id", pl.lit("Pleural Effusion").alias("category_name"), pl.lit("small right pleural effusion").alias("label_text"),
-        pl.col("path") + ".jpg", (pl.col("Columns") * 0.1).round().cast(pl.Int64).alias("x"),
-        (pl.col("Rows") * 0.5).round().cast(pl.Int64).alias("y"), w.alias("w"), h.alias("h"),
+        "dicom_id", pl.lit("Pleural Effusion").alias("category_name"),
+        pl.lit("small right pleural effusion").alias("label_text"), pl.col("path") + ".jpg",
+        (pl.col("Columns") * 0.1).round().cast(pl.Int64).alias("x"), (pl.col("Rows") * 0.5).round().cast(pl.Int64).alias("y"),
+        (pl.col("Columns") * 0.3).round().cast(pl.Int64).alias("w"), (pl.col("Rows") * 0.3).round().cast(pl.Int64).alias("h"),
         pl.col("Columns").alias("image_width"), pl.col("Rows").alias("image_height"))
     MS_CXR.root(out_root).mkdir(parents=True, exist_ok=True)
     ms_cxr.write_csv(MS_CXR.root(out_root) / MS_CXR_FILE)
@@ -663,43 +669,53 @@ def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, 
     }
 
 
-def faults(seed: int) -> dict[str, dict[str, tuple[str, int]]]:
-    """Where each fault of ``DIRT`` lies in the dirty sample: dataset -> fault -> (file, row), the file
-    relative to the dataset root and the row numbered as in the quarantine table."""
+@dataclass(frozen=True)
+class Fault:
+    file: str  # relative to the dataset root
+    row: int  # numbered as in the quarantine table
+    reason: str | None  # the quarantine reason a reader must give; None where it can repair the row
+
+
+def faults(seed: int) -> dict[str, dict[str, Fault]]:
+    """Where each fault of ``DIRT`` lies in the dirty sample: dataset -> fault -> Fault."""
     studies = plan(seed)
     images = sum(len(s.images) for s in studies)
-    metadata = {dirt.fault: (METADATA_FILE, images + 2 + i) for i, dirt in enumerate(_dirt_images(studies, seed))}
-    labels = {s.study_id: i + 1 for i, s in enumerate(studies)}
+    metadata_reason = {"missing_view": "missing_value", "missing_subject": "missing_value"}
+    metadata = {dirt.fault: Fault(METADATA_FILE, images + 2 + i, metadata_reason.get(dirt.fault, dirt.fault))
+                for i, dirt in enumerate(_dirt_images(studies, seed))}
+    label_row = {s.study_id: i + 1 for i, s in enumerate(studies)}
     split_of = _imagenome_splits(studies, seed)
     imagenome_train = sum(len(s.frontal_images()) for s in studies if split_of.get(s.subject_id) == "train")
     target = _imagenome_box_fault_image(studies, seed)
     target_study = next(s for s in studies if target in s.images)
     graph = f"silver_dataset/scene_graph/{target.dicom_id}_SceneGraph.json"
-    region_rows = {o["bbox_name"]: n for n, o in enumerate(scene_graph(target_study, target, seed)["objects"], start=1)}
-    ms_rows = len(_ms_cxr_rows(studies, seed))
+    region_row = {o["bbox_name"]: n for n, o in enumerate(scene_graph(target_study, target, seed)["objects"], start=1)}
     train_csv = IMAGENOME_SPLIT_FILES["train"]
+    ms_rows = len(_ms_cxr_rows(studies, seed))
     return {
         MIMIC_CXR.key: {
-            "duplicate_row": (METADATA_FILE, images + 1),
+            "duplicate_row": Fault(METADATA_FILE, images + 1, "duplicate_row"),
             **metadata,
-            "duplicate_split_row": (SPLIT_FILE, images + 5 + 1),  # five appended images have split rows
-            "unknown_label_value": (CHEXPERT_FILE, labels[_dirt_host(studies, "test").study_id]),
-            "duplicate_label_row": (CHEXPERT_FILE, len(studies) + 1),
-            "empty_report": (_dirt_host(studies, "validate").report_path, 1),
+            # the five appended images with a split row come first, then the repeated first row
+            "duplicate_split_row": Fault(SPLIT_FILE, images + 6, "duplicate_row"),
+            "unknown_label_value": Fault(CHEXPERT_FILE, label_row[_dirt_host(studies, "test").study_id],
+                                         "unknown_label_value"),
+            "duplicate_label_row": Fault(CHEXPERT_FILE, len(studies) + 1, "duplicate_row"),
+            "empty_report": Fault(_dirt_host(studies, "validate").report_path, 1, "empty_report"),
         },
         CHEST_IMAGENOME.key: {
-            "box_outside_image": (graph, region_rows["trachea"]),
-            "inverted_box": (graph, region_rows["aortic arch"]),
-            "missing_scene_graph": (train_csv, imagenome_train + 1),
-            "malformed_json": (train_csv, imagenome_train + 2),
-            "not_in_mimic_images": (train_csv, imagenome_train + 3),
-            "duplicate_row": (train_csv, imagenome_train + 4),
+            "box_outside_image": Fault(graph, region_row["trachea"], "box_outside_image"),
+            "inverted_box": Fault(graph, region_row["aortic arch"], "inverted_box"),
+            "missing_scene_graph": Fault(train_csv, imagenome_train + 1, "missing_scene_graph"),
+            "malformed_json": Fault(train_csv, imagenome_train + 2, "malformed_json"),
+            "not_in_mimic_images": Fault(train_csv, imagenome_train + 3, "not_in_mimic_images"),
+            "duplicate_row": Fault(train_csv, imagenome_train + 4, "duplicate_row"),
         },
         MS_CXR.key: {
-            "box_outside_image": (MS_CXR_FILE, ms_rows + 1),
-            "inverted_box": (MS_CXR_FILE, ms_rows + 2),
-            "missing_image_width": (MS_CXR_FILE, ms_rows + 3),
-            "duplicate_row": (MS_CXR_FILE, ms_rows + 4),
-            "not_in_mimic_images": (MS_CXR_FILE, ms_rows + 5),
+            "box_outside_image": Fault(MS_CXR_FILE, ms_rows + 1, "box_outside_image"),
+            "inverted_box": Fault(MS_CXR_FILE, ms_rows + 2, "inverted_box"),
+            "missing_image_width": Fault(MS_CXR_FILE, ms_rows + 3, None),
+            "duplicate_row": Fault(MS_CXR_FILE, ms_rows + 4, "duplicate_row"),
+            "not_in_mimic_images": Fault(MS_CXR_FILE, ms_rows + 5, "not_in_mimic_images"),
         },
     }

@@ -53,6 +53,7 @@ METADATA = "mimic-cxr-2.0.0-metadata.csv"
 SPLIT = "mimic-cxr-2.0.0-split.csv"
 CHEXPERT = "mimic-cxr-2.0.0-chexpert.csv"
 IMAGE_CHECK_THREADS = min(16, 2 * (os.cpu_count() or 1))  # Pillow decodes without holding the GIL
+IMAGE_CHECK_CHUNK = 64
 
 
 def read(data_root: Path, options: ReaderOptions) -> SourceTables:
@@ -142,17 +143,23 @@ def _read_images(root: Path, metadata: pl.DataFrame, splits: pl.DataFrame, ledge
 
 
 def _check_files(root: Path, paths: list[str], level: ImageCheck) -> pl.DataFrame:
-    """Size and problem of each image, checked in threads; details name the path relative to the root."""
+    """Size and problem of each image, checked in threads over chunks (a task per image costs more than an
+    existence check); details name the path relative to the root."""
 
     def check(path: str) -> tuple[int | None, int | None, str | None, str | None]:
+        absolute = root / path
         try:
-            size = check_image(root / path, level)
+            size = check_image(absolute, level)
         except ImageProblem as problem:
-            return None, None, problem.reason, problem.detail.replace(str(root / path), path)
+            return None, None, problem.reason, problem.detail.replace(str(absolute), path)
         return (*(size or (None, None)), None, None)
 
-    with ThreadPoolExecutor(max_workers=IMAGE_CHECK_THREADS) as pool:
-        results = list(pool.map(check, paths))
+    if level is ImageCheck.EXISTS:  # a stat each: threads would only add overhead
+        results = [check(path) for path in paths]
+    else:
+        chunks = [paths[start : start + IMAGE_CHECK_CHUNK] for start in range(0, len(paths), IMAGE_CHECK_CHUNK)]
+        with ThreadPoolExecutor(max_workers=IMAGE_CHECK_THREADS) as pool:
+            results = [result for chunk in pool.map(lambda chunk: [check(p) for p in chunk], chunks) for result in chunk]
     return pl.DataFrame(results, orient="row", schema={
         "file_width": pl.Int32, "file_height": pl.Int32, "image_problem": pl.String, "image_problem_detail": pl.String})
 
@@ -209,7 +216,8 @@ def _read_reports(root: Path, metadata: pl.DataFrame, studies: pl.DataFrame,
         pl.format("files/p{}/p{}/s{}.txt", pl.col("subject_id").str.slice(0, 2), "subject_id", "study_id").alias(FILE),
         pl.lit(1, dtype=pl.Int64).alias(ROW),
     ).sort(FILE)
-    present = candidates.filter(pl.Series([(root / file).is_file() for file in candidates[FILE]], dtype=pl.Boolean))
+    present = candidates.filter(pl.Series([os.path.isfile(os.path.join(root, f)) for f in candidates[FILE]],
+                                          dtype=pl.Boolean))
     without_report = candidates.filter(pl.col("split").is_not_null()).height - present.filter(
         pl.col("split").is_not_null()).height
     declare(ledger, present)
