@@ -57,12 +57,15 @@ CHEXPERT_LABEL_ORDER = (
 )
 CHEXPERT_COLUMNS = ("Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *CHEXPERT_LABEL_ORDER)
 TEST_COLUMNS = ("Path", *CHEXPERT_LABEL_ORDER)
-PLUS_COLUMNS = (
-    "path_to_image", "path_to_dcm", "frontal_lateral", "ap_pa", "deid_patient_id", "patient_report_date_order",
+PLUS_REPORT_COLUMNS = (
     "report", "section_narrative", "section_clinical_history", "section_history", "section_comparison",
     "section_technique", "section_procedure_comments", "section_findings", "section_impression",
-    "section_end_of_impression", "section_summary", "section_accession_number", "age", "sex", "race",
-    "ethnicity", "interpreter_needed", "insurance_type", "recent_bmi", "deceased", "split",
+    "section_end_of_impression", "section_summary", "section_accession_number",
+)
+PLUS_COLUMNS = (
+    "path_to_image", "path_to_dcm", "frontal_lateral", "ap_pa", "deid_patient_id", "patient_report_date_order",
+    *PLUS_REPORT_COLUMNS, "age", "sex", "race", "ethnicity", "interpreter_needed", "insurance_type", "recent_bmi",
+    "deceased", "split",
 )
 
 # (release split folder, first patient number, patients). Real numbering: train patient00001-64540,
@@ -154,8 +157,8 @@ def _image_size(seed: int, image_id: str) -> tuple[int, int]:
     return int(rng.integers(96, 121)), int(rng.integers(108, 137))  # portrait, like the release
 
 
-def _pixels(seed: int, image_id: str, case: Case, scale: float = 1.0) -> Image.Image:
-    width, height = (round(side * scale) for side in _image_size(seed, image_id))
+def _pixels(seed: int, image_id: str, case: Case) -> Image.Image:
+    width, height = _image_size(seed, image_id)
     pixels = render_radiograph(case, width, height, rng_for(seed, "chexpert", "pixels", image_id))
     return Image.fromarray(to_uint8(pixels), mode="L")
 
@@ -387,7 +390,7 @@ def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, 
         pl.col("AP/PA").alias("ap_pa"),
         pl.col("image_id").str.split("/").list.get(1).alias("deid_patient_id"),
         pl.col("image_id").str.extract(r"/study(\d+)/").alias("patient_report_date_order"),
-        *[c for c in PLUS_COLUMNS[6:18]],
+        *PLUS_REPORT_COLUMNS,
         pl.col("Age").cast(pl.Float64).alias("age"),
         pl.col("Sex").alias("sex"),
         *[pl.lit(value).alias(name) for name, value in (
