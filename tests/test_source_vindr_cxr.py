@@ -118,9 +118,11 @@ def test_every_png_shows_dense_tissue_bright_whatever_the_photometric(clean, sto
     for path in clean.images["path"]:
         pixels = np.asarray(Image.open(png_root / path), dtype=float)
         height, width = pixels.shape
-        lung = pixels[int(0.40 * height):int(0.55 * height), int(0.20 * width):int(0.30 * width)]
+        rows = slice(int(0.40 * height), int(0.55 * height))
+        lungs = (pixels[rows, int(0.20 * width):int(0.30 * width)], pixels[rows, int(0.70 * width):int(0.80 * width)])
         spine = pixels[int(0.05 * height):int(0.15 * height), int(0.48 * width):int(0.52 * width)]
-        assert lung.mean() < spine.mean(), path
+        # The clearer lung: a nodule or effusion drawn into one lung makes that one bright.
+        assert min(lung.mean() for lung in lungs) < spine.mean(), path
 
 
 def test_wbf_parameters_are_used_and_recorded(clean_root, clean, storage):
