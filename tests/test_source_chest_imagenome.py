@@ -132,7 +132,7 @@ def test_a_lateral_row_is_filtered(tmp_path, roots, mimic_images, clean):
     test_csv.write_text("\n".join(rows) + "\n")
     tables = chest_imagenome.read(tmp_path, ReaderOptions(), mimic_images[Variant.CLEAN])
     assert tables.quarantine.select("file", "row", "kind", "reason").rows() == [
-        ("silver_dataset/splits/test.csv", len(rows) - 1, "filtered", "non_frontal_view")]
+        ("silver_dataset/splits/test.csv", len(rows) - 1, "filtered", "lateral_view")]
     assert tables.images.equals(clean.images)
 
 

@@ -51,7 +51,7 @@ def test_frontal_images_per_split_and_laterals_filtered(clean, studies):
     assert set(expected) == {"train", "validate", "test"}
     laterals = sum(len(s.images) - len(s.frontal_images()) for s in studies)
     assert laterals > 0
-    assert clean.quarantine.group_by("kind", "reason").len().rows() == [("filtered", "non_frontal_view", laterals)]
+    assert clean.quarantine.group_by("kind", "reason").len().rows() == [("filtered", "lateral_view", laterals)]
     assert set(clean.images["view"]) == {"PA", "AP"}
     assert clean.reports.height == clean.labels.height == len(studies)
 
@@ -204,7 +204,7 @@ def test_scale_mode_writes_paper_proportions_quickly(tmp_path):
     assert not (tmp_path / "mimic-cxr" / "files").exists()
     tables = mimic_cxr.read(tmp_path, ReaderOptions(image_check=ImageCheck.EXISTS))
     assert tables.images.is_empty()  # no pixels: every frontal row is quarantined as a missing image
-    assert set(tables.quarantine["reason"]) == {"non_frontal_view", "missing_image", "no_usable_image"}
+    assert set(tables.quarantine["reason"]) == {"lateral_view", "missing_image", "no_usable_image"}
     assert checks.accounting_problems(tables.accounting, tables.quarantine) == []
     splits = pl.read_csv(tmp_path / "mimic-cxr" / mimic.SPLIT_FILE, schema_overrides={"subject_id": pl.String})
     assert splits.group_by("subject_id").agg(pl.col("split").n_unique()).filter(pl.col("split") > 1).is_empty()

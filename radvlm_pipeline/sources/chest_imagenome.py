@@ -20,8 +20,7 @@ import polars as pl
 
 from radvlm_pipeline.boxes import normalise_pixel_boxes
 from radvlm_pipeline.datasets import CHEST_IMAGENOME
-from radvlm_pipeline.ledger import FILTERED, INVALID, Ledger
-from radvlm_pipeline.schema import VIEWS_FRONTAL
+from radvlm_pipeline.ledger import INVALID, Ledger
 from radvlm_pipeline.sources.base import (
     ROW,
     DatasetUnavailable,
@@ -34,6 +33,7 @@ from radvlm_pipeline.sources.base import (
 from radvlm_pipeline.sources.mimic_cxr import (
     annotated_images,
     annotation_boxes,
+    frontal_only,
     join_mimic_images,
     not_in_mimic_images,
 )
@@ -62,12 +62,7 @@ def read(data_root: Path, options: ReaderOptions, mimic_images: pl.DataFrame) ->
     rows = screen(ledger, rows, [missing_values(["dicom_id"])])
     rows = screen(ledger, rows, [duplicates(["dicom_id"])])
     rows = join_mimic_images(rows, mimic_images)
-    rows = screen(ledger, rows, [
-        Rule(FILTERED, "non_frontal_view", ~pl.col("ViewPosition").is_in(VIEWS_FRONTAL),
-             pl.format("ViewPosition {} is not frontal (PA/AP); the paper keeps frontal views only",
-                       pl.col("ViewPosition"))),
-        not_in_mimic_images(),
-    ])
+    rows = screen(ledger, rows, [*frontal_only(), not_in_mimic_images()])
 
     dicom_ids = rows["dicom_id"].to_list()
     graphs = [_load_scene_graph(root, dicom_id) for dicom_id in dicom_ids]

@@ -110,9 +110,7 @@ def _read_images(root: Path, metadata: pl.DataFrame, splits: pl.DataFrame, ledge
     keys = ["dicom_id", "subject_id", "study_id"]
     rows = rows.join(split_rows.select(*keys, "split"), on=keys, how="left", maintain_order="left")
     rows = screen(ledger, rows, [
-        Rule(FILTERED, "non_frontal_view", ~pl.col("ViewPosition").is_in(VIEWS_FRONTAL),
-             pl.format("ViewPosition {} is not frontal (PA/AP); the paper keeps frontal views only",
-                       pl.col("ViewPosition"))),
+        *frontal_only(),
         Rule(INVALID, "missing_split", pl.col("split").is_null(),
              pl.format("no row for dicom_id {}, subject_id {}, study_id {} in {}", *[pl.col(k) for k in keys],
                        pl.lit(f"{SPLIT}.gz"))),
@@ -162,6 +160,17 @@ def _check_files(root: Path, paths: list[str], level: ImageCheck) -> pl.DataFram
             results = [result for chunk in pool.map(lambda chunk: [check(p) for p in chunk], chunks) for result in chunk]
     return pl.DataFrame(results, orient="row", schema={
         "file_width": pl.Int32, "file_height": pl.Int32, "image_problem": pl.String, "image_problem_detail": pl.String})
+
+
+def frontal_only() -> list[Rule]:
+    """Quarantine (as the paper's filter) every ViewPosition but PA and AP: laterals (LATERAL, LL, XTABLE
+    LATERAL) as ``lateral_view``, the rest (AP AXIAL, PA LLD, LAO...) as ``non_frontal_view``."""
+    view = pl.col("ViewPosition")
+    detail = pl.format("ViewPosition {} is not frontal (PA/AP); the paper keeps frontal views only", view)
+    return [
+        Rule(FILTERED, "lateral_view", view.str.contains("LAT") | (view == "LL"), detail),
+        Rule(FILTERED, "non_frontal_view", ~view.is_in(VIEWS_FRONTAL), detail),
+    ]
 
 
 # --- Studies: labels and reports ----------------------------------------------------------------------
