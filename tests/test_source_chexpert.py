@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -17,22 +16,11 @@ from radvlm_pipeline.sources import chexpert
 from radvlm_pipeline.sources.base import DatasetUnavailable, ImageCheck, ReaderOptions, UncertainPolicy
 from radvlm_pipeline.sources.checks import accounting_problems, image_problems, split_leak_problems
 
+from chexpert_samples import clean_root, dirty_root  # noqa: F401 (fixtures)
+from sample_digests import folder_digests
+
 TRAIN_CSV = "CheXpert-v1.0-small/train.csv"
 DIRT = writer.DIRT["chexpert"]
-
-
-@pytest.fixture(scope="module")
-def clean_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("clean")
-    writer.write(root, seed=0, variant=Variant.CLEAN)
-    return root
-
-
-@pytest.fixture(scope="module")
-def dirty_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("dirty")
-    writer.write(root, seed=0, variant=Variant.DIRTY)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -159,17 +147,10 @@ def test_existence_only_check_still_reads_sizes(dirty_root):
 
 
 def test_same_seed_writes_identical_bytes(tmp_path):
-    def digest(root: Path) -> dict[str, str]:
-        return {
-            path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(root.rglob("*")) if path.is_file()
-        }
-
-    writer.write(tmp_path / "a", seed=3, variant=Variant.DIRTY)
-    writer.write(tmp_path / "b", seed=3, variant=Variant.DIRTY)
-    writer.write(tmp_path / "c", seed=4, variant=Variant.DIRTY)
-    assert digest(tmp_path / "a") == digest(tmp_path / "b")
-    assert digest(tmp_path / "a") != digest(tmp_path / "c")
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        writer.write(tmp_path / name, seed=seed, variant=Variant.DIRTY)
+    assert folder_digests(tmp_path / "a") == folder_digests(tmp_path / "b")
+    assert folder_digests(tmp_path / "a") != folder_digests(tmp_path / "c")
 
 
 def test_missing_folder_or_file_is_unavailable(tmp_path, clean_root):

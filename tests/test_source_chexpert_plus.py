@@ -12,28 +12,15 @@ import pytest
 from PIL import Image
 
 from radvlm_pipeline.sample_data import chexpert as writer
-from radvlm_pipeline.sample_data.common import Variant
 from radvlm_pipeline.sources import chexpert, chexpert_plus
 from radvlm_pipeline.sources.base import DatasetUnavailable, ImageCheck, ReaderOptions
 from radvlm_pipeline.sources.checks import accounting_problems, image_problems, split_leak_problems
 
+from chexpert_samples import clean_root, dirty_root  # noqa: F401 (fixtures)
+
 CSV_FILE = "df_chexpert_plus_240401.csv"
 LABELS_FILE = "chexbert_labels/report_fixed.json"
 DIRT = writer.DIRT["chexpert_plus"]
-
-
-@pytest.fixture(scope="module")
-def clean_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("clean")
-    writer.write(root, seed=0, variant=Variant.CLEAN)
-    return root
-
-
-@pytest.fixture(scope="module")
-def dirty_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("dirty")
-    writer.write(root, seed=0, variant=Variant.DIRTY)
-    return root
 
 
 @pytest.fixture(scope="module")
