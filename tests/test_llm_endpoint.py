@@ -6,6 +6,7 @@ import sqlite3
 from dataclasses import replace
 
 import pytest
+from aiolimiter import AsyncLimiter
 from fake_openai_server import FakeOpenAI
 from llm_tables import SOURCE_TABLES, all_reports, many_reports
 
@@ -176,3 +177,21 @@ def test_a_batch_still_running_is_resumed_not_resubmitted(server, tmp_path):
         assert cache.open_batches() == {}
     rows = sqlite3.connect(cache_path).execute("SELECT COUNT(*), MIN(origin) FROM responses").fetchone()
     assert rows == (len(items), "batch")
+
+
+def test_rate_limits_are_charged_per_attempt_with_the_token_estimate(server, tmp_path, monkeypatch):
+    charged = []
+    original = AsyncLimiter.acquire
+
+    async def recording_acquire(limiter, amount=1):
+        charged.append((limiter.max_rate, amount))
+        await original(limiter, amount)
+
+    monkeypatch.setattr(AsyncLimiter, "acquire", recording_acquire)
+    server.script(["500"])
+    settings = settings_for(server, concurrency=1, requests_per_minute=1000, tokens_per_minute=5000, max_tokens=100)
+    items, run = clean(settings, tmp_path / "cache.sqlite", all_reports().head(2))
+    assert all(r.status == "ok" for r in run.results)
+    prompt_chars = [sum(len(m["content"]) for m in prior_removal.PROMPT.messages(i.fields)) for i in items]
+    expected_tokens = [min(chars / 4 + 100, 5000) for chars in prompt_chars]
+    assert charged == [(1000, 1), (5000, expected_tokens[0])] * 2 + [(1000, 1), (5000, expected_tokens[1])]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import asdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,12 +51,7 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE TABLE IF NOT EXISTS batch_requests (
     batch_id TEXT NOT NULL,
     cache_key TEXT NOT NULL,
-    endpoint_kind TEXT NOT NULL,
-    model TEXT NOT NULL,
-    template_name TEXT NOT NULL,
-    template_version TEXT NOT NULL,
-    params_json TEXT NOT NULL,
-    messages_json TEXT NOT NULL,
+    call_json TEXT NOT NULL,  -- the PendingCall, to file its answer even if another run collects it
     PRIMARY KEY (batch_id, cache_key)
 );
 """
@@ -64,13 +60,6 @@ _RESULT_COLUMNS = (
     "cache_key", "status", "text", "finish_reason", "error_kind", "error",
     "prompt_tokens", "completion_tokens", "latency_s", "origin",
 )
-
-
-def _call_columns(call: PendingCall) -> tuple[str, ...]:
-    return (
-        call.endpoint_kind, call.model, call.template_name, call.template_version,
-        json.dumps(dict(call.params), sort_keys=True), json.dumps(list(call.messages), ensure_ascii=False),
-    )
 
 
 def _now() -> str:
@@ -83,6 +72,7 @@ class ResponseCache:
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None)  # autocommit: each write is durable on return
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: each commit survives a killed process
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(_SCHEMA)
 
@@ -125,7 +115,8 @@ class ResponseCache:
                 origin = excluded.origin, updated_at = excluded.updated_at
             """,
             (
-                call.key, *_call_columns(call),
+                call.key, call.endpoint_kind, call.model, call.template_name, call.template_version,
+                json.dumps(dict(call.params), sort_keys=True), json.dumps(list(call.messages), ensure_ascii=False),
                 result.status, result.text, result.finish_reason, result.error_kind, result.error,
                 result.prompt_tokens, result.completion_tokens, result.latency_s, result.origin, now, now,
             ),
@@ -139,8 +130,8 @@ class ResponseCache:
             self._db.execute("BEGIN")
             self._db.execute("INSERT INTO batches VALUES (?, ?, ?, ?)", (batch_id, "submitted", now, now))
             self._db.executemany(
-                "INSERT INTO batch_requests VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(batch_id, call.key, *_call_columns(call)) for call in calls],
+                "INSERT INTO batch_requests VALUES (?, ?, ?)",
+                [(batch_id, call.key, json.dumps(asdict(call), ensure_ascii=False)) for call in calls],
             )
 
     def set_batch_status(self, batch_id: str, status: str) -> None:
@@ -149,12 +140,10 @@ class ResponseCache:
     def open_batches(self) -> dict[str, list[PendingCall]]:
         """Submitted batches whose results have not been merged yet, with their requests."""
         rows = self._db.execute(
-            "SELECT b.batch_id, r.cache_key, r.endpoint_kind, r.model, r.template_name, r.template_version, "
-            "r.params_json, r.messages_json FROM batches b JOIN batch_requests r USING (batch_id) "
+            "SELECT b.batch_id, r.call_json FROM batches b JOIN batch_requests r USING (batch_id) "
             "WHERE b.status = 'submitted' ORDER BY b.created_at, r.cache_key"
         )
         batches: dict[str, list[PendingCall]] = {}
-        for batch_id, key, kind, model, name, version, params, messages in rows:
-            call = PendingCall(key, kind, model, name, version, json.loads(params), json.loads(messages))
-            batches.setdefault(batch_id, []).append(call)
+        for batch_id, call_json in rows:
+            batches.setdefault(batch_id, []).append(PendingCall(**json.loads(call_json)))
         return batches

@@ -390,8 +390,10 @@ def build_conversations(
     inputs = len(facts) + len(quarantine)
     rows, failed, stats, valid_at_attempt = synthesise(facts, run, backend, max_attempts)
     quarantine += failed
-    table = pl.DataFrame(rows, schema=CONVERSATIONS_SCHEMA, orient="row") if rows else pl.DataFrame(schema=CONVERSATIONS_SCHEMA)
-    quarantine_frame = quarantine_table(quarantine)
+    order = ["source", "study_id", "image_id"]  # one order whatever attempt each conversation needed
+    table = pl.DataFrame(rows, schema=CONVERSATIONS_SCHEMA, orient="row").sort(order, nulls_last=True) if rows \
+        else pl.DataFrame(schema=CONVERSATIONS_SCHEMA)
+    quarantine_frame = quarantine_table(quarantine).sort(order, nulls_last=True)
     by_id = {f.item_id: f for f in facts}
     samples = []
     for kind in (STANDARD, GROUNDED):  # a few of each kind side by side with their facts
