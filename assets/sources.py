@@ -8,9 +8,11 @@ two splits). A missing dataset folder fails that asset alone; the others still m
 
 import hashlib
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import polars as pl
 from dagster import (
@@ -29,10 +31,6 @@ from dagster import (
 from pydantic import Field
 
 from assets.metadata import column_schema, counts_markdown, image_markdown, preview
-from radvlm_pipeline import boxes as boxes_module
-from radvlm_pipeline import images as images_module
-from radvlm_pipeline import labels as labels_module
-from radvlm_pipeline import ledger as ledger_module
 from radvlm_pipeline.datasets import DATASETS, Dataset, image_root
 from radvlm_pipeline.images import draw_boxes
 from radvlm_pipeline.schema import IMAGES_SCHEMA
@@ -94,13 +92,26 @@ SOURCE_SPECS = (
     SourceSpec(DATASETS["padchest_gr"], padchest_gr.read),
 )
 
-_SHARED_MODULES = (base, boxes_module, images_module, labels_module, ledger_module)
+def project_modules(root: ModuleType) -> list[ModuleType]:
+    """The module and every radvlm_pipeline module it uses, transitively (imports and from-imports)."""
+    seen: dict[str, ModuleType] = {}
+    pending = [root]
+    while pending:
+        module = pending.pop()
+        if module.__name__ in seen:
+            continue
+        seen[module.__name__] = module
+        for value in vars(module).values():
+            used = value if isinstance(value, ModuleType) else sys.modules.get(getattr(value, "__module__", "") or "")
+            if used is not None and used.__name__.startswith("radvlm_pipeline.") and used.__name__ not in seen:
+                pending.append(used)
+    return [seen[name] for name in sorted(seen)]
 
 
 def reader_code_version(spec: SourceSpec) -> str:
-    """Changes whenever the reader or a shared reader module changes, so the UI marks the asset stale."""
+    """Changes whenever the reader or any project module it uses changes, so the UI marks the asset stale."""
     digest = hashlib.sha256()
-    for module in (inspect.getmodule(spec.reader), *_SHARED_MODULES):
+    for module in project_modules(inspect.getmodule(spec.reader)):
         digest.update(Path(inspect.getfile(module)).read_bytes())
     return digest.hexdigest()[:16]
 
