@@ -42,15 +42,16 @@ MODELS = list(baselines.model_adapters())
 model_partitions = StaticPartitionsDefinition(MODELS)
 
 EVAL_SETS = AssetKey("corpus_eval_sets")
-# The fine-tuning asset (one partition per recipe): a recipe's answers depend on its trained model.
-FINE_TUNED_MODEL = AssetKey("fine_tuned_model")
+# The fine-tuning assets: a recipe's answers depend on its trained model, LLaVA-OV's on the base model.
+FINETUNED_MODEL = AssetKey("finetuned_model")
+BASE_MODEL = AssetKey("base_model")
 RECIPES = list(baselines.recipe_adapters())
 
 
 class GenerationConfig(Config):
     model_path: str | None = Field(
-        None, description="Folder of this partition's weights; default: models/<recipe>/final, "
-        "models/base/tiny-llava-onevision (LLaVA-OV) or models/baselines/<name> under the storage root.")
+        None, description="Folder of this partition's weights; default (under the storage root): "
+        "models/<recipe>/final, the base model the fine-tuning used (LLaVA-OV), models/baselines/<name>.")
     batch_size: int = Field(8, description="Samples per generate() call.")
     max_new_tokens: int = Field(256, description="Answer length limit (greedy decoding).")
     max_samples: int | None = Field(None, description="Answer only the first N rows of each set (None: all).")
@@ -62,7 +63,8 @@ class GenerationConfig(Config):
     group_name=GROUP,
     kinds={"python", "pytorch", "parquet"},
     partitions_def=model_partitions,
-    deps=[EVAL_SETS, AssetDep(FINE_TUNED_MODEL, partition_mapping=StaticPartitionMapping({r: r for r in RECIPES}))],
+    deps=[EVAL_SETS, BASE_MODEL,
+          AssetDep(FINETUNED_MODEL, partition_mapping=StaticPartitionMapping({r: r for r in RECIPES}))],
     description="Greedy answers of one model (a partition) on every evaluation set it is evaluated on, as "
     "Parquet, so metrics can be recomputed without generating again. A model without local weights is "
     "recorded as not available.",

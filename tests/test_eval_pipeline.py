@@ -84,3 +84,25 @@ def test_evaluation_assets_end_to_end(tmp_path):
     assert (storage_root / "evaluation" / "results" / "figure5_phrase_grounding.png").is_file()
     metadata = result.asset_materializations_for_node("results_tables")[0].metadata
     assert "Table 4" in metadata["tables"].value
+
+
+def test_evaluation_assets_load_in_definitions_and_explain_themselves():
+    from dagster import AssetKey, Definitions
+
+    from assets.evaluation import evaluation_assets
+    from radvlm_pipeline.evaluation.baselines import model_adapters
+
+    storage = PipelineStorage(data_root="data", storage_root="storage")
+    defs = Definitions(assets=evaluation_assets, resources={"storage": storage, "llm": LLMResource(storage=storage)})
+    defs.resolve_all_job_defs()
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.materializable_asset_keys}
+    assert keys == {"eval_answers", "results_tables", "eval_report_generation", "eval_classification",
+                    "eval_anatomical_grounding", "eval_abnormality_grounding", "eval_phrase_grounding",
+                    "eval_conversation", "eval_grounded_conversation"}
+    for key in graph.materializable_asset_keys:
+        node = graph.get(key)
+        assert node.group_name == "evaluation" and node.description and node.to_asset_spec().kinds
+    answers = graph.get(AssetKey("eval_answers"))
+    assert answers.partitions_def.get_partition_keys() == list(model_adapters())
+    assert {k.to_user_string() for k in answers.parent_keys} == {"corpus_eval_sets", "base_model", "finetuned_model"}

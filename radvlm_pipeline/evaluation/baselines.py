@@ -401,15 +401,23 @@ def model_adapters() -> dict[str, ModelAdapter]:
     return {**recipe_adapters(), **BASELINES, ORACLE.name: ORACLE}
 
 
-BASE_MODEL_FOLDER = Path("models") / "base" / "tiny-llava-onevision"
-
-
 def default_model_path(storage_root: Path, name: str) -> Path | None:
-    """Where a model partition's weights are expected when the configuration names no other path."""
+    """Where a model partition's weights are expected when the configuration names no other path.
+
+    Recipes: the fine-tuning asset's ``final`` folder. LLaVA-OneVision: the base model the fine-tuning
+    started from (``models/base/current.json``, written by the base_model asset), else the embedded tiny
+    model's folder. Other baselines: ``models/baselines/<name>``.
+    """
+    from radvlm_pipeline.training.base_model import TINY_MODEL_NAME, base_model_dir, current_base_model
+    from radvlm_pipeline.training.recipes import RECIPES, recipe_output_dir
+
     if name == ORACLE.name:
         return None
+    if name in RECIPES:
+        return recipe_output_dir(storage_root, name) / "final"
     if name == "llava_onevision":
-        return storage_root / BASE_MODEL_FOLDER
-    if name in BASELINES:
-        return storage_root / "models" / "baselines" / name
-    return storage_root / "models" / name / "final"
+        try:
+            return Path(current_base_model(storage_root)["path"])
+        except FileNotFoundError:
+            return base_model_dir(storage_root) / TINY_MODEL_NAME
+    return storage_root / "models" / "baselines" / name
