@@ -72,6 +72,18 @@ def image_size(path: Path) -> tuple[int, int]:
         return image.size
 
 
+def load_remote_code_model(path: Path | None, title: str, device: str | None):
+    """(folder, device, model) for a model that ships its own modelling code, from the local folder only."""
+    from transformers import AutoModelForCausalLM
+
+    folder = require_model_folder(path, title)
+    device = pick_device(device)
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, trust_remote_code=True, local_files_only=True, dtype=_dtype(device)
+    ).to(device).eval()
+    return folder, device, model
+
+
 class ModelAdapter:
     """Prompt format, answer format and loading of one model family; subclasses override what differs."""
 
@@ -251,14 +263,10 @@ class CheXagentAdapter(ModelAdapter):
         return raw.strip()
 
     def load(self, path, device=None, max_new_tokens=256):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        folder = require_model_folder(path, self.title)
-        device = pick_device(device)
+        folder, device, model = load_remote_code_model(path, self.title, device)
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, trust_remote_code=True, local_files_only=True, dtype=_dtype(device)
-        ).to(device).eval()
         return CheXagentGenerator(model, tokenizer, self, device, max_new_tokens)
 
 
@@ -316,14 +324,10 @@ class Maira2Adapter(ModelAdapter):
         return re.sub(r"\s+", " ", _MAIRA_MARKUP.sub(" ", raw)).strip()
 
     def load(self, path, device=None, max_new_tokens=256):
-        from transformers import AutoModelForCausalLM, AutoProcessor
+        from transformers import AutoProcessor
 
-        folder = require_model_folder(path, self.title)
-        device = pick_device(device)
+        folder, device, model = load_remote_code_model(path, self.title, device)
         processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, trust_remote_code=True, local_files_only=True, dtype=_dtype(device)
-        ).to(device).eval()
         return Maira2Generator(model, processor, device, max_new_tokens)
 
 
