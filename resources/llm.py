@@ -17,7 +17,13 @@ from dagster import Config, ConfigurableResource, EnvVar
 from pydantic import Field
 
 from radvlm_pipeline.llm import (
-    LLMSettings, OfflineRule, PromptItem, PromptRun, PromptTemplate, UsageStats, run_prompts,
+    LLMSettings,
+    OfflineRule,
+    PromptItem,
+    PromptRun,
+    PromptTemplate,
+    UsageStats,
+    run_prompts,
 )
 from radvlm_pipeline.llm.governance import check_endpoint_approval
 from radvlm_pipeline.llm.settings import BACKENDS, DEFAULT_PRICES, OFFLINE
@@ -92,7 +98,10 @@ class LLMResource(ConfigurableResource):
     def settings(self) -> LLMSettings:
         values: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(LLMSettings)}
         values["approved_credentialed_datasets"] = tuple(self.approved_credentialed_datasets)
-        values["prices"] = {m: (p.input_usd_per_million_tokens, p.output_usd_per_million_tokens) for m, p in self.prices.items()}
+        values["prices"] = {
+            model: (price.input_usd_per_million_tokens, price.output_usd_per_million_tokens)
+            for model, price in self.prices.items()
+        }
         return LLMSettings(**values)
 
     @property

@@ -10,8 +10,7 @@ from aiolimiter import AsyncLimiter
 from fake_openai_server import FakeOpenAI
 from llm_tables import SOURCE_TABLES, all_reports, many_reports
 
-from radvlm_pipeline.llm import LLMSettings, run_prompts
-from radvlm_pipeline.llm import conversations, prior_removal
+from radvlm_pipeline.llm import LLMSettings, conversations, prior_removal, run_prompts
 from radvlm_pipeline.llm.cache import ResponseCache
 from radvlm_pipeline.llm.endpoint import BatchPending, backoff_seconds, retry_after_seconds
 

@@ -7,16 +7,24 @@ from dataclasses import replace
 
 import polars as pl
 import pytest
+from llm_tables import SOURCE_TABLES, all_reports
 
 from radvlm_pipeline.boxes import format_box
-from radvlm_pipeline.llm import GovernanceError, LLMSettings, PromptItem, PromptTemplate, load_prompt, run_prompts
-from radvlm_pipeline.llm import conversations, prior_removal
+from radvlm_pipeline.llm import (
+    GovernanceError,
+    LLMSettings,
+    PromptItem,
+    PromptTemplate,
+    conversations,
+    load_prompt,
+    prior_removal,
+    run_prompts,
+)
 from radvlm_pipeline.llm.calls import LLMResult, UsageStats, cache_key
 from radvlm_pipeline.llm.conversations import InvalidConversation, parse_conversation
 from radvlm_pipeline.llm.governance import check_endpoint_approval
 from radvlm_pipeline.llm.runner import pending_call
 from radvlm_pipeline.schema import CLEAN_REPORTS_SCHEMA, CONVERSATIONS_SCHEMA
-from llm_tables import SOURCE_TABLES, all_reports
 
 OFFLINE = LLMSettings()
 
@@ -201,3 +209,13 @@ def test_usage_metadata_counts_cost_and_latency():
     unknown = UsageStats().as_metadata("my-model", {}, 0.5)
     assert unknown["llm_estimated_cost_usd"] == "not computed: no price for model 'my-model' in the price table"
     assert unknown["llm_latency"].startswith("not computed")
+
+
+def test_empty_inputs_give_empty_tables_with_the_schemas():
+    empty_reports = all_reports().clear()
+    cleaned = prior_removal.remove_priors(empty_reports, offline_run, "offline-rules")
+    assert cleaned.table.schema == CLEAN_REPORTS_SCHEMA and cleaned.table.is_empty()
+    frames = {key: {name: frame.clear() for name, frame in tables.items()} for key, tables in source_frames().items()}
+    talks = conversations.build_conversations(frames, cleaned.table, offline_run, "offline-rules")
+    assert talks.table.schema == CONVERSATIONS_SCHEMA and talks.table.is_empty() and talks.quarantine.is_empty()
+    assert talks.sample_markdown.startswith("_no sample")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from radvlm_pipeline.boxes import Box, format_box, parse_boxes
-from radvlm_pipeline.llm.calls import FAILED, LLMResult, PromptItem, UsageStats
+from radvlm_pipeline.llm.calls import FAILED, PromptItem, UsageStats
 from radvlm_pipeline.llm.outputs import StageOutput, quarantine_row, quarantine_table, sample_markdown
 from radvlm_pipeline.llm.prior_removal import STATUS_FAILED, STATUS_OK, split_sentences
 from radvlm_pipeline.llm.prompts import load_prompt
@@ -258,9 +258,10 @@ def standard_facts(
     facts, quarantine = [], []
     for row in clean_reports.filter(pl.col("source") == STANDARD_SOURCE).iter_rows(named=True):
         if row["status"] != STATUS_OK:
-            reason = "report_cleaning_failed" if row["status"] == STATUS_FAILED else "no_current_findings"
-            detail = ("prior-study removal failed for this report (see reports_without_priors_quarantine)"
-                      if row["status"] == STATUS_FAILED else "after prior-study removal nothing about the current image is left")
+            if row["status"] == STATUS_FAILED:
+                reason, detail = "report_cleaning_failed", "prior-study removal failed (see its quarantine)"
+            else:
+                reason, detail = "no_current_findings", "after prior-study removal nothing about the image is left"
             quarantine.append(quarantine_row(row, reason, None, backend, detail))
             continue
         image = image_of_study.get(row["study_id"])
@@ -391,8 +392,7 @@ def build_conversations(
     rows, failed, stats, valid_at_attempt = synthesise(facts, run, backend, max_attempts)
     quarantine += failed
     order = ["source", "study_id", "image_id"]  # one order whatever attempt each conversation needed
-    table = pl.DataFrame(rows, schema=CONVERSATIONS_SCHEMA, orient="row").sort(order, nulls_last=True) if rows \
-        else pl.DataFrame(schema=CONVERSATIONS_SCHEMA)
+    table = pl.DataFrame(rows, schema=CONVERSATIONS_SCHEMA, orient="row").sort(order, nulls_last=True)
     quarantine_frame = quarantine_table(quarantine).sort(order, nulls_last=True)
     by_id = {f.item_id: f for f in facts}
     samples = []

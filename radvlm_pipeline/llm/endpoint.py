@@ -176,7 +176,9 @@ async def _answer_one(client, settings: LLMSettings, call: PendingCall, limits: 
         attempt += 1
 
 
-async def answer_directly(settings: LLMSettings, calls: Sequence[PendingCall], on_result: ResultSink, stats: UsageStats) -> None:
+async def answer_directly(
+    settings: LLMSettings, calls: Sequence[PendingCall], on_result: ResultSink, stats: UsageStats
+) -> None:
     queue = deque(calls)
     limits = _Limits(settings)
 

@@ -56,8 +56,7 @@ def quarantine_row(
 
 
 def quarantine_table(rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
-    return pl.DataFrame(list(rows), schema=LLM_QUARANTINE_SCHEMA, orient="row") if rows else \
-        pl.DataFrame(schema=LLM_QUARANTINE_SCHEMA)
+    return pl.DataFrame(list(rows), schema=LLM_QUARANTINE_SCHEMA, orient="row")
 
 
 def _cell(text: str) -> str:

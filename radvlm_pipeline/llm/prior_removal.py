@@ -11,6 +11,7 @@ with its reason and raw answer).
 from __future__ import annotations
 
 import re
+
 import polars as pl
 
 from radvlm_pipeline.llm.calls import FAILED, LLMResult, PromptItem
@@ -148,7 +149,7 @@ def remove_priors(reports: pl.DataFrame, run: Runner, backend: str) -> StageOutp
             quarantine.append(quarantine_row(row, reason, result, backend))
         if result is not None and len(samples) < 5 and status != STATUS_FAILED:
             samples.append((row["report"], clean or NOTHING_LEFT))
-    table = pl.DataFrame(rows, schema=CLEAN_REPORTS_SCHEMA, orient="row") if rows else pl.DataFrame(schema=CLEAN_REPORTS_SCHEMA)
+    table = pl.DataFrame(rows, schema=CLEAN_REPORTS_SCHEMA, orient="row")
     residual = int(table.filter(pl.col("report_clean").is_not_null())["report_clean"].map_elements(
         mentions_prior, return_dtype=pl.Boolean).sum() or 0) if table.height else 0
     facts = {
