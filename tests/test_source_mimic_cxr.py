@@ -167,6 +167,22 @@ def test_existence_check_trusts_the_metadata(roots):
     assert not {"unreadable_image", "image_size_mismatch"} & reasons  # neither is seen without opening the file
 
 
+def test_a_blank_size_is_measured_on_the_jpeg(tmp_path, roots, clean):
+    shutil.copytree(roots[Variant.CLEAN] / "mimic-cxr", tmp_path / "mimic-cxr")
+    path = tmp_path / "mimic-cxr" / mimic.METADATA_FILE
+    metadata = pl.read_csv(path, infer_schema=False)
+    assert metadata.item(0, "dicom_id") in clean.images["image_id"].to_list()  # a kept frontal image
+    blank_first = pl.when(pl.int_range(pl.len()) == 0).then(None)
+    metadata.with_columns(blank_first.otherwise("Rows").alias("Rows"), blank_first.otherwise("Columns").alias("Columns"),
+                          ).write_csv(path.with_suffix(""))  # the reader takes the unpacked .csv as well
+    path.unlink()
+    tables = mimic_cxr.read(tmp_path, ReaderOptions())
+    assert tables.images.equals(clean.images)
+    with pytest.raises(DatasetUnavailable, match="cannot read"):  # an unreadable table is a layout problem
+        path.with_suffix("").write_bytes(b"\x1f\x8b broken")
+        mimic_cxr.read(tmp_path, ReaderOptions(image_check=ImageCheck.EXISTS))
+
+
 def test_same_seed_writes_the_same_bytes(tmp_path, roots):
     mimic.write(tmp_path, SEED, Variant.DIRTY)
 
