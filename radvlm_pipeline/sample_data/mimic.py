@@ -454,8 +454,9 @@ def scene_graph(study: MimicStudy, image: MimicImage, seed: int) -> dict:
     }
 
 
-def _dicom_path(study: MimicStudy, image: MimicImage) -> str:
-    return f"{study.folder}/{image.dicom_id}.dcm"
+def _imagenome_row(study: MimicStudy, image: MimicImage) -> list[object]:
+    """A split-file row; its path names MIMIC-CXR's DICOM, as the release does."""
+    return [study.subject_id, study.study_id, image.dicom_id, f"{study.folder}/{image.dicom_id}.dcm", image.view]
 
 
 def _imagenome_box_fault_image(studies: list[MimicStudy], seed: int) -> MimicImage:
@@ -476,7 +477,7 @@ def _write_imagenome(root: Path, studies: list[MimicStudy], seed: int, dirty: bo
         if split is None:
             continue
         for image in study.frontal_images():
-            rows[split].append([study.subject_id, study.study_id, image.dicom_id, _dicom_path(study, image), image.view])
+            rows[split].append(_imagenome_row(study, image))
             graphs[image.dicom_id] = scene_graph(study, image, seed)
 
     malformed: set[str] = set()
@@ -490,12 +491,12 @@ def _write_imagenome(root: Path, studies: list[MimicStudy], seed: int, dirty: bo
         outsiders = [s for s in studies if s.subject_id not in split_of and s.frontal_images()]
         for study, fault in ((outsiders[0], "missing_scene_graph"), (outsiders[1], "malformed_json")):
             image = study.frontal_images()[0]
-            rows["train"].append([study.subject_id, study.study_id, image.dicom_id, _dicom_path(study, image), image.view])
+            rows["train"].append(_imagenome_row(study, image))
             if fault == "malformed_json":
                 graphs[image.dicom_id] = scene_graph(study, image, seed)
                 malformed.add(image.dicom_id)
         host, image = _dirt_host(studies, "train"), _unreadable_image(studies, seed)
-        rows["train"].append([host.subject_id, host.study_id, image.dicom_id, _dicom_path(host, image), image.view])
+        rows["train"].append(_imagenome_row(host, image))
         graphs[image.dicom_id] = scene_graph(host, image, seed)  # not_in_mimic_images
         rows["train"].append(list(rows["train"][0]))  # duplicate_row
 

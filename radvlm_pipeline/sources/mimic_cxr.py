@@ -66,7 +66,7 @@ def read(data_root: Path, options: ReaderOptions) -> SourceTables:
     images = _read_images(root, metadata, splits, ledger, options.image_check)
     studies = _study_outcomes(metadata, images)
     labels = _read_labels(chexpert, studies, ledger, options)
-    reports, without_report = _read_reports(root, metadata, studies, ledger)
+    reports, without_report = _read_reports(root, studies, ledger)
     quarantine, accounting = ledger.finish()
     return SourceTables(
         images=images, reports=reports, labels=labels, quarantine=quarantine, accounting=accounting,
@@ -209,16 +209,14 @@ def _read_labels(chexpert: pl.DataFrame, studies: pl.DataFrame, ledger: Ledger,
     for file, row, reason, detail in unknown.join(rows.select(ROW, FILE), on=ROW).select(
             FILE, ROW, "reason", "detail").iter_rows():
         ledger.reject(file, row, INVALID, reason, detail)
-    rows = parsed
-    rows = rows.join(studies, on=["subject_id", "study_id"], how="left", maintain_order="left")
+    rows = parsed.join(studies, on=["subject_id", "study_id"], how="left", maintain_order="left")
     rows = screen(ledger, rows, _study_rules("label row"))
     keep(ledger, rows)
     return conform(rows.with_columns(source=pl.lit(MIMIC_CXR.key), image_id=pl.lit(None, dtype=pl.String)),
                    LABELS_SCHEMA)
 
 
-def _read_reports(root: Path, metadata: pl.DataFrame, studies: pl.DataFrame,
-                  ledger: Ledger) -> tuple[pl.DataFrame, int]:
+def _read_reports(root: Path, studies: pl.DataFrame, ledger: Ledger) -> tuple[pl.DataFrame, int]:
     """One report file per study of the metadata (``files/p10/p10000032/s50414267.txt``); returns the
     reports and how many studies with kept images have no report file."""
     candidates = studies.with_columns(
@@ -247,7 +245,7 @@ def _read_reports(root: Path, metadata: pl.DataFrame, studies: pl.DataFrame,
 
 # --- Report sections, as MIT-LCP's section_parser finds them -------------------------------------------
 _HEADER = re.compile(r"\n ([A-Z ()/,-]+):\s")
-# Header spellings the sectioning maps to another section (counts of the real reports justify each).
+# Header spellings of the real reports that the sectioning maps to another section.
 _SECTION_ALIASES = {
     "reason for examination": "indication", "reason for exam": "indication", "clinical indication": "indication",
     "idication": "indication", "clinical information": "history", "pfi": "history", "exam": "examination",
