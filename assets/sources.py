@@ -149,7 +149,7 @@ def accounting_markdown(accounting: pl.DataFrame) -> MetadataValue:
     """Rows in/out per input file; per-study files (227k MIMIC reports, 242k scene graphs) are summed
     under one pattern such as ``files/pN/pN/sN.txt`` so the table stays readable on the real data."""
     patterned = accounting.with_columns(
-        pl.col("file").str.replace_all(r"[0-9a-f]{8,}(-[0-9a-f]{8,})+", "*").str.replace_all(r"\d+", "N")
+        pl.col("file").str.replace_all(r"[0-9a-f]{8,}(-[0-9a-f]{8,})+", "*").str.replace_all(r"\d{2,}", "N")
     )
     grouped = (
         patterned.group_by("file")
