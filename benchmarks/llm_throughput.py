@@ -4,12 +4,13 @@ Each level sends ``concurrency x ROUNDS`` distinct prompts through ``run_prompts
 answers written to a fresh SQLite cache) and reports requests per second as a fraction of the ideal,
 ``concurrency / latency``. The server runs in its own process so it does not share our interpreter.
 
-    .venv/bin/python benchmarks/llm_throughput.py [--levels 1 16 64] [--rounds 15]
+    .venv/bin/python benchmarks/llm_throughput.py [--levels 1 16 64] [--rounds 30]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import subprocess
 import sys
@@ -54,13 +55,13 @@ def measure(base_url: str, concurrency: int, rounds: int) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--rounds", type=int, default=15, help="prompts per level = concurrency x rounds")
+    parser.add_argument("--rounds", type=int, default=30, help="prompts per level = concurrency x rounds")
     args = parser.parse_args()
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(LATENCY_S), str(ROOT), str(ROOT / "tests")],
                               stdout=subprocess.PIPE, text=True)
     try:
         base_url = f"http://127.0.0.1:{server.stdout.readline().strip()}/v1"
-        print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}, "
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, "
               f"Python {platform.python_version()}; date: {date.today()}; latency {LATENCY_S * 1000:.0f} ms")
         print("| concurrency | requests | seconds | requests/s | ideal/s | fraction of ideal |")
         print("|---|---|---|---|---|---|")

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 import openai
 from aiolimiter import AsyncLimiter
+from openai.types.chat import ChatCompletion
 
 from radvlm_pipeline.llm.cache import ResponseCache
 from radvlm_pipeline.llm.calls import FAILED, OK, LLMResult, PendingCall, UsageStats
@@ -30,7 +31,11 @@ from radvlm_pipeline.llm.settings import AZURE, LLMSettings
 
 ResultSink = Callable[[LLMResult, PendingCall], None]
 
-CHAT_PATH = "/v1/chat/completions"
+CHAT_PATH = "/v1/chat/completions"  # as the Batch API names it
+# Direct calls go through the client's documented raw-request method, not the typed
+# ``chat.completions.create``: that spends about a third of the client's CPU re-encoding parameters that
+# are already plain JSON. Auth, base URL, Azure deployment routing and response parsing are the same.
+CHAT_ROUTE = "/chat/completions"
 BATCH_MAX_REQUESTS = 50_000  # the OpenAI Batch API's limit per input file
 BATCH_DONE = ("completed", "failed", "expired", "cancelled")
 RETRYABLE = ("rate_limited", "server_error", "timeout", "connection", "invalid_response")
@@ -159,7 +164,7 @@ async def _answer_one(client, settings: LLMSettings, call: PendingCall, limits: 
         stats.requests_sent += 1
         started = time.monotonic()
         try:
-            completion = await client.chat.completions.create(**request_body(settings, call))
+            completion = await client.post(CHAT_ROUTE, body=request_body(settings, call), cast_to=ChatCompletion)
             return _result_from_completion(call, completion, time.monotonic() - started, "call")
         except Exception as exc:  # noqa: BLE001 - every failure is classified and either retried or recorded
             kind, wait = classify_error(exc)
@@ -260,7 +265,7 @@ async def _batch_results(client, batch, calls: Sequence[PendingCall], stats: Usa
         response = record.get("response") or {}
         status_code = response.get("status_code")
         if status_code == 200:
-            completion = openai.types.chat.ChatCompletion.model_validate(response["body"])
+            completion = ChatCompletion.model_validate(response["body"])
             paired.append((_result_from_completion(call, completion, None, "batch"), call))
         else:
             detail = record.get("error") or response.get("body")
