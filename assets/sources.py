@@ -23,6 +23,7 @@ from dagster import (
     AssetsDefinition,
     AssetChecksDefinition,
     Config,
+    Failure,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -196,11 +197,15 @@ def build_source_asset(spec: SourceSpec) -> AssetsDefinition:
     def source_asset(context: AssetExecutionContext, config: SourceReaderConfig,
                      storage: PipelineStorage) -> MaterializeResult:
         options = config.reader_options(storage.storage_path)
-        if spec.needs_mimic_images:
-            mimic_images = base.read_table(storage.source_dir("mimic_cxr"), "images")
-            tables = spec.reader(storage.data_path, options, mimic_images)
-        else:
-            tables = spec.reader(storage.data_path, options)
+        try:
+            if spec.needs_mimic_images:
+                mimic_images = base.read_table(storage.source_dir("mimic_cxr"), "images")
+                tables = spec.reader(storage.data_path, options, mimic_images)
+            else:
+                tables = spec.reader(storage.data_path, options)
+        except base.DatasetUnavailable as exc:
+            # What a person must fix, without a stack trace; the other sources still materialize.
+            raise Failure(description=str(exc), metadata={"data_root": str(storage.data_path)}) from exc
         out_dir = storage.source_dir(dataset.key)
         base.write_tables(tables, out_dir)
         context.log.info(

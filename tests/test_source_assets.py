@@ -1,0 +1,69 @@
+"""The source assets through Dagster: the bundled sample is what the generator writes, every check
+passes on clean and dirty data, and a missing dataset fails its asset alone."""
+
+import shutil
+
+import polars as pl
+import pytest
+from dagster import DagsterInstance, materialize
+
+from assets.sources import source_assets, source_checks
+from radvlm_pipeline.config import BUNDLED_SAMPLE_ROOT
+from radvlm_pipeline.sample_data.cli import generate
+from radvlm_pipeline.sample_data.common import Variant
+from radvlm_pipeline.sources.base import read_table, source_output_dir
+from resources.storage import PipelineStorage
+from sample_digests import folder_digests
+
+SOURCES = {"mimic_cxr", "chexpert", "chexpert_plus", "chest_imagenome", "vindr_cxr", "ms_cxr", "padchest_gr"}
+
+
+@pytest.fixture(scope="module")
+def dirty_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dirty_sample")
+    generate(root, seed=0, variant=Variant.DIRTY)
+    return root
+
+
+def run_sources(data_root, storage_root):
+    storage = PipelineStorage(data_root=str(data_root), storage_root=str(storage_root))
+    return materialize([*source_assets, *source_checks], resources={"storage": storage},
+                       instance=DagsterInstance.ephemeral(), raise_on_error=False)
+
+
+def test_bundled_sample_is_what_the_generator_writes(tmp_path):
+    generate(tmp_path, seed=0, variant=Variant.CLEAN)
+    assert folder_digests(tmp_path) == folder_digests(BUNDLED_SAMPLE_ROOT), (
+        "data/sample is stale: run `make sample-data` and commit the result"
+    )
+
+
+@pytest.mark.slow
+def test_dirty_sample_materializes_with_every_check_passing(dirty_root, tmp_path):
+    result = run_sources(dirty_root, tmp_path)
+    assert result.success
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == SOURCES
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 4 * len(SOURCES)
+    assert all(e.passed for e in evaluations), [(e.asset_key, e.check_name) for e in evaluations if not e.passed]
+    for source in SOURCES:
+        quarantine = read_table(source_output_dir(tmp_path, source), "quarantine")
+        assert quarantine.filter(pl.col("kind") == "invalid").height > 0, f"{source}: the dirty faults were not quarantined"
+        assert quarantine["detail"].null_count() == 0
+    metadata = next(e for e in result.get_asset_materialization_events()
+                    if e.asset_key.to_user_string() == "vindr_cxr").materialization.metadata
+    assert "boxes_example" in metadata and "data:image/png;base64," in metadata["boxes_example"].value
+    assert metadata["facts/wbf_iou_thr"].value == 0.5
+
+
+@pytest.mark.slow
+def test_missing_dataset_fails_its_asset_and_leaves_the_others(tmp_path):
+    data_root = tmp_path / "data"
+    shutil.copytree(BUNDLED_SAMPLE_ROOT, data_root, ignore=shutil.ignore_patterns("vindr-cxr"))
+    result = run_sources(data_root, tmp_path / "storage")
+    assert not result.success
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == SOURCES - {"vindr_cxr"}
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "vindr-cxr" in failure.event_specific_data.user_failure_data.description
