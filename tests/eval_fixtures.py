@@ -120,3 +120,70 @@ def write_eval_sets(data_root: Path, storage_root: Path) -> dict[str, Path]:
         conform(pl.DataFrame(rows, schema=CORPUS_SCHEMA), CORPUS_SCHEMA).write_parquet(path)
         written[task] = path
     return written
+
+
+def build_fake_radgraph_xl(folder: Path) -> Path:
+    """A RadGraph-XL folder with the real layout (config.json, vocabulary/, weights.th) and random weights
+    on a tiny local BERT, so the radgraph package's real loading and scoring code runs offline.
+
+    The model is built the way ``radgraph.RadGraph`` builds it and its state dict saved as the weights it
+    loads. Returns the folder to configure as ``radgraph_dir`` (it holds ``radgraph-xl/``)."""
+    import json
+    import logging
+
+    import torch
+    from dotmap import DotMap
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    logger_class = logging.getLoggerClass()  # radgraph replaces it process-wide on import
+    from radgraph.allennlp.data import Vocabulary
+    from radgraph.allennlp.modules import text_field_embedders, token_embedders
+    from radgraph.dygie.models import dygie
+
+    logging.setLoggerClass(logger_class)
+
+    bert = folder / "tiny-bert"
+    bert.mkdir(parents=True, exist_ok=True)
+    words = ("the heart is normal no pleural effusion pneumothorax lungs are clear small left right lung base "
+             "opacity mild edema cardiomegaly").split()
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "0", "1", "2", "3"]
+    (bert / "vocab.txt").write_text("\n".join(special + words) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(bert / "vocab.txt"))
+    tokenizer.save_pretrained(bert)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(bert)
+
+    model_dir = folder / "radgraph-xl"
+    vocabulary = model_dir / "vocabulary"
+    vocabulary.mkdir(parents=True, exist_ok=True)
+    (vocabulary / "non_padded_namespaces.txt").write_text("*tags\n*labels\n")
+    entities = ["", "Anatomy::definitely present", "Observation::definitely present", "Observation::definitely absent"]
+    (vocabulary / "radgraph-xl__ner_labels.txt").write_text("\n".join(entities) + "\n")
+    (vocabulary / "radgraph-xl__relation_labels.txt").write_text("\n".join(["", "located_at", "suggestive_of", "modify"]) + "\n")
+    transformer = {"model_name": str(bert), "max_length": 128}
+    config = {
+        "dataset_reader": {"max_span_width": 4, "token_indexers": {"bert": transformer}},
+        "vocabulary": {"padding_token": "@@PADDING@@", "oov_token": "@@UNKNOWN@@"},
+        "model": {
+            "type": "dygie", "embedder": {"token_embedders": {"bert": transformer}}, "initializer": {},
+            "module_initializer": {}, "feature_size": 8, "max_span_width": 4, "target_task": "relation",
+            "feedforward_params": {"num_layers": 1, "hidden_dims": 16, "dropout": 0.0},
+            "loss_weights": {"ner": 1.0, "relation": 1.0, "coref": 0.0, "events": 0.0},
+            "modules": {
+                "ner": {}, "relation": {"spans_per_word": 0.5}, "coref": {"spans_per_word": 0.3, "max_antecedents": 10},
+                "events": {"trigger_spans_per_word": 0.3, "argument_spans_per_word": 0.8,
+                           "loss_weights": {"trigger": 1.0, "arguments": 1.0}},
+            },
+        },
+    }
+    (model_dir / "config.json").write_text(json.dumps(config))
+    model_config = DotMap(config).model
+    for name in ("type", "embedder", "initializer", "module_initializer"):
+        del model_config[name]
+    embedder = text_field_embedders.BasicTextFieldEmbedder(
+        {"bert": token_embedders.PretrainedTransformerMismatchedEmbedder(**transformer)})
+    model = dygie.DyGIE(vocab=Vocabulary.from_files(str(vocabulary), "@@PADDING@@", "@@UNKNOWN@@"),
+                        embedder=embedder, **model_config)
+    torch.save(model.state_dict(), model_dir / "weights.th")
+    return folder

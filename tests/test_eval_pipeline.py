@@ -14,7 +14,7 @@ from radvlm_pipeline.evaluation.report_generation import GREEN_ERROR_CATEGORIES
 from radvlm_pipeline.evaluation.scoring import read_task_evaluation
 from resources.llm import LLMResource
 from resources.storage import PipelineStorage
-from eval_fixtures import write_eval_sets
+from eval_fixtures import build_fake_radgraph_xl, write_eval_sets
 from fake_openai_server import FakeOpenAI
 
 
@@ -41,7 +41,9 @@ def test_evaluation_assets_end_to_end(tmp_path):
     write_eval_sets(data_root, storage_root)
     build_model_directory(storage_root / "models" / "all" / "final")
     storage = PipelineStorage(data_root=str(data_root), storage_root=str(storage_root))
-    generation_config = {"ops": {"eval_answers": {"config": {"max_new_tokens": 8, "batch_size": 4}}}}
+    radgraph_dir = build_fake_radgraph_xl(tmp_path / "radgraph")
+    generation_config = {"ops": {"eval_answers": {"config": {"max_new_tokens": 8, "batch_size": 4}},
+                                 "eval_report_generation": {"config": {"radgraph_dir": str(radgraph_dir)}}}}
 
     with FakeOpenAI(responder=judge_responder) as server:
         llm = LLMResource(storage=storage, backend="openai", base_url=server.base_url, model="judge-model",
@@ -53,7 +55,8 @@ def test_evaluation_assets_end_to_end(tmp_path):
         calls = len(server.chat_requests)
         # Unchanged answers: scoring again is served by the LLM cache, not the endpoint.
         judged = [a for a in task_evaluation_assets if a.key.path[-1] in ("eval_report_generation", "eval_conversation")]
-        assert materialize(judged, partition_key="oracle", resources=resources, selection=judged).success
+        assert materialize(judged, partition_key="oracle", resources=resources, selection=judged,
+                           run_config={"ops": {"eval_report_generation": generation_config["ops"]["eval_report_generation"]}}).success
         assert len(server.chat_requests) == calls > 0
         result = materialize([results_tables], resources=resources)
     assert result.success
@@ -70,8 +73,7 @@ def test_evaluation_assets_end_to_end(tmp_path):
         assert metric(task, "oracle", "mAP@0.5") == 100.0 and metric(task, "oracle", "COCO AP50") == 100.0
     assert metric("conversation", "oracle", "Judge score") == 10.0
     assert metric("grounded_conversation", "oracle", "Judge score") == 10.0
-    radgraph = read_task_evaluation(storage_root, "report_generation", "oracle").metric("RadGraph F1")
-    assert radgraph.value is None and "radgraph_dir" in radgraph.reason
+    assert metric("report_generation", "oracle", "RadGraph F1") == 100.0
 
     # The tiny model was scored; the baseline without weights is reported, not scored.
     assert read_task_evaluation(storage_root, "classification", "all").status == "scored"

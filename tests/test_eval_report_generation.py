@@ -104,3 +104,25 @@ def test_green_counts_failed_calls_and_unparseable_replies():
 def test_green_without_llm_is_not_computed_with_the_reason():
     value, scores, _ = green(["r"], ["h"], ["mimic_cxr"], None, "offline backend")
     assert (value.value, value.reason, scores) == (None, "offline backend", None)
+
+
+def test_radgraph_partial_f1_runs_the_package_on_a_local_radgraph_xl(tmp_path):
+    from eval_fixtures import build_fake_radgraph_xl
+
+    folder = build_fake_radgraph_xl(tmp_path / "radgraph")
+    report = "no pleural effusion . the heart is normal ."
+    value, scores = radgraph_partial_f1([report, "small left effusion"], [report, "lungs are clear"],
+                                        ReportMetricSettings(radgraph_dir=str(folder)))
+    assert value.is_computed and value.details == {"reward": "partial", "model": "radgraph-xl"}
+    assert scores[0] == 1.0  # identical reports have identical graphs
+    assert value.value == pytest.approx(100 * scores.mean())
+
+
+def test_radgraph_import_leaves_the_logger_class_alone():
+    import logging
+
+    from radvlm_pipeline.evaluation.report_generation import _import_f1radgraph
+
+    before = logging.getLoggerClass()
+    _import_f1radgraph()
+    assert logging.getLoggerClass() is before

@@ -15,6 +15,7 @@ counted and left out of the mean.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -85,6 +86,21 @@ def bertscore(
     return value, scores
 
 
+def _import_f1radgraph():
+    """``radgraph.F1RadGraph``, without the package's side effect on logging.
+
+    Importing radgraph installs its vendored AllenNLP logger class process-wide
+    (``logging.setLoggerClass``); loggers created afterwards (Dagster's console logger for the next run,
+    for one) then fail on arguments that class does not take. The previous class is put back.
+    """
+    previous = logging.getLoggerClass()
+    try:
+        from radgraph import F1RadGraph
+    finally:
+        logging.setLoggerClass(previous)
+    return F1RadGraph
+
+
 def radgraph_partial_f1(
     references: Sequence[str], hypotheses: Sequence[str], settings: ReportMetricSettings
 ) -> tuple[MetricValue, np.ndarray | None]:
@@ -98,8 +114,7 @@ def radgraph_partial_f1(
     if missing:
         return MetricValue.not_computed(RADGRAPH, f"RadGraph-XL folder {model_dir} lacks {', '.join(missing)}"), None
     try:
-        from radgraph import F1RadGraph
-
+        F1RadGraph = _import_f1radgraph()
         scorer = F1RadGraph(
             reward_level="partial", model_type=RADGRAPH_MODEL_TYPE, model_cache_dir=str(settings.radgraph_dir),
             cuda=-1,
