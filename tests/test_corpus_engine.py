@@ -155,14 +155,17 @@ def test_options_pick_one_candidate_per_repetition():
         {
             "sample_key": [k for k in samples["sample_key"] for _ in regions],
             "option_id": [f"{k}_{r}" for k in samples["sample_key"] for r in regions],
-            "target": regions * samples.height,
-            "target_boxes": [[[0.1, 0.1, 0.2 + i / 10, 0.5]] for _ in samples["sample_key"] for i in range(3)],
-            "target_labels": [[r] for _ in samples["sample_key"] for r in regions],
-            "option_source_ids": [[f"box:{k}_{r}"] for k in samples["sample_key"] for r in regions],
-        },
-        schema_overrides={"target_boxes": BOX_LIST},
+            "region": regions * samples.height,
+            "width": [0.2 + i / 10 for _ in samples["sample_key"] for i in range(3)],
+        }
     )
-    rows = build(Samples(samples, options=options.lazy()), repeat=2).rows
+    option_columns = [
+        pl.col("region").alias("target"),
+        pl.concat_list(pl.concat_arr(pl.lit(0.1, dtype=pl.Float64), pl.lit(0.1, dtype=pl.Float64), "width", pl.lit(0.5, dtype=pl.Float64))).alias("target_boxes"),
+        pl.concat_list("region").alias("target_labels"),
+        pl.concat_list(pl.format("box:{}", pl.col("option_id"))).alias("option_source_ids"),
+    ]
+    rows = build(Samples(samples, options=options.lazy(), option_columns=option_columns), repeat=2).rows
     assert rows.height == 80
     picked = rows["target_labels"].list.first()
     assert set(picked.to_list()) == set(regions)
@@ -183,3 +186,15 @@ def test_report_rows_carry_the_report_verbatim():
     frame = grounding_samples(2).frame.drop("target").with_columns(case=pl.lit("report"), report=pl.lit("No acute findings."))
     rows = build(Samples(frame), task="report_generation", templates=REPORT).rows
     assert [c[1]["value"] for c in rows["conversation"].to_list()] == ["No acute findings."] * 2
+
+
+def test_no_samples_give_no_rows_in_the_schema():
+    result = build(Samples(grounding_samples(3).frame.head(0)), repeat=3, cap=5)
+    assert result.rows.height == 0 and result.rows.schema == CORPUS_SCHEMA
+
+
+def test_a_repeated_sample_key_is_an_error():
+    samples = grounding_samples(3)
+    samples.frame = pl.concat([samples.frame, samples.frame.head(1)])
+    with pytest.raises(ValueError, match="sample keys must be unique"):
+        build(samples)

@@ -95,18 +95,27 @@ def classification(inputs: CorpusInputs, source: str, splits: tuple[str, ...]) -
         .with_columns(_reason=pl.when(pl.col(_FOUND).is_null()).then(pl.lit("no_labels")))
         .collect()
     )
+    usable = frame.filter(pl.col("_reason").is_null())
     shown = {name: display_label(name) for name in CHEXPERT_LABELS if name != NO_FINDING}
-    positives = pl.concat_list([pl.when(pl.col(n)).then(pl.lit(n)) for n in CHEXPERT_LABELS]).list.drop_nulls()
-    findings = positives.list.eval(pl.element().filter(pl.element() != NO_FINDING).replace_strict(shown))
-    samples = frame.filter(pl.col("_reason").is_null()).select(
-        "split", "subject_id", "image_dataset", "image_path",
+    # Long form (one row per positive label, in CHEXPERT_LABELS order) is far faster than per-row list work.
+    positives = (
+        usable.select("image_id", *CHEXPERT_LABELS)
+        .unpivot(index="image_id", on=list(CHEXPERT_LABELS), variable_name="label")
+        .filter(pl.col("value"))
+        .group_by("image_id", maintain_order=True)
+        .agg(target_labels=pl.col("label"), _findings=pl.col("label").replace_strict(shown, default=None).drop_nulls())
+    )
+    no_labels = pl.lit([], dtype=pl.List(pl.String))
+    samples = usable.join(positives, on="image_id", how="left").with_columns(
+        pl.col("target_labels", "_findings").fill_null(no_labels)
+    ).select(
+        "split", "subject_id", "image_dataset", "image_path", "target_labels",
         sample_key=pl.col("image_id"),
         source_ids=_image_lineage(),
         llm_cache_keys=_no_llm(),
-        case=pl.when(findings.list.len() == 0).then(pl.lit("none")).otherwise(pl.lit("findings")),
-        findings=readable_list(findings),
+        case=pl.when(pl.col("_findings").list.len() == 0).then(pl.lit("none")).otherwise(pl.lit("findings")),
+        findings=readable_list(pl.col("_findings")),
         target_boxes=pl.lit(None, dtype=BOX_LIST),
-        target_labels=positives,
     )
     return Samples(samples, skipped=_skipped(frame))
 
@@ -149,31 +158,45 @@ def anatomical_grounding(inputs: CorpusInputs, source: str, splits: tuple[str, .
         llm_cache_keys=_no_llm(),
         case=pl.lit("boxes"),
     )
-    options = regions.select(
-        sample_key=pl.col("image_id"),
-        option_id=pl.col("box_id"),
-        target=pl.col("label"),  # region names are lower case already ("right lung")
-        target_boxes=pl.concat_list(pl.concat_arr("x1", "y1", "x2", "y2")),
-        target_labels=pl.concat_list(pl.col("label")),
-        option_source_ids=pl.concat_list(pl.format("box:{}", pl.col("box_id"))),
-    )
+    options = regions.select("x1", "y1", "x2", "y2", "label", "box_id", sample_key=pl.col("image_id"),
+                             option_id=pl.col("box_id"))
+    option_columns = [
+        pl.col("label").alias("target"),  # region names are lower case already ("right lung")
+        pl.concat_list(pl.concat_arr("x1", "y1", "x2", "y2")).alias("target_boxes"),
+        pl.concat_list(pl.col("label")).alias("target_labels"),
+        pl.concat_list(pl.format("box:{}", pl.col("box_id"))).alias("option_source_ids"),
+    ]
     skipped = {"no_region_boxes": images.height - with_regions.height}
-    return Samples(samples, options=options, skipped={k: v for k, v in skipped.items() if v})
+    return Samples(samples, options=options, option_columns=option_columns,
+                   skipped={k: v for k, v in skipped.items() if v})
+
+
+def _group_samples(groups: pl.DataFrame, sample_key: pl.Expr, shown_as: str) -> Samples:
+    """One sample per (image, label) group of boxes; the label fills the template field ``shown_as``."""
+    return Samples(groups.select(
+        "split", "subject_id", "image_dataset", "image_path", "target_boxes",
+        sample_key=sample_key,
+        source_ids=_box_lineage(),
+        llm_cache_keys=_no_llm(),
+        case=pl.lit("boxes"),
+        target_labels=_labels_per_box(),
+        **{shown_as: display_labels(groups["label"])},
+    ))
+
+
+def _labels_per_box() -> pl.Expr:
+    return pl.col("label").repeat_by(pl.col("target_boxes").list.len())
+
+
+def _concatenated(lists: pl.Expr) -> pl.Expr:
+    """In a group_by: the group's lists as one list."""
+    return lists.list.explode(keep_nulls=False, empty_as_null=False)
 
 
 def abnormality_grounding(inputs: CorpusInputs, source: str, splits: tuple[str, ...]) -> Samples:
     """One sample per (image, finding class): all boxes of that class on the image."""
     groups = _grouped_boxes(inputs, source, "finding", splits)
-    samples = groups.select(
-        "split", "subject_id", "image_dataset", "image_path", "target_boxes",
-        sample_key=pl.format("{}|{}", pl.col("image_id"), pl.col("label")),
-        source_ids=_box_lineage(),
-        llm_cache_keys=_no_llm(),
-        case=pl.lit("boxes"),
-        target=display_labels(groups["label"]),
-        target_labels=pl.col("label").repeat_by(pl.col("target_boxes").list.len()),
-    )
-    return Samples(samples)
+    return _group_samples(groups, pl.format("{}|{}", pl.col("image_id"), pl.col("label")), "target")
 
 
 def abnormality_detection(inputs: CorpusInputs, source: str, splits: tuple[str, ...]) -> Samples:
@@ -185,9 +208,9 @@ def abnormality_detection(inputs: CorpusInputs, source: str, splits: tuple[str, 
     ).with_columns(_text=pl.format("{} at {}", pl.col("_shown"), readable_list(pl.col("_box_strings"))))
     per_image = groups.group_by("image_id", maintain_order=True).agg(
         _texts=pl.col("_text"),
-        target_boxes=pl.col("target_boxes").list.explode(keep_nulls=False, empty_as_null=False),
-        target_labels=pl.col("label").repeat_by(pl.col("target_boxes").list.len()).list.explode(keep_nulls=False, empty_as_null=False),
-        box_ids=pl.col("box_ids").list.explode(keep_nulls=False, empty_as_null=False),
+        target_boxes=_concatenated(pl.col("target_boxes")),
+        target_labels=_concatenated(_labels_per_box()),
+        box_ids=_concatenated(pl.col("box_ids")),
     )
     images = inputs.images(source, splits).collect().join(per_image, on="image_id", how="left")
     found = pl.col("_texts").is_not_null()
@@ -209,16 +232,7 @@ def abnormality_detection(inputs: CorpusInputs, source: str, splits: tuple[str, 
 def phrase_grounding(inputs: CorpusInputs, source: str, splits: tuple[str, ...]) -> Samples:
     """One sample per (image, phrase): the phrase's boxes. Keyed by its first box id (phrases are long)."""
     groups = _grouped_boxes(inputs, source, "phrase", splits)
-    samples = groups.select(
-        "split", "subject_id", "image_dataset", "image_path", "target_boxes",
-        sample_key=pl.col("box_ids").list.first(),
-        source_ids=_box_lineage(),
-        llm_cache_keys=_no_llm(),
-        case=pl.lit("boxes"),
-        phrase=display_labels(groups["label"]),
-        target_labels=pl.col("label").repeat_by(pl.col("target_boxes").list.len()),
-    )
-    return Samples(samples)
+    return _group_samples(groups, pl.col("box_ids").list.first(), "phrase")
 
 
 def llm_conversations(inputs: CorpusInputs, source: str, splits: tuple[str, ...], kind: str) -> Samples:

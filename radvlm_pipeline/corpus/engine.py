@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from radvlm_pipeline.boxes import format_box
 from radvlm_pipeline.schema import CORPUS_SCHEMA, TURN
@@ -45,13 +46,15 @@ class Samples:
     ``frame``: one row per sample, with ``sample_key`` (unique), ``split``, ``subject_id``,
     ``image_dataset``, ``image_path``, ``source_ids``, ``llm_cache_keys``, ``target_boxes``,
     ``target_labels``, ``case`` and the template fields; LLM tasks carry ``conversation`` instead.
-    ``options``: for tasks with a per-repetition choice, one row per candidate with ``sample_key``,
-    ``option_id`` (orders the candidates) and the columns the choice sets (``target``, ``target_boxes``,
-    ``target_labels``, ``option_source_ids``). ``skipped``: input rows left out, by reason.
+    ``options``: for tasks with a per-repetition choice, one row per candidate with ``sample_key`` and
+    ``option_id`` (orders the candidates) plus raw columns; ``option_columns`` turn the chosen candidate's
+    raw columns into the row's (``target``, ``target_boxes``, ``target_labels``, ``option_source_ids``),
+    computed only for chosen candidates. ``skipped``: input rows left out, by reason.
     """
 
     frame: pl.DataFrame
     options: pl.LazyFrame | None = None
+    option_columns: list[pl.Expr] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
 
 
@@ -88,12 +91,16 @@ def readable_list(items: pl.Expr, separator: str = ", ", last: str = " and ") ->
 
 
 def box_strings(box_lists: pl.Series) -> pl.Series:
-    """Each row's boxes as ``format_box`` strings (the one box text format), list for list."""
-    return pl.Series(
-        box_lists.name,
-        [None if boxes is None else [format_box(box) for box in boxes] for boxes in box_lists.to_list()],
-        dtype=pl.List(pl.String),
-    )
+    """Each row's boxes as ``format_box`` strings (the one box text format), list for list.
+
+    Formats the flat array of all boxes, then rebuilds the lists from their offsets (Arrow), which is
+    much faster than building a Series from nested Python lists."""
+    lengths = box_lists.list.len().fill_null(0).to_numpy()
+    flat = box_lists.list.explode(keep_nulls=False, empty_as_null=False)
+    texts = pa.array([format_box(box) for box in flat.to_numpy()], type=pa.large_string())
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), type=pa.int64())
+    nested = pa.LargeListArray.from_arrays(offsets, texts, mask=pa.array(box_lists.is_null().to_numpy()))
+    return pl.Series(box_lists.name, nested).cast(pl.List(pl.String))
 
 
 _CAPITALISED_WORD = re.compile(r"\b[A-Z][a-z]+\b")
@@ -154,6 +161,10 @@ def assemble(
     ``held_out_subjects`` (one column ``subject_id``) lists the patients of this source's namespace
     that an evaluation set holds out."""
     frame = samples.frame
+    duplicated = frame.filter(pl.col("sample_key").is_duplicated())["sample_key"].unique().sort()
+    if duplicated.len():
+        raise ValueError(f"{purpose}: sample keys must be unique; repeated: {duplicated.head(5).to_list()} "
+                         "(an upstream table has two rows for one image, study or phrase)")
     stats = {"samples": frame.height, **{f"skipped/{k}": v for k, v in sorted(samples.skipped.items())}}
 
     if held_out_subjects is not None and frame.height:
@@ -179,7 +190,7 @@ def assemble(
         [pl.Series(name, mix(frame[name].to_numpy(), repetition)) for name in ("_question", "_answer", "_option")]
     )
     if samples.options is not None:
-        frame = _pick_options(frame, samples.options, stats)
+        frame = _pick_options(frame, samples.options, samples.option_columns, stats)
 
     if templates is None:
         frame = frame.with_columns(
@@ -209,7 +220,8 @@ def assemble(
     return Assembled(rows=rows, stats=stats)
 
 
-def _pick_options(frame: pl.DataFrame, options: pl.LazyFrame, stats: dict[str, int]) -> pl.DataFrame:
+def _pick_options(frame: pl.DataFrame, options: pl.LazyFrame, columns: list[pl.Expr],
+                  stats: dict[str, int]) -> pl.DataFrame:
     """Per (sample, repetition): the candidate at ``draw % candidates`` in option_id order."""
     kept = frame.select("sample_key").unique()
     candidates = (
@@ -226,7 +238,9 @@ def _pick_options(frame: pl.DataFrame, options: pl.LazyFrame, stats: dict[str, i
     frame = frame.join(counts, on="sample_key", how="inner")
     stats["excluded/no_option"] = before - frame.height
     frame = frame.with_columns(_rank=pl.col("_option") % pl.col("_candidates"))
-    chosen = candidates.drop("_candidates")
+    chosen = candidates.drop("_candidates").join(frame.select("sample_key", "_rank").unique(), on=["sample_key", "_rank"],
+                                                  how="semi").with_columns(columns)
+    chosen = chosen.select("sample_key", "_rank", *[c.meta.output_name() for c in columns])
     frame = frame.drop([c for c in chosen.columns if c in frame.columns and c not in ("sample_key", "_rank")])
     frame = frame.join(chosen, on=["sample_key", "_rank"], how="inner")
     return frame.with_columns(source_ids=pl.col("source_ids").list.concat(pl.col("option_source_ids")))
