@@ -219,3 +219,15 @@ def test_empty_inputs_give_empty_tables_with_the_schemas():
     talks = conversations.build_conversations(frames, cleaned.table, offline_run, "offline-rules")
     assert talks.table.schema == CONVERSATIONS_SCHEMA and talks.table.is_empty() and talks.quarantine.is_empty()
     assert talks.sample_markdown.startswith("_no sample")
+
+
+def test_offline_composer_reaches_five_rounds_from_sparse_facts_and_never_denies_free_text_findings():
+    sparse = conversations.ImageFacts("mimic_cxr", "d1", "s1", "train", "standard", "Lungs are clear.", None, None, None)
+    turns = parse_conversation(conversations.compose_conversation(sparse, 0), "stop", set(), grounded=False)
+    assert len(turns) == 10
+    nodule = conversations.ImageFacts("padchest_gr", "p1", "s1", "train", "grounded", "Right apical nodule.",
+                                      ("nodule",), "PA", "F", (("right apical nodule", ((0.1, 0.1, 0.3, 0.3),)),))
+    for seed in range(5):
+        text = conversations.compose_conversation(nodule, seed)
+        parse_conversation(text, "stop", nodule.allowed_boxes(), grounded=True)
+        assert "no clear abnormality" not in text.lower() and "do not see signs" not in text

@@ -42,29 +42,45 @@ NOT_GIVEN = "not given"
 
 VIEW_NAMES = {"PA": "posterior-anterior", "AP": "anterior-posterior"}
 SEX_NAMES = {"M": "male", "F": "female"}
-# Our own one-line explanations, used by the offline composer when it explains a term.
-DEFINITIONS = {
-    "Atelectasis": "a partial collapse of lung tissue, so that part of the lung holds less air",
-    "Cardiomegaly": "an enlarged heart; on a frontal X-ray the heart looks wider than usual relative to the chest",
-    "Consolidation": "lung airspaces filled with fluid or cells instead of air, which makes that area look white",
-    "Edema": "fluid in the lung tissue, often from the heart not pumping well, seen as hazy or streaky lungs",
-    "Enlarged Cardiomediastinum": "a widened central shadow of the chest, where the heart and great vessels lie",
-    "Fracture": "a break in a bone, here one of the bones seen on the chest X-ray such as a rib",
-    "Lung Lesion": "a localised abnormal spot in the lung, such as a nodule or mass",
-    "Lung Opacity": "an area of the lung that looks whiter than it should, a broad sign with many causes",
-    "Pleural Effusion": "fluid collected between the lung and the chest wall, often blunting the angles at the lung bases",
-    "Pleural Other": "a change of the pleura other than fluid, such as thickening or plaques",
-    "Pneumonia": "an infection of the lung, which on X-ray usually shows as an area of consolidation",
-    "Pneumothorax": "air between the lung and the chest wall, which lets the lung fall away from it",
-    "Support Devices": "tubes, lines, wires or other medical devices visible on the image",
-}
-# Words that tie a report sentence to a label, for the offline composer's yes-answers.
-LABEL_WORDS = {
-    "Atelectasis": "atelecta", "Cardiomegaly": "heart|cardiac|cardiomegaly", "Consolidation": "consolidat",
-    "Edema": "edema|congestion", "Enlarged Cardiomediastinum": "mediastin", "Fracture": "fracture",
-    "Lung Lesion": "nodule|mass|lesion", "Lung Opacity": "opacit", "Pleural Effusion": "effusion",
-    "Pleural Other": "pleural thicken|plaque", "Pneumonia": "pneumonia|infection", "Pneumothorax": "pneumothorax",
-    "Support Devices": "tube|line|catheter|pacemaker|wire|device|clip|stent",
+# For the offline composer, per CheXpert label: how to ask about it, words that tie a report sentence to
+# it, and our own one-sentence explanation of the term.
+@dataclass(frozen=True)
+class LabelTerms:
+    question: str
+    words: str  # regular expression
+    meaning: str
+
+
+LABEL_TERMS = {
+    "Atelectasis": LabelTerms("Is there any atelectasis?", "atelecta",
+                              "Atelectasis is a partial collapse of lung tissue, so that part of the lung holds less air."),
+    "Cardiomegaly": LabelTerms("Is the heart enlarged?", "heart|cardiac|cardiomegaly",
+                               "Cardiomegaly means an enlarged heart: it looks wider than usual relative to the chest."),
+    "Consolidation": LabelTerms("Is there any consolidation?", "consolidat",
+                                "Consolidation means air spaces of the lung filled with fluid or cells, so the area "
+                                "looks white."),
+    "Edema": LabelTerms("Is there any pulmonary edema?", "edema|congestion",
+                        "Pulmonary edema is fluid in the lung tissue, seen as hazy or streaky lungs."),
+    "Enlarged Cardiomediastinum": LabelTerms("Is the mediastinum widened?", "mediastin",
+                                             "An enlarged cardiomediastinum is a widened central shadow of the chest, "
+                                             "where the heart and great vessels lie."),
+    "Fracture": LabelTerms("Is there a fracture?", "fracture", "A fracture is a break in a bone, such as a rib."),
+    "Lung Lesion": LabelTerms("Is there a lung lesion?", "nodule|mass|lesion",
+                              "A lung lesion is a localised abnormal spot in the lung, such as a nodule or a mass."),
+    "Lung Opacity": LabelTerms("Are there any lung opacities?", "opacit",
+                               "A lung opacity is an area of lung that looks whiter than it should; it has many causes."),
+    "Pleural Effusion": LabelTerms("Is there a pleural effusion?", "effusion",
+                                   "A pleural effusion is fluid between the lung and the chest wall, often blunting "
+                                   "the angles at the lung bases."),
+    "Pleural Other": LabelTerms("Is there any other pleural abnormality?", "pleural thicken|plaque",
+                                "This means a change of the pleura other than fluid, such as thickening or plaques."),
+    "Pneumonia": LabelTerms("Could this be pneumonia?", "pneumonia|infection",
+                            "Pneumonia is an infection of the lung; on an X-ray it usually shows as consolidation."),
+    "Pneumothorax": LabelTerms("Is there a pneumothorax?", "pneumothorax",
+                               "A pneumothorax is air between the lung and the chest wall, which lets the lung fall "
+                               "away from it."),
+    "Support Devices": LabelTerms("Are there any support devices?", "tube|line|catheter|pacemaker|wire|device|clip|stent",
+                                  "Support devices are tubes, lines, wires or other medical devices seen on the image."),
 }
 
 
@@ -159,24 +175,44 @@ def parse_conversation(text: str | None, finish_reason: str | None, allowed_boxe
 # The offline composer ------------------------------------------------------------------------------
 
 
-def _label_term(label: str) -> str:
-    return label.lower()
+def _join(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
-def _sentences_about(sentences: Sequence[str], label: str) -> list[str]:
-    pattern = re.compile(LABEL_WORDS[label], re.IGNORECASE)
-    return [s for s in sentences if pattern.search(s)]
+def _finding_rounds(facts: ImageFacts, sentences: Sequence[str], rng: random.Random) -> list[tuple[str, str]]:
+    """Questions on the findings. CheXpert labels allow "is there X?" with yes and no answers; free-text
+    findings (PadChest-GR categories) only yes answers: what they leave out is unknown, not absent."""
+    findings = list(facts.abnormalities or ())
+    rounds = []
+    if facts.abnormalities is None:
+        return rounds
+    rounds.append((rng.choice(["Which abnormalities can you see?", "Is anything abnormal on this image?"]),
+                   f"I see signs of {_join([f.lower() for f in findings])}." if findings
+                   else "I do not see a clear abnormality on this image."))
+    for finding in findings[:3]:
+        terms = LABEL_TERMS.get(finding)
+        pattern = re.compile(terms.words if terms else re.escape(finding), re.IGNORECASE)
+        evidence = [sentence for sentence in sentences if pattern.search(sentence)]
+        question = terms.question if terms else f"Is there any {finding.lower()}?"
+        rounds.append((question, f"Yes. {evidence[0]}" if evidence else f"Yes, the image shows {finding.lower()}."))
+        if terms:
+            rounds.append((f"What does {finding.lower()} mean?", terms.meaning))
+    if all(finding in LABEL_TERMS for finding in findings):
+        absent = [label for label in LABEL_TERMS if label not in findings]
+        for label in rng.sample(absent, k=min(2, len(absent))):
+            rounds.append((LABEL_TERMS[label].question, f"No, I do not see signs of {label.lower()} here."))
+    return rounds
 
 
 def compose_conversation(facts: ImageFacts, seed: int) -> str:
     """A dialogue built only from the facts, varied by seed; valid under ``parse_conversation``."""
     rng = random.Random(f"{facts.item_id}/{seed}")
     sentences = split_sentences(facts.report)
-    positives = [a for a in (facts.abnormalities or ()) if a in DEFINITIONS]
+    findings = [f.lower() for f in facts.abnormalities or ()]
     view = f"{facts.view} ({VIEW_NAMES[facts.view]})" if facts.view in VIEW_NAMES else None
     sex = SEX_NAMES.get(facts.sex or "")
 
-    subject = f"{'an ' if view and view[0] in 'AEIOU' else 'a '}{view + ' ' if view else ''}chest X-ray"
+    subject = f"{'an' if view and view[0] in 'AEIOU' else 'a'} {view + ' ' if view else ''}chest X-ray"
     opening_answer = f"This is {subject}{f' of a {sex} patient' if sex else ''}. " + " ".join(sentences[:2])
     opening = (rng.choice(["What do you see on this chest X-ray?", "Can you describe this image?",
                            "What are the main findings here?"]), opening_answer.strip())
@@ -185,19 +221,7 @@ def compose_conversation(facts: ImageFacts, seed: int) -> str:
          f"The {phrase} is at {' and '.join(format_box(b) for b in boxes)}.")
         for phrase, boxes in ((p.rstrip(". "), bs) for p, bs in facts.observations[:3])
     ]
-    optional = []
-    if facts.abnormalities is not None:
-        optional.append((rng.choice(["Which abnormalities can you see?", "Is anything abnormal on this image?"]),
-                         f"I see signs of {', '.join(map(_label_term, positives))}." if positives
-                         else "I do not see a clear abnormality on this image."))
-        absent = [label for label in DEFINITIONS if label not in positives]
-        for label in rng.sample(absent, k=min(2, len(absent))):
-            optional.append((f"Is there any {_label_term(label)}?", f"No, I do not see {_label_term(label)} here."))
-    for label in positives[:3]:
-        evidence = _sentences_about(sentences, label)
-        optional.append((f"Is there any {_label_term(label)}?",
-                         f"Yes. {evidence[0]}" if evidence else f"Yes, the image shows {_label_term(label)}."))
-        optional.append((f"What does {_label_term(label)} mean?", f"{label} is {DEFINITIONS[label]}."))
+    optional = _finding_rounds(facts, sentences, rng)
     if view:
         optional.append(("Which view is this?", f"It is a {view} view."))
     if len(sentences) > 2:
@@ -205,16 +229,25 @@ def compose_conversation(facts: ImageFacts, seed: int) -> str:
     optional.append(("Should I be worried about this?",
                      "I can only describe what the image shows; what it means for the patient depends on the "
                      "clinical picture, so a physician should interpret it."))
-    optional.append(("Can you summarise the image in one sentence?",
-                     f"{subject[0].upper()}{subject[1:]} showing {', '.join(map(_label_term, positives))}."
-                     if positives else f"{subject[0].upper()}{subject[1:]} without a clear abnormality."))
+    summary = f"showing {_join(findings)}" if findings else "without a clear abnormality"
+    if facts.abnormalities is not None:
+        optional.append(("Can you summarise the image in one sentence?", f"{subject[0].upper()}{subject[1:]} {summary}."))
+    for organ, words in (("lungs", r"lung|pulmonary|pneumo|effusion"), ("heart", r"heart|cardi")):
+        about = [sentence for sentence in sentences if re.search(words, sentence, re.IGNORECASE)]
+        if about:
+            optional.append((f"What can you tell me about the {organ}?", " ".join(about[:2])))
     rng.shuffle(optional)
-    essential = box_rounds[:1]
-    extra = (box_rounds[1:] + optional)[: MAX_ROUNDS - 1 - len(essential)]
-    middle = essential + extra
+    essential = box_rounds[:1]  # a grounded conversation always asks where at least one finding is
+    middle = essential + (box_rounds[1:] + optional)[: MAX_ROUNDS - 1 - len(essential)]
+    fillers = [  # true of any frontal chest X-ray with these facts: used only to reach MIN_ROUNDS
+        ("What kind of image is this?", f"It is {subject}."),
+        ("Which side of the image is the patient's left?",
+         "By convention the patient's left side is shown on the right of the image."),
+        ("Can you sum up the main finding briefly?", sentences[0] if sentences else "Nothing stands out."),
+    ]
+    middle += fillers[: max(0, MIN_ROUNDS - 1 - len(middle))]
     rng.shuffle(middle)
-    rounds = [opening] + middle
-    turns = [{"from": who, "value": text} for question, answer in rounds
+    turns = [{"from": who, "value": text} for question, answer in [opening, *middle]
              for who, text in (("human", question), ("gpt", answer))]
     return json.dumps(turns, ensure_ascii=False)
 

@@ -39,6 +39,9 @@ CHAT_ROUTE = "/chat/completions"
 BATCH_MAX_REQUESTS = 50_000  # the OpenAI Batch API's limit per input file
 BATCH_DONE = ("completed", "failed", "expired", "cancelled")
 RETRYABLE = ("rate_limited", "server_error", "timeout", "connection", "invalid_response")
+# What a call may raise that is the endpoint's doing: the SDK's errors, an unparseable body (ValueError) or
+# a body that is not a chat completion (attribute/index/type errors). Anything else is our bug and raises.
+CALL_ERRORS = (openai.APIError, ValueError, AttributeError, IndexError, TypeError)
 
 
 class BatchPending(RuntimeError):
@@ -166,7 +169,7 @@ async def _answer_one(client, settings: LLMSettings, call: PendingCall, limits: 
         try:
             completion = await client.post(CHAT_ROUTE, body=request_body(settings, call), cast_to=ChatCompletion)
             return _result_from_completion(call, completion, time.monotonic() - started, "call")
-        except Exception as exc:  # noqa: BLE001 - every failure is classified and either retried or recorded
+        except CALL_ERRORS as exc:
             kind, wait = classify_error(exc)
             error = _redact(f"{type(exc).__name__}: {exc}", settings)
         if kind not in RETRYABLE or attempt >= settings.max_retries:
