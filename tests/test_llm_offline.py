@@ -44,6 +44,7 @@ def source_frames():
         ("Compared with the prior radiograph, there is a new moderate left pleural effusion. No pneumothorax.",
          "There is a moderate left pleural effusion. No pneumothorax."),
         ("Stable mild cardiomegaly. The right opacity has resolved.", "Mild cardiomegaly."),
+        ("As before, there is cardiomegaly. The cardiomegaly is slightly larger.", "There is cardiomegaly."),
         ("Lungs are clear. Findings were discussed with Dr. ___ by telephone at 10:15.", "Lungs are clear."),
         ("No significant interval change since the study of ___.", "None"),
         ("FINDINGS: Small right effusion since the prior study.", "Small right effusion."),

@@ -44,7 +44,8 @@ _NOT_FINDINGS = re.compile(
 )
 # A leading or trailing comparison clause that can be cut off while keeping the finding in between.
 _LEADING_CLAUSE = re.compile(
-    r"^(?:as |when )?(?:compared (?:with|to)|in comparison (?:with|to)|since|relative to|from)\b[^,]*,\s*",
+    r"^(?:(?:as |when )?(?:compared (?:with|to)|in comparison (?:with|to)|since|relative to|from)\b[^,]*|as before|"
+    r"again|as on the prior(?: study)?),\s*",
     re.IGNORECASE,
 )
 _TRAILING_CLAUSE = re.compile(
