@@ -17,7 +17,7 @@ from radvlm_pipeline.corpus.builders import BUILDERS, TASK_TEMPLATES
 from radvlm_pipeline.corpus.engine import Assembled, assemble
 from radvlm_pipeline.corpus.inputs import CorpusInputMissing, CorpusInputs
 from radvlm_pipeline.corpus.shards import EVAL, SHARDS, corpus_dir, eval_paths, write_eval_sets, write_partition
-from radvlm_pipeline.corpus.table import PATIENT_NAMESPACE, CorpusConfig, EvalSet, TableRow
+from radvlm_pipeline.corpus.table import PATIENT_NAMESPACE, CorpusConfig, TableRow
 from radvlm_pipeline.corpus.templates import templates_fingerprint
 
 SUBJECT_PREFIX = "subject:"
@@ -97,7 +97,6 @@ def build_eval_sets(storage_root: Path, config: CorpusConfig = CorpusConfig()) -
     built: dict[str, Assembled] = {}
     records: dict[str, dict[str, Any]] = {}
     for spec in config.eval_sets:
-        spec: EvalSet
         built[spec.task] = _assemble(inputs, spec.task, spec.source, spec.key, ("test",), config, 1, spec.cap, None)
         records[spec.task] = {"task": spec.task, "source": spec.source, "cap": spec.cap,
                               "stats": built[spec.task].stats, "config_fingerprint": config.fingerprint()}
