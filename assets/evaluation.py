@@ -10,9 +10,12 @@ A model without weights on disk or a metric without its model is reported, with 
 metadata and the tables; the materialization itself succeeds so the rest of the grid still fills.
 """
 
+import re
 from pathlib import Path
 
+import polars as pl
 from dagster import (
+    AssetDep,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -21,9 +24,9 @@ from dagster import (
     MetadataValue,
     StaticPartitionMapping,
     StaticPartitionsDefinition,
-    AssetDep,
     asset,
 )
+from PIL import Image
 from pydantic import Field
 
 from assets.metadata import image_markdown, preview
@@ -53,7 +56,7 @@ class GenerationConfig(Config):
         None, description="Folder of this partition's weights; default (under the storage root): "
         "models/<recipe>/final, the base model the fine-tuning used (LLaVA-OV), models/baselines/<name>.")
     batch_size: int = Field(8, description="Samples per generate() call.")
-    max_new_tokens: int = Field(256, description="Answer length limit (greedy decoding).")
+    max_new_tokens: int = Field(512, description="Answer length limit (greedy decoding).")
     max_samples: int | None = Field(None, description="Answer only the first N rows of each set (None: all).")
     device: str | None = Field(None, description="torch device; None: cuda when available, else cpu.")
 
@@ -92,8 +95,6 @@ def eval_answers(context: AssetExecutionContext, config: GenerationConfig, stora
     metadata["answers"] = sum(outcome.tasks[task]["rows"] for task in generated)
     if generated:
         sample = generation.answers_path(storage.storage_path, model, generated[0])
-        import polars as pl
-
         metadata["sample_answers"] = preview(pl.read_parquet(sample).select("id", "task", answer=pl.col("answers").list.last()))
     return MaterializeResult(metadata=metadata)
 
@@ -124,7 +125,7 @@ def _metric_metadata(evaluation: scoring.TaskEvaluation) -> dict:
         metadata["reason"] = evaluation.reason
     rows = []
     for metric in evaluation.metrics:
-        key = metric.name.lower().replace(" ", "_").replace("@", "_at_").replace("(", "").replace(")", "").replace(",", "")
+        key = re.sub(r"[^a-z0-9]+", "_", metric.name.lower().replace("@", " at ")).strip("_")
         if metric.is_computed:
             metadata[key] = MetadataValue.float(round(metric.value, 4))
         rows.append(f"| {metric.name} | {metric.display(2)} {metric.unit if metric.is_computed else ''} | "
@@ -154,7 +155,8 @@ def build_task_evaluation_asset(task: str) -> AssetsDefinition:
         usage = UsageStats()
         completer, unavailable = _llm_completer(task, context.resources.llm, usage) if uses_llm else (None, "")
         settings = scoring.ScoringSettings(
-            report=ReportMetricSettings(config.bertscore_model, None, config.bertscore_layers, config.radgraph_dir),
+            report=ReportMetricSettings(bertscore_model=config.bertscore_model, bertscore_layers=config.bertscore_layers,
+                                        radgraph_dir=config.radgraph_dir),
             llm=completer,
             llm_unavailable_reason=unavailable or "",
         )
@@ -187,8 +189,6 @@ class ResultsConfig(Config):
 def results_tables(context: AssetExecutionContext, config: ResultsConfig, storage: PipelineStorage) -> MaterializeResult:
     rendered = render_results(storage.storage_path, storage.data_path, example_model=config.example_model)
     metadata = {"tables": MetadataValue.md(rendered.markdown), "tables_path": str(rendered.tables_path)}
-    from PIL import Image
-
     for name, path in rendered.figures.items():
         with Image.open(path) as figure:
             metadata[name] = image_markdown(figure.copy(), name.replace("_", " "))

@@ -43,3 +43,17 @@ def test_judge_mean_counts_failures():
 def test_judge_with_no_usable_reply_is_not_computed():
     value, _, _ = judge_conversations([[Round("q", "e", "g")]], [None], ["ms_cxr"], lambda p, d: ["?"], "")
     assert not value.is_computed and "1 unparseable" in value.reason
+
+
+def test_governance_refusal_reports_the_judge_as_not_computed(tmp_path):
+    """Credentialed text and an endpoint not approved for it: nothing is sent, the metric says why."""
+    from functools import partial
+
+    from radvlm_pipeline.evaluation.llm_calls import llm_completer
+    from radvlm_pipeline.llm import LLMSettings, UsageStats, run_prompts
+
+    settings = LLMSettings(backend="openai", base_url="http://127.0.0.1:9/v1", model="judge", api_key="unused")
+    complete = llm_completer(partial(run_prompts, settings, tmp_path / "cache.sqlite"), "judge", "v1", UsageStats())
+    value, scores, _ = judge_conversations([[Round("q", "e", "g")]], [None], ["mimic_cxr"], complete, "")
+    assert not value.is_computed and value.reason.startswith("governance:") and "mimic_cxr" in value.reason
+    assert scores is None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from radvlm_pipeline.evaluation.metric import MetricValue, TextCompleter
+from radvlm_pipeline.evaluation.metric import MetricUnavailable, MetricValue, TextCompleter
 
 JUDGE_SCORE = "Judge score"
 JUDGE_PROMPT_VERSION = "conversation-judge-v1"
@@ -79,7 +79,10 @@ def judge_conversations(
     if complete is None:
         return MetricValue.not_computed(JUDGE_SCORE, unavailable_reason, unit="/10"), None, []
     prompts = [judge_prompt(rounds, labels) for rounds, labels in zip(conversations, abnormalities)]
-    replies = list(complete(prompts, datasets))
+    try:
+        replies = list(complete(prompts, datasets))
+    except MetricUnavailable as exc:
+        return MetricValue.not_computed(JUDGE_SCORE, str(exc), unit="/10"), None, []
     scores = np.array([
         score if (score := parse_judge_score(reply)) is not None else np.nan for reply in replies
     ], dtype=np.float64)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 
-from radvlm_pipeline.evaluation.metric import TextCompleter
-from radvlm_pipeline.llm import PromptItem, PromptRun, PromptTemplate, UsageStats
+from radvlm_pipeline.evaluation.metric import MetricUnavailable, TextCompleter
+from radvlm_pipeline.llm import GovernanceError, PromptItem, PromptRun, PromptTemplate, UsageStats
 from radvlm_pipeline.llm.calls import OK
 
 JUDGE_SYSTEM = "You are a meticulous evaluator of a radiology AI system. Follow the requested output format exactly."
@@ -23,7 +23,9 @@ Runner = Callable[[PromptTemplate, Sequence[PromptItem]], PromptRun]
 def llm_completer(run: Runner, name: str, version: str, usage: UsageStats) -> TextCompleter:
     """A completer that sends each prompt as one item of a fixed template; usage adds up in ``usage``.
 
-    The whole prompt is the item's only field, so the cache key covers every word of it."""
+    The whole prompt is the item's only field, so the cache key covers every word of it. A governance
+    refusal (credentialed data, endpoint not approved) becomes ``MetricUnavailable``: nothing is sent and
+    the metric says why instead of failing the other metrics of the asset."""
     template = PromptTemplate(name=name, system=JUDGE_SYSTEM, user="$prompt", version=version)
 
     def complete(prompts: Sequence[str], datasets: Sequence[str]) -> list[str | None]:
@@ -32,7 +34,10 @@ def llm_completer(run: Runner, name: str, version: str, usage: UsageStats) -> Te
                        fields={"prompt": prompt})
             for prompt, dataset in zip(prompts, datasets)
         ]
-        result = run(template, items)
+        try:
+            result = run(template, items)
+        except GovernanceError as exc:
+            raise MetricUnavailable(f"governance: {exc}") from exc
         usage.add(result.stats)
         return [r.text if r.status == OK else None for r in result.results]
 

@@ -18,6 +18,11 @@ from typing import Any
 TextCompleter = Callable[[Sequence[str], Sequence[str]], Sequence[str | None]]
 
 
+class MetricUnavailable(RuntimeError):
+    """Raised by a TextCompleter that may not answer at all (e.g. governance refuses the endpoint for a
+    dataset): the metric is reported as not computed with this message, and nothing was sent."""
+
+
 @dataclass(frozen=True)
 class MetricValue:
     name: str

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from radvlm_pipeline.evaluation.metric import MetricValue, TextCompleter, percent
+from radvlm_pipeline.evaluation.metric import MetricUnavailable, MetricValue, TextCompleter, percent
 
 ROUGE_L = "Rouge-L"
 RADGRAPH = "RadGraph F1"
@@ -229,7 +229,10 @@ def green(
     """Mean GREEN over the answers the LLM returned in the layout; failures are counted, not scored."""
     if complete is None:
         return MetricValue.not_computed(GREEN, unavailable_reason), None, []
-    replies = list(complete([green_prompt(ref, hyp) for ref, hyp in zip(references, hypotheses)], datasets))
+    try:
+        replies = list(complete([green_prompt(ref, hyp) for ref, hyp in zip(references, hypotheses)], datasets))
+    except MetricUnavailable as exc:
+        return MetricValue.not_computed(GREEN, str(exc)), None, []
     parsed = [parse_green(reply) for reply in replies]
     scores = np.array([p.score if p is not None else np.nan for p in parsed], dtype=np.float64)
     failed_calls = sum(reply is None for reply in replies)
