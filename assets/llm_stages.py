@@ -40,17 +40,35 @@ def llm_dir(storage: PipelineStorage) -> Path:
     return storage.storage_path / "llm"
 
 
-def _source_table(storage: PipelineStorage, source: str, table: str) -> pl.DataFrame:
-    path = storage.source_dir(source) / f"{table}.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: materialize the source asset '{source}' first")
-    return read_table(storage.source_dir(source), table)
+SOURCE_TABLES = ("images", "reports", "labels", "boxes")
 
 
-def _metadata(output: StageOutput, llm: LLMResource, written: dict[str, Path], by: list[str]) -> dict:
+def _source_tables(storage: PipelineStorage, sources: tuple[str, ...], required: str):
+    """The canonical tables of each source that has been materialized, and why the others are left out.
+
+    A user may hold only some datasets: the stage then runs on those it has and says which it skipped;
+    only ``required`` (MIMIC-CXR) must be there.
+    """
+    tables, skipped = {}, {}
+    for source in sources:
+        missing = [name for name in SOURCE_TABLES if not (storage.source_dir(source) / f"{name}.parquet").is_file()]
+        if missing:
+            reason = f"no {', '.join(missing)} tables under {storage.source_dir(source)}: materialize '{source}' first"
+            if source == required:
+                raise FileNotFoundError(reason)
+            skipped[source] = reason
+        else:
+            tables[source] = {name: read_table(storage.source_dir(source), name) for name in SOURCE_TABLES}
+    return tables, skipped
+
+
+def _metadata(
+    output: StageOutput, llm: LLMResource, written: dict[str, Path], by: list[str], skipped: dict[str, str]
+) -> dict:
     return {
         "dagster/row_count": output.table.height,
         "backend": llm.backend_label,
+        "sources_skipped": skipped,
         "quarantined": output.quarantine.height,
         **output.facts,
         **llm.usage_metadata(output.stats),
@@ -69,14 +87,18 @@ def _metadata(output: StageOutput, llm: LLMResource, written: dict[str, Path], b
     deps=[AssetKey(source) for source in prior_removal.SOURCES],
     code_version=stage_code_version(prior_removal),
     description="MIMIC-CXR and CheXpert-Plus reports rewritten by the LLM to describe only the current image "
-    "(no comparisons with prior studies, no history); 'nothing_left' reports leave report generation.",
+    "(no comparisons with prior studies, no history); 'nothing_left' reports leave report generation. "
+    "A source not materialized (other than MIMIC-CXR) is skipped and named in the metadata.",
 )
-def reports_without_priors(context: AssetExecutionContext, storage: PipelineStorage, llm: LLMResource) -> MaterializeResult:
-    reports = pl.concat([_source_table(storage, source, "reports") for source in prior_removal.SOURCES])
+def reports_without_priors(
+    context: AssetExecutionContext, storage: PipelineStorage, llm: LLMResource
+) -> MaterializeResult:
+    tables, skipped = _source_tables(storage, prior_removal.SOURCES, required=conversations.STANDARD_SOURCE)
+    reports = pl.concat([source["reports"] for source in tables.values()])
     context.log.info(f"cleaning {reports.height} reports with backend {llm.backend_label}")
     output = prior_removal.remove_priors(reports, llm.run, llm.backend_label)
     written = write_stage_output(output, llm_dir(storage), CLEAN_REPORTS)
-    return MaterializeResult(metadata=_metadata(output, llm, written, ["source", "status"]))
+    return MaterializeResult(metadata=_metadata(output, llm, written, ["source", "status"], skipped))
 
 
 class ConversationConfig(Config):
@@ -94,20 +116,19 @@ class ConversationConfig(Config):
           *(AssetKey(source) for source in conversations.GROUNDED_SOURCES)],
     code_version=stage_code_version(conversations),
     description="Multi-turn user/assistant conversations written by the LLM from each image's facts: standard "
-    "(MIMIC-CXR) and grounded with phrase boxes (MS-CXR, PadChest-GR), every split; invalid ones quarantined.",
+    "(MIMIC-CXR) and grounded with phrase boxes (MS-CXR, PadChest-GR, when materialized), every split; "
+    "invalid ones quarantined.",
 )
 def conversations_asset(
     context: AssetExecutionContext, config: ConversationConfig, storage: PipelineStorage, llm: LLMResource
 ) -> MaterializeResult:
-    tables = {
-        source: {table: _source_table(storage, source, table) for table in ("images", "reports", "labels", "boxes")}
-        for source in (conversations.STANDARD_SOURCE, *conversations.GROUNDED_SOURCES)
-    }
+    tables, skipped = _source_tables(storage, (conversations.STANDARD_SOURCE, *conversations.GROUNDED_SOURCES),
+                                     required=conversations.STANDARD_SOURCE)
     clean_reports = pl.read_parquet(llm_dir(storage) / f"{CLEAN_REPORTS}.parquet")
     output = conversations.build_conversations(tables, clean_reports, llm.run, llm.backend_label, config.max_attempts)
     context.log.info(f"{output.table.height} conversations, {output.quarantine.height} quarantined")
     written = write_stage_output(output, llm_dir(storage), CONVERSATIONS)
-    return MaterializeResult(metadata=_metadata(output, llm, written, ["source", "kind", "split"]))
+    return MaterializeResult(metadata=_metadata(output, llm, written, ["source", "kind", "split"], skipped))
 
 
 llm_assets = [reports_without_priors, conversations_asset]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import polars as pl
 import pytest
 from dagster import DagsterInstance, EnvVar, materialize
@@ -93,10 +95,19 @@ def test_governance_refuses_before_any_request(tmp_path):
     assert not (tmp_path / "llm" / "reports_without_priors.parquet").exists()
 
 
-def test_a_missing_source_table_names_the_asset_to_materialize(tmp_path):
-    result = materialize([reports_without_priors], resources=resources_for(tmp_path), raise_on_error=False)
-    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert "materialize the source asset 'mimic_cxr' first" in str(failure.event_specific_data.error)
+def test_missing_sources_are_skipped_and_said_except_mimic_cxr(tmp_path):
+    write_sources(tmp_path)
+    for source in ("chexpert_plus", "padchest_gr"):
+        shutil.rmtree(tmp_path / "sources" / source)
+    result = materialize(ASSETS, resources=resources_for(tmp_path))
+    assert "materialize 'padchest_gr' first" in materialization(result, "conversations")["sources_skipped"].value["padchest_gr"]
+    assert set(pl.read_parquet(tmp_path / "llm" / "conversations.parquet")["source"]) == {"mimic_cxr", "ms_cxr"}
+    assert set(materialization(result, "reports_without_priors")["sources_skipped"].value) == {"chexpert_plus"}
+
+    shutil.rmtree(tmp_path / "sources" / "mimic_cxr")
+    failed = materialize([reports_without_priors], resources=resources_for(tmp_path), raise_on_error=False)
+    [failure] = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "materialize 'mimic_cxr' first" in str(failure.event_specific_data.error)
 
 
 def test_editing_a_prompt_changes_the_code_version(tmp_path, monkeypatch):
