@@ -9,10 +9,14 @@ from __future__ import annotations
 import sys
 import time
 
-from dagster import DagsterInstance, materialize
+from dagster import AssetRecordsFilter, DagsterInstance, materialize
 
 from definitions import defs
 from radvlm_pipeline import config
+
+
+# Step-by-step events stay in the instance (the UI shows them); the terminal gets warnings and errors.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def stages(asset_graph):
@@ -35,6 +39,18 @@ def _depends_on(asset_graph, key, keys) -> bool:
     return bool(asset_graph.get(key).parent_keys & set(keys))
 
 
+def summary(instance: DagsterInstance, key) -> str:
+    """Rows of the latest materialization, summed over partitions for a partitioned asset."""
+    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=key), limit=10_000).records
+    latest = {}
+    for record in records:  # newest first
+        materialization = record.asset_materialization
+        latest.setdefault(materialization.partition, materialization)
+    rows = [m.metadata["dagster/row_count"].value for m in latest.values() if "dagster/row_count" in m.metadata]
+    partitions = f"{len(latest)} partitions, " if None not in latest else ""
+    return f"{partitions}rows: {sum(rows)}" if rows else partitions.rstrip(", ")
+
+
 def main() -> int:
     instance = DagsterInstance.get()
     asset_graph = defs.resolve_asset_graph()
@@ -48,7 +64,7 @@ def main() -> int:
             label = ", ".join(k.to_user_string() for k in keys) + (f" [{partition_key}]" if partition_key else "")
             print(f"materializing {label}", flush=True)
             result = materialize(every_asset, selection=keys, partition_key=partition_key, instance=instance,
-                                 resources=resources, raise_on_error=False)
+                                 resources=resources, raise_on_error=False, run_config=QUIET)
             if not result.success:
                 failures.append(label)
     elapsed = time.monotonic() - started
@@ -57,9 +73,7 @@ def main() -> int:
           f"into the Dagster instance at {instance.root_directory}.")
     print(f"Data root: {config.data_root()}   Outputs: {config.storage_root()}")
     for key in sorted(asset_graph.materializable_asset_keys, key=lambda k: k.to_user_string()):
-        event = instance.get_latest_materialization_event(key)
-        rows = event.asset_materialization.metadata.get("dagster/row_count") if event else None
-        print(f"  {key.to_user_string():32s} {'rows: ' + str(rows.value) if rows else ''}")
+        print(f"  {key.to_user_string():32s} {summary(instance, key)}")
     print("Open the UI on this instance: `make ui`, then http://127.0.0.1:3000")
     if failures:
         print("FAILED: " + "; ".join(failures), file=sys.stderr)
