@@ -104,19 +104,6 @@ class AnswerGenerator(Protocol):
         """The model's raw text for each request, in order (greedy decoding)."""
 
 
-@dataclass
-class GenerationReport:
-    model: str
-    task: str
-    rows: int
-    rounds: int
-    seconds: float
-    path: str
-
-    def to_json(self) -> dict[str, Any]:
-        return self.__dict__.copy()
-
-
 def _target_label(row: dict) -> str | None:
     """The one region/finding/phrase a grounding row asks about (its labels repeat it once per box)."""
     if row["task"] not in GROUNDING_TASKS:
@@ -250,9 +237,9 @@ def run_generation(
         target = answers_path(storage_root, adapter.name, task)
         target.parent.mkdir(parents=True, exist_ok=True)
         answers.write_parquet(target, compression="zstd")
-        report = GenerationReport(adapter.name, task, answers.height, int(answers["answers"].list.len().max() or 0),
-                                  round(time.perf_counter() - started, 3), str(target))
-        outcome.tasks[task] = {"status": "generated", **report.to_json()}
-        log(f"{adapter.name}/{task}: {answers.height} answers in {report.seconds:.1f}s")
+        seconds = round(time.perf_counter() - started, 3)
+        outcome.tasks[task] = {"status": "generated", "rows": answers.height, "seconds": seconds, "path": str(target),
+                               "rounds": int(answers["answers"].list.len().max() or 0)}
+        log(f"{adapter.name}/{task}: {answers.height} answers in {seconds:.1f}s")
     outcome.write(storage_root)
     return outcome
