@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 import pytest
 
@@ -13,6 +10,7 @@ from radvlm_pipeline.evaluation.grounding import (
     coco_ap50,
     pad_boxes,
     paper_average_precision,
+    pycocotools_ap50,
     score_grounding,
 )
 
@@ -107,34 +105,6 @@ def test_paper_map_matches_the_reference_loop_on_random_answers():
     ours = paper_average_precision(pad_boxes(predicted), pad_boxes(truth))
     expected = [reference_paper_ap(p, t) for p, t in zip(predicted, truth)]
     np.testing.assert_allclose(ours, expected, atol=1e-12)
-
-
-def pycocotools_ap50(predicted, truth) -> float:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    def xywh(box):
-        return [box[0] * 1000, box[1] * 1000, (box[2] - box[0]) * 1000, (box[3] - box[1]) * 1000]
-
-    annotations = [
-        {"id": n + 1, "image_id": image, "category_id": 1, "bbox": xywh(box),
-         "area": xywh(box)[2] * xywh(box)[3], "iscrowd": 0}
-        for n, (image, box) in enumerate((i + 1, b) for i, boxes in enumerate(truth) for b in boxes)
-    ]
-    detections = [
-        {"image_id": i + 1, "category_id": 1, "bbox": xywh(box), "score": 1.0 / (1 + rank)}
-        for i, boxes in enumerate(predicted) for rank, box in enumerate(boxes)
-    ]
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
-        gt.dataset = {"images": [{"id": i + 1} for i in range(len(truth))], "annotations": annotations,
-                      "categories": [{"id": 1, "name": "finding"}]}
-        gt.createIndex()
-        evaluator = COCOeval(gt, gt.loadRes(detections), "bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return float(evaluator.stats[1])
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -19,18 +19,11 @@ from typing import Any, Protocol
 import polars as pl
 
 from radvlm_pipeline.datasets import image_root
-from radvlm_pipeline.schema import CORPUS_SCHEMA
+from radvlm_pipeline.schema import CORPUS_SCHEMA, TASKS
 
-# The evaluation sets the paper scores (abnormality detection has no comparable model, section 4.1.3).
-EVALUATED_TASKS = (
-    "report_generation",
-    "classification",
-    "anatomical_grounding",
-    "abnormality_grounding",
-    "phrase_grounding",
-    "conversation",
-    "grounded_conversation",
-)
+# The evaluation sets the paper scores: every task but abnormality detection, which has no comparable
+# model (section 4.1.3).
+EVALUATED_TASKS = tuple(task for task in TASKS if task != "abnormality_detection")
 GROUNDING_TASKS = ("anatomical_grounding", "abnormality_grounding", "phrase_grounding")
 CONVERSATION_TASKS = ("conversation", "grounded_conversation")
 IMAGE_PLACEHOLDER = "<image>\n"
