@@ -41,7 +41,8 @@ def test_loss_goes_down_and_a_resumed_run_ends_with_the_same_weights(roots, tiny
     from safetensors.torch import load_file
 
     settings = dict(micro_batch_size=4, epochs=4, save_every_steps=6)  # 3 steps an epoch, 12 steps
-    full = train(run_config(roots, tiny_model_dir, tmp_path / "full", **settings))
+    # Two spawned DataLoader workers here, none in the resumed run: the batch order must not differ.
+    full = train(run_config(roots, tiny_model_dir, tmp_path / "full", num_workers=2, **settings))
     losses = [m["loss"] for m in read_metrics(tmp_path / "full" / "metrics.jsonl")]
     assert len(losses) == 12 and full["steps"] == 12
     assert losses[-1] < 0.9 * losses[0]  # the same 12 rows seen four times: the model starts fitting them

@@ -13,7 +13,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
 from assets.finetune import build_finetune_assets
-from radvlm_pipeline.launch.commands import job_outcome
+from radvlm_pipeline.launch.commands import TERMINAL_STATES, job_outcome
 from radvlm_pipeline.launch.slurm import job_record, run_job
 from radvlm_pipeline.training.report import read_metrics
 from resources.launchers import SlurmTrainingLauncher
@@ -62,9 +62,9 @@ def test_the_job_is_cancelled_when_the_caller_stops_waiting(tmp_path):
             batch_script(tmp_path, "echo started; sleep 120"), tmp_path / "job.log", interrupt_on_start,
             on_submitted=submitted.append, poll_seconds=0.5,
         )
-    for _ in range(40):
+    for _ in range(60):
         state, _ = job_outcome(job_record(submitted[0]))
-        if state != "RUNNING":
+        if state in TERMINAL_STATES:
             break
         time.sleep(0.5)
     assert state == "CANCELLED"

@@ -19,7 +19,8 @@ from radvlm_pipeline.training.data import BatchPlan, load_image, micro_batch_ind
 from radvlm_pipeline.training.processing import IGNORE_INDEX, collate, encode_conversation, to_messages
 from radvlm_pipeline.training.recipes import RECIPES, recipe_shard_files, rows_per_task
 from radvlm_pipeline.schema import TASKS
-from training_helpers import tiny_model_dir, write_image, write_sample_corpus  # noqa: F401 (fixture)
+from radvlm_pipeline.training.synthetic import write_image
+from training_helpers import tiny_model_dir, write_sample_corpus  # noqa: F401 (fixture)
 
 MULTI_TURN = [
     {"from": "human", "value": "<image>\nWhat view is this?"},
@@ -117,7 +118,7 @@ def test_recipes_cover_every_task_and_select_their_shards(tmp_path):
 
 
 def test_sixteen_bit_png_becomes_rgb(tmp_path):
-    write_image(tmp_path / "x.png", seed=1, sixteen_bit=True)
+    write_image(tmp_path / "x.png", seed=1, size=(60, 72), sixteen_bit=True)
     image = load_image(tmp_path / "x.png")
     assert image.mode == "RGB" and image.size == (60, 72)
     assert image.getextrema()[0] == (0, 255)  # rescaled to the full 8-bit range

@@ -22,6 +22,7 @@ from PIL import Image
 
 from radvlm_pipeline.datasets import image_root
 from radvlm_pipeline.images import to_display_rgb
+from radvlm_pipeline.training.processing import collate, load_processor
 
 TEXT_COLUMNS = ["id", "task", "image_dataset", "image_path", "conversation"]
 
@@ -87,20 +88,24 @@ def micro_batch_indices(plan: BatchPlan, start: int, total: int) -> Iterator[tup
 
 class CorpusBatches(torch.utils.data.IterableDataset):
     """An iterable dataset of collated batches; DataLoader workers take every n-th batch, and the
-    DataLoader's round-robin over workers restores the plan's order exactly."""
+    DataLoader's round-robin over workers restores the plan's order exactly. Workers are spawned, not
+    forked (see ``batch_loader``), so each loads the processor from the model directory itself."""
 
-    def __init__(self, rows: pl.DataFrame, plan: BatchPlan, start: int, total: int, encode, data_root, storage_root):
+    def __init__(self, rows: pl.DataFrame, plan: BatchPlan, start: int, total: int, model_path: str, max_length: int,
+                 data_root, storage_root):
         self.rows = rows
         self.plan = plan
         self.start = start
         self.total = total
-        self.encode = encode  # (conversations, images) -> batch dict
+        self.model_path = model_path
+        self.max_length = max_length
         self.data_root = Path(data_root)
         self.storage_root = Path(storage_root)
 
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
+        processor = load_processor(self.model_path)
         for number, indices in micro_batch_indices(self.plan, self.start, self.total):
             if number % workers != worker_id:
                 continue
@@ -109,4 +114,15 @@ class CorpusBatches(torch.utils.data.IterableDataset):
                 load_image(image_root(dataset, self.data_root, self.storage_root) / path)
                 for dataset, path in zip(picked["image_dataset"], picked["image_path"])
             ]
-            yield self.encode(picked["conversation"].to_list(), images)
+            yield collate(processor, picked["conversation"].to_list(), images, self.max_length)
+
+
+def batch_loader(batches: CorpusBatches, num_workers: int) -> torch.utils.data.DataLoader:
+    """Polars' thread pool does not survive fork (a forked worker deadlocks on its first query),
+    hence spawned workers."""
+    return torch.utils.data.DataLoader(
+        batches,
+        batch_size=None,
+        num_workers=num_workers,
+        multiprocessing_context="spawn" if num_workers else None,
+    )

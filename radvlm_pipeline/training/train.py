@@ -31,8 +31,8 @@ import torch
 import torch.distributed as dist
 
 from radvlm_pipeline.training.config import TrainConfig
-from radvlm_pipeline.training.data import BatchPlan, CorpusBatches, load_training_rows
-from radvlm_pipeline.training.processing import collate, load_processor
+from radvlm_pipeline.training.data import BatchPlan, CorpusBatches, batch_loader, load_training_rows
+from radvlm_pipeline.training.processing import load_processor
 
 log = logging.getLogger("radvlm.train")
 CHECKPOINT_DONE = "checkpoint.json"  # written last: a checkpoint without it is incomplete
@@ -50,6 +50,10 @@ def setup_distributed(use_deepspeed: bool) -> tuple[int, int, int, torch.device]
     device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    elif "OMP_NUM_THREADS" not in os.environ:
+        # CPU runs are the demo and the tests: matrices so small that extra threads only spin, and on a
+        # busy machine spinning threads made steps 50x slower. torchrun sets the same default.
+        torch.set_num_threads(1)
     if world_size > 1 or use_deepspeed:
         if use_deepspeed:
             import deepspeed
@@ -85,9 +89,9 @@ class Reporter:
         self.metrics_path = output_dir / "metrics.jsonl"
         if not self.active:
             return
-        from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, open_dagster_pipes
+        if os.environ.get("DAGSTER_PIPES_CONTEXT"):  # launched by Dagster; dagster-pipes is needed only then
+            from dagster_pipes import open_dagster_pipes
 
-        if os.environ.get(DAGSTER_PIPES_CONTEXT_ENV_VAR):
             self.pipes = pipes_stack.enter_context(open_dagster_pipes())
         # A resumed run rewrites history after its checkpoint: steps past it are trained again.
         kept = []
@@ -276,11 +280,10 @@ def train(config: TrainConfig) -> dict:
             f"bf16={bf16} steps={total_steps} resumed_from_step={start_step} deepspeed={config.deepspeed}"
         )
         batches = CorpusBatches(
-            rows, plan, start_step * accumulation, total_steps * accumulation,
-            lambda conversations, images: collate(processor, conversations, images, config.max_length),
+            rows, plan, start_step * accumulation, total_steps * accumulation, config.model_path, config.max_length,
             config.data_root, config.storage_root,
         )
-        loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=config.num_workers)
+        loader = batch_loader(batches, config.num_workers)
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and not use_deepspeed)
         batch_size = config.micro_batch_size * accumulation * world_size
         started = time.perf_counter()
