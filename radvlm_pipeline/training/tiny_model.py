@@ -17,6 +17,7 @@ Run: ``python -m radvlm_pipeline.training.tiny_model --out DIR [--shape tiny|0.5
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import tempfile
 from dataclasses import dataclass
@@ -106,8 +107,16 @@ def build_tokenizer(vocab_size: int = 1024):
     bpe.train_from_iterator(tokenizer_training_text(), trainer=trainer)
     with tempfile.TemporaryDirectory() as scratch:
         vocab_file, merges_file = bpe.model.save(scratch)
-        tokenizer = Qwen2TokenizerFast(vocab_file=vocab_file, merges_file=merges_file)
+        if "vocab_file" in inspect.signature(Qwen2TokenizerFast.__init__).parameters:  # transformers 4.x
+            tokenizer = Qwen2TokenizerFast(vocab_file=vocab_file, merges_file=merges_file)
+        else:  # transformers 5.x takes the vocabulary and merges themselves
+            merges = [tuple(line.split(" ")) for line in Path(merges_file).read_text().splitlines()
+                      if line and not line.startswith("#version")]
+            tokenizer = Qwen2TokenizerFast(vocab=json.loads(Path(vocab_file).read_text()), merges=merges)
     tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS[1:])})
+    probe = "<|im_start|>user\nThe heart size is normal. [0.12, 0.34, 0.56, 0.78]<|im_end|>"
+    if tokenizer.decode(tokenizer(probe)["input_ids"]) != probe:  # e.g. an API change leaving the vocabulary empty
+        raise RuntimeError("the locally trained tokenizer does not round-trip text")
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 

@@ -293,7 +293,7 @@ def train(config: TrainConfig) -> dict:
         engine.train()
         for step in range(start_step + 1, total_steps + 1):
             step_started = time.perf_counter()
-            loss_sum, tokens = 0.0, 0.0
+            loss_sum, tokens, answer_tokens = 0.0, 0.0, 0.0
             for micro in range(accumulation):
                 batch = {k: v.to(device) for k, v in next(micro_batches).items()}
                 batch["pixel_values"] = batch["pixel_values"].to(torch.bfloat16 if use_deepspeed and bf16 else torch.float32)
@@ -311,12 +311,13 @@ def train(config: TrainConfig) -> dict:
                         (loss / accumulation).backward()
                 loss_sum += float(loss.detach())
                 tokens += float(batch["attention_mask"].sum())
+                answer_tokens += labelled
             if not use_deepspeed:
                 torch.nn.utils.clip_grad_norm_(engine.parameters(), config.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-            loss_sum, tokens = all_reduce_sum([loss_sum, tokens], device)
+            loss_sum, tokens, answer_tokens = all_reduce_sum([loss_sum, tokens, answer_tokens], device)
             loss_value = loss_sum / (accumulation * world_size)
             tokens_total += tokens
             wall = time.perf_counter() - started
@@ -326,6 +327,7 @@ def train(config: TrainConfig) -> dict:
                     "loss": loss_value,
                     "lr_language": scheduler.get_last_lr()[1],
                     "tokens_per_s": tokens / (time.perf_counter() - step_started),
+                    "answer_tokens": int(answer_tokens),  # the labelled ones; 0 would mean nothing is learnt
                     "samples_seen": step * batch_size,
                     "wall_s": wall,
                 })
