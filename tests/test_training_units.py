@@ -156,3 +156,32 @@ def test_slurm_output_parsing():
     record = parse_job_record("JobId=42 JobName=x JobState=CANCELLED Reason=None ExitCode=0:15 NodeList=n1")
     assert job_outcome(record) == ("CANCELLED", 0)
     assert job_outcome(parse_job_record("JobId=7 JobState=FAILED ExitCode=3:0")) == ("FAILED", 3)
+
+
+def test_each_corpus_partition_feeds_all_and_its_task_family():
+    from dagster import AssetKey, MultiPartitionKey
+
+    from assets.finetune import corpus_dependency, recipe_for_corpus_partition
+
+    assert recipe_for_corpus_partition("abnormality_detection__vindr_cxr") == ["all", "abnormality_grounding"]
+    assert recipe_for_corpus_partition("grounded_conversation__ms_cxr") == ["all", "conversation"]
+    assert recipe_for_corpus_partition(MultiPartitionKey({"task": "classification", "source": "chexpert"})) == [
+        "all", "classification",
+    ]
+    mapping = corpus_dependency(AssetKey("corpus"), ["report_generation__mimic_cxr", "eval__mimic_cxr"]).partition_mapping
+    assert mapping.downstream_partition_keys_by_upstream_partition_key == {
+        "report_generation__mimic_cxr": {"all", "report_generation"},
+    }
+
+
+def test_base_model_is_a_configured_directory_or_the_built_tiny_model(tmp_path, tiny_model_dir):
+    from radvlm_pipeline.training.base_model import current_base_model, prepare_base_model
+
+    configured = prepare_base_model(tmp_path, str(tiny_model_dir))
+    assert configured["path"] == str(tiny_model_dir) and not configured["built_tiny_model"]
+    assert current_base_model(tmp_path) == configured
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        prepare_base_model(tmp_path, str(tmp_path / "nowhere"))
+    built = prepare_base_model(tmp_path)
+    assert built["path"] == str(tmp_path / "models" / "base" / "tiny-llava-onevision")
+    assert built["fingerprint"] == configured["fingerprint"]  # same builder, same seed: the same model

@@ -17,15 +17,21 @@ def base_model_dir(storage_root: Path) -> Path:
     return storage_root / "models" / "base"
 
 
-def fingerprint(model_dir: Path) -> str:
-    """Changes when the weights or the model's config change (hashes config + weight index, not GBs)."""
+def fingerprint(model_dir: Path, sample_bytes: int = 1 << 20) -> str:
+    """Changes when the config or the weights change. A 7B model is 15 GB, so each weights file counts
+    by its size and its first and last megabyte (the header names every tensor; changed weights change
+    the sampled bytes), not by every byte."""
     digest = hashlib.sha256()
     for name in ("config.json", "model.safetensors.index.json", "radvlm_build.json"):
         if (model_dir / name).exists():
             digest.update(name.encode() + (model_dir / name).read_bytes())
     for weights in sorted(model_dir.glob("*.safetensors")):
-        stat = weights.stat()
-        digest.update(f"{weights.name}:{stat.st_size}".encode())
+        size = weights.stat().st_size
+        with weights.open("rb") as handle:
+            head = handle.read(sample_bytes)
+            handle.seek(max(0, size - sample_bytes))
+            tail = handle.read()
+        digest.update(f"{weights.name}:{size}".encode() + head + tail)
     return digest.hexdigest()[:16]
 
 
@@ -37,19 +43,16 @@ def prepare_base_model(storage_root: Path, configured_path: str | None = None) -
             raise FileNotFoundError(
                 f"base model {path} has no config.json: give a Hugging Face-format LLaVA-OneVision directory"
             )
-        built = False
     else:
         from radvlm_pipeline.training.tiny_model import build_model_directory
 
-        path = base_model_dir(storage_root) / TINY_MODEL_NAME
-        built = not (path / "radvlm_build.json").exists()
-        if built:
-            build_model_directory(path)
+        # Rebuilt every time (about a second; deterministic), so a changed builder never leaves an old model.
+        path = build_model_directory(base_model_dir(storage_root) / TINY_MODEL_NAME)
     config = json.loads((path / "config.json").read_text())
     description = {
         "path": str(path),
         "fingerprint": fingerprint(path),
-        "built_tiny_model": built,
+        "built_tiny_model": not configured_path,
         "architectures": config.get("architectures", []),
         "text_hidden_size": config.get("text_config", {}).get("hidden_size"),
         "text_layers": config.get("text_config", {}).get("num_hidden_layers"),
