@@ -29,7 +29,13 @@ from dagster import (
 from pydantic import Field
 
 from radvlm_pipeline.config import PROJECT_ROOT
-from radvlm_pipeline.launch.commands import LOCAL_MODES, SlurmJobSpec, local_command, sbatch_script
+from radvlm_pipeline.launch.commands import (
+    CLUSTER_ENDED_STATES,
+    LOCAL_MODES,
+    SlurmJobSpec,
+    local_command,
+    sbatch_script,
+)
 from radvlm_pipeline.launch.slurm import run_job
 
 
@@ -126,6 +132,9 @@ class SlurmTrainingLauncher(TrainingLauncher):
                 raise Failure(
                     description=f"Slurm job {job_id} ended {state} with exit code {exit_code}",
                     metadata={"log": MetadataValue.path(str(spec.log_path)), "script": MetadataValue.path(str(script_path))},
+                    # Worth a retry (resuming from the latest checkpoint) only when the cluster, not the
+                    # training, ended the job; a crashing training would crash again.
+                    allow_retries=state in CLUSTER_ENDED_STATES,
                 )
             context.log.info(f"Slurm job {job_id} completed")
         return PipesClientCompletedInvocation(session, metadata={"slurm_job_id": job_id})

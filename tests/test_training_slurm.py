@@ -103,3 +103,24 @@ def test_finetuned_model_asset_trains_as_a_slurm_job_with_two_processes(tmp_path
     metrics = read_metrics(storage / "models" / "conversation" / "metrics.jsonl")
     assert [m["step"] for m in metrics] == list(range(1, metadata["steps"].value + 1))
     assert (Path(metadata["output_path"].value) / "model.safetensors").exists()
+
+
+@pytest.mark.timeout(300)
+def test_a_failed_training_job_fails_the_materialization_with_its_log(tmp_path):
+    storage, data = tmp_path / "storage", tmp_path / "data"
+    write_sample_corpus(storage, data)
+    base_model, finetuned_model = build_finetune_assets(AssetKey("corpus"))
+    resources = {
+        "storage": PipelineStorage(data_root=str(data), storage_root=str(storage)),
+        # A Python that cannot start: the job fails before the training ever opens Pipes.
+        "training_launcher": SlurmTrainingLauncher(cpus_per_task=1, poll_seconds=0.5, python_executable="/nonexistent/python"),
+    }
+    with DagsterInstance.ephemeral() as instance:
+        assert materialize([base_model], resources=resources, instance=instance).success
+        result = materialize(
+            [finetuned_model], resources=resources, instance=instance, partition_key="all", raise_on_error=False
+        )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "ended FAILED with exit code" in failure.event_specific_data.error.message
+    assert failure.event_specific_data.user_failure_data.metadata["log"].value.endswith("slurm.log")

@@ -109,6 +109,8 @@ def sbatch_script(spec: SlurmJobSpec) -> str:
 TERMINAL_STATES = {
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
 }
+# Ends the cluster imposed on a job that was running fine: a resubmission resumes from a checkpoint.
+CLUSTER_ENDED_STATES = {"TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL"}
 
 
 def parse_sbatch_job_id(output: str) -> str:
