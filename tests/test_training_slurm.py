@@ -18,7 +18,8 @@ from radvlm_pipeline.launch.slurm import job_record, run_job
 from radvlm_pipeline.training.report import read_metrics
 from resources.launchers import SlurmTrainingLauncher
 from resources.storage import PipelineStorage
-from training_helpers import write_sample_corpus
+from radvlm_pipeline.training.base_model import prepare_base_model
+from training_helpers import tiny_model_dir, write_sample_corpus  # noqa: F401 (fixture)
 
 START_SCRIPT = Path(__file__).parent / "slurm" / "start_slurm.sh"
 
@@ -106,20 +107,17 @@ def test_finetuned_model_asset_trains_as_a_slurm_job_with_two_processes(tmp_path
 
 
 @pytest.mark.timeout(300)
-def test_a_failed_training_job_fails_the_materialization_with_its_log(tmp_path):
+def test_a_failed_training_job_fails_the_materialization_with_its_log(tmp_path, tiny_model_dir):
     storage, data = tmp_path / "storage", tmp_path / "data"
     write_sample_corpus(storage, data)
-    base_model, finetuned_model = build_finetune_assets(AssetKey("corpus"))
+    prepare_base_model(storage, str(tiny_model_dir))
+    _, finetuned_model = build_finetune_assets(AssetKey("corpus"))
     resources = {
         "storage": PipelineStorage(data_root=str(data), storage_root=str(storage)),
         # A Python that cannot start: the job fails before the training ever opens Pipes.
         "training_launcher": SlurmTrainingLauncher(cpus_per_task=1, poll_seconds=0.5, python_executable="/nonexistent/python"),
     }
-    with DagsterInstance.ephemeral() as instance:
-        assert materialize([base_model], resources=resources, instance=instance).success
-        result = materialize(
-            [finetuned_model], resources=resources, instance=instance, partition_key="all", raise_on_error=False
-        )
+    result = materialize([finetuned_model], resources=resources, partition_key="all", raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "ended FAILED with exit code" in failure.event_specific_data.error.message
