@@ -2,9 +2,9 @@
 
 The shards are grouped by task (``<task>__<source>/part-*.parquet``), so reading them in file order
 would train on one task after another. A mixed multitask epoch needs random access, so only the text
-columns of the recipe's rows are held (as Arrow buffers, about 1 GB for the paper's 1.1M rows, the
-way LLaVA trainers hold their JSON); images are decoded lazily, one batch at a time, in DataLoader
-workers. The order is a function of (seed, epoch) alone, so a resumed run skips exactly the batches
+columns of the recipe's rows are held, as LLaVA trainers hold their JSON (Arrow buffers: 350 MB and
+1.2 s to load for the 1.05M rows of the corpus scale benchmark, whose text is shorter than real
+reports); images are decoded lazily, one batch at a time, in DataLoader workers. The order is a function of (seed, epoch) alone, so a resumed run skips exactly the batches
 it already trained on, and every process gets the same number of batches (DDP and DeepSpeed need
 them in lock-step).
 """
@@ -37,6 +37,7 @@ def load_training_rows(shard_files: list[str | Path]) -> pl.DataFrame:
         .select(TEXT_COLUMNS)
         .sort("id")
         .collect()
+        .rechunk()  # one contiguous chunk: picking a batch's rows is then ~100x faster (0.4 ms for 8 of 1M)
     )
     if rows.height == 0:
         raise ValueError(f"the {len(shard_files)} shard files hold no train-split rows")
