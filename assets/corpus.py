@@ -39,6 +39,11 @@ from radvlm_pipeline.corpus.table import CorpusConfig, partition_keys
 from radvlm_pipeline.datasets import DATASETS
 from radvlm_pipeline.schema import CORPUS_SCHEMA
 from resources.storage import PipelineStorage
+from sensors.policies import (
+    raw_datasets_dep_of_corpus,
+    rebuild_corpus_partition_after_release,
+    rebuild_when_upstream_changes,
+)
 
 CORPUS_PARTITIONS = StaticPartitionsDefinition(partition_keys())
 UPSTREAM = [AssetKey(key) for key in DATASETS] + [AssetKey("reports_without_priors"), AssetKey("conversations")]
@@ -88,6 +93,7 @@ def _skipped_markdown(stats: dict[str, int]) -> MetadataValue:
     kinds={"polars", "parquet"},
     deps=UPSTREAM,
     code_version=CODE_VERSION,
+    automation_condition=rebuild_when_upstream_changes(),
     description="Held-out evaluation sets from the test splits (paper Table 1, right column): one Parquet file "
     "per task under corpus/eval/. Built before the training partitions, which leave out their patients.",
 )
@@ -112,8 +118,9 @@ def corpus_eval_sets(context: AssetExecutionContext, config: CorpusBuildConfig,
     group_name="corpus",
     kinds={"polars", "parquet"},
     partitions_def=CORPUS_PARTITIONS,
-    deps=[*UPSTREAM, AssetKey("corpus_eval_sets")],
+    deps=[*UPSTREAM, AssetKey("corpus_eval_sets"), raw_datasets_dep_of_corpus()],
     code_version=CODE_VERSION,
+    automation_condition=rebuild_corpus_partition_after_release(AssetKey("corpus_eval_sets")),
     description="The instruction corpus, one partition per paper Table 1 row (task x source): template-built "
     "single-turn instructions or LLM conversations, repeated or capped as Table 1 says, as zstd Parquet shards "
     "under corpus/shards/<task>__<source>/. Backfilling a partition rebuilds only that row.",
@@ -142,6 +149,7 @@ def corpus(context: AssetExecutionContext, config: CorpusBuildConfig, storage: P
     kinds={"duckdb", "parquet"},
     deps=[AssetKey("corpus"), AssetKey("corpus_eval_sets")],
     code_version=CODE_VERSION,
+    automation_condition=rebuild_when_upstream_changes(only=AssetKey("corpus")),
     description="The whole corpus as one thing to inspect: corpus/manifest.json (rows and sha256 of every "
     "shard and evaluation file) and corpus/corpus.duckdb (views: corpus, evaluation, eval_<task>, table1, "
     "manifest). Table 1 is recomputed here from the files; the corpus checks run on this asset.",
@@ -207,6 +215,7 @@ def every_answer_parses_back(storage: PipelineStorage) -> AssetCheckResult:
     kinds={"json"},
     deps=[corpus_catalog],
     code_version=CODE_VERSION,
+    automation_condition=rebuild_when_upstream_changes(),
     description="The training partitions as LLaVA-NeXT JSON (corpus/llava/<task>__<source>.json, image paths "
     "absolute under the configured roots) and the mixture file corpus/llava/train.yaml for --data_path.",
 )

@@ -39,6 +39,7 @@ from radvlm_pipeline.llm import UsageStats
 from radvlm_pipeline.llm.settings import OFFLINE
 from resources.llm import LLMResource
 from resources.storage import PipelineStorage
+from sensors.policies import GPU_INFERENCE_POOL, LLM_POOL, rebuild_when_upstream_changes
 
 GROUP = "evaluation"
 MODELS = list(baselines.model_adapters())
@@ -68,6 +69,7 @@ class GenerationConfig(Config):
     partitions_def=model_partitions,
     deps=[EVAL_SETS, BASE_MODEL,
           AssetDep(FINETUNED_MODEL, partition_mapping=StaticPartitionMapping({r: r for r in RECIPES}))],
+    pool=GPU_INFERENCE_POOL,
     description="Greedy answers of one model (a partition) on every evaluation set it is evaluated on, as "
     "Parquet, so metrics can be recomputed without generating again. A model without local weights is "
     "recorded as not available.",
@@ -147,6 +149,7 @@ def build_task_evaluation_asset(task: str) -> AssetsDefinition:
         partitions_def=model_partitions,
         deps=[AssetKey("eval_answers")],
         required_resource_keys={"storage", "llm"} if uses_llm else {"storage"},
+        pool=LLM_POOL if uses_llm else None,
         description=f"Metrics of one model (a partition) on the {task.replace('_', ' ')} evaluation set, "
         "from its stored answers; a metric that cannot be computed says why.",
     )
@@ -183,6 +186,7 @@ class ResultsConfig(Config):
     group_name=GROUP,
     kinds={"python", "markdown"},
     deps=[evaluation.key for evaluation in task_evaluation_assets],
+    automation_condition=rebuild_when_upstream_changes(),
     description="The paper's Tables 3-6 in Markdown with its numbers beside ours, per-label F1 bars (Figure 4) "
     "and predicted vs true boxes on images (Figure 5), from every stored evaluation.",
 )

@@ -40,6 +40,7 @@ from radvlm_pipeline.training.recipes import (
 from radvlm_pipeline.training.report import loss_curve_png, read_metrics
 from resources.launchers import TrainingLauncher
 from resources.storage import PipelineStorage
+from sensors.policies import TRAINING_POOL, TRAINING_RETRY
 
 RECIPE_PARTITIONS = StaticPartitionsDefinition(list(RECIPES))
 TRAINING_SOURCES = Path(training_config.__file__).parent
@@ -130,6 +131,8 @@ def build_finetune_assets(corpus: AssetsDefinition | AssetKey) -> list[AssetsDef
         partitions_def=RECIPE_PARTITIONS,
         deps=[corpus_dependency(corpus_key, corpus_keys), base_model],
         code_version=training_code_version(),
+        pool=TRAINING_POOL,
+        retry_policy=TRAINING_RETRY,
         description="LLaVA-OneVision fully fine-tuned on one recipe's corpus rows (all = RadVLM, or one task "
         "family for the Table 6 ablations), trained by the training_launcher resource (local or Slurm).",
     )

@@ -20,6 +20,7 @@ from radvlm_pipeline.llm.outputs import StageOutput, write_stage_output
 from radvlm_pipeline.sources.base import read_table
 from resources.llm import LLMResource
 from resources.storage import PipelineStorage
+from sensors.policies import LLM_POOL, LLM_STEP_RETRY, rebuild_when_upstream_changes
 
 CLEAN_REPORTS = "reports_without_priors"
 CONVERSATIONS = "conversations"
@@ -86,6 +87,9 @@ def _metadata(
     kinds={"openai", "parquet"},
     deps=[AssetKey(source) for source in prior_removal.SOURCES],
     code_version=stage_code_version(prior_removal),
+    automation_condition=rebuild_when_upstream_changes(),
+    pool=LLM_POOL,
+    retry_policy=LLM_STEP_RETRY,
     description="MIMIC-CXR and CheXpert-Plus reports rewritten by the LLM to describe only the current image "
     "(no comparisons with prior studies, no history); 'nothing_left' reports leave report generation. "
     "A source not materialized (other than MIMIC-CXR) is skipped and named in the metadata.",
@@ -115,6 +119,9 @@ class ConversationConfig(Config):
     deps=[AssetKey(CLEAN_REPORTS), AssetKey(conversations.STANDARD_SOURCE),
           *(AssetKey(source) for source in conversations.GROUNDED_SOURCES)],
     code_version=stage_code_version(conversations),
+    automation_condition=rebuild_when_upstream_changes(),
+    pool=LLM_POOL,
+    retry_policy=LLM_STEP_RETRY,
     description="Multi-turn user/assistant conversations written by the LLM from each image's facts: standard "
     "(MIMIC-CXR) and grounded with phrase boxes (MS-CXR, PadChest-GR, when materialized), every split; "
     "invalid ones quarantined.",

@@ -48,6 +48,7 @@ from radvlm_pipeline.sources import (
 )
 from radvlm_pipeline.sources.base import ImageCheck, ReaderOptions, SourceTables, UncertainPolicy
 from resources.storage import PipelineStorage
+from sensors.policies import raw_dataset_dep, rebuild_when_upstream_changes
 
 
 class SourceReaderConfig(Config):
@@ -178,7 +179,7 @@ def box_example(tables: SourceTables, storage: PipelineStorage):
 
 def build_source_asset(spec: SourceSpec) -> AssetsDefinition:
     dataset = spec.dataset
-    deps = [AssetKey("mimic_cxr")] if spec.needs_mimic_images else []
+    deps = [raw_dataset_dep(dataset.key), *([AssetKey("mimic_cxr")] if spec.needs_mimic_images else [])]
 
     @asset(
         name=dataset.key,
@@ -186,6 +187,7 @@ def build_source_asset(spec: SourceSpec) -> AssetsDefinition:
         kinds={"polars", "parquet"},
         deps=deps,
         code_version=reader_code_version(spec),
+        automation_condition=rebuild_when_upstream_changes(),
         description=(
             f"{dataset.title} ({dataset.release}) read from `<data_root>/{dataset.folder}/` into the canonical "
             f"images, reports, labels and boxes tables, with every rejected row in quarantine. "
