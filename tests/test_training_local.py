@@ -62,6 +62,8 @@ def test_loss_goes_down_and_a_resumed_run_ends_with_the_same_weights(roots, tiny
     # Other settings never resume someone else's checkpoint.
     other = train(run_config(roots, tiny_model_dir, interrupted, **{**settings, "seed": 1}))
     assert other["resumed_from_step"] == 0
+    hashes = {json.loads(m.read_text())["config_hash"] for m in (interrupted / "checkpoints").glob("*/checkpoint.json")}
+    assert hashes == {other["config_hash"]}  # the other settings' checkpoints were cleared, not mixed in
 
 
 LAUNCHERS = [

@@ -272,6 +272,10 @@ def train(config: TrainConfig) -> dict:
     if resume:
         load_checkpoint(engine, optimizer, scheduler, resume[0], config)
         start_step = resume[1]
+    elif rank == 0 and checkpoint_dir.exists():
+        # Checkpoints of other settings can never be resumed here; left, they would confuse the pruning.
+        shutil.rmtree(checkpoint_dir)
+    barrier()
 
     with contextlib.ExitStack() as pipes_stack:
         reporter = Reporter(output_dir, rank, start_step, pipes_stack)
