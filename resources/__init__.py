@@ -3,13 +3,37 @@
 ``build_resources`` is the one place that decides which implementation each resource key gets, from
 environment variables, so assets never know whether they run on a laptop with the sample or on a cluster:
 - ``storage``: data root and storage root (RADVLM_DATA_ROOT, RADVLM_STORAGE_ROOT);
-- ``llm``: the offline rules unless RADVLM_LLM_BACKEND names an endpoint (see resources/llm.py).
+- ``llm``: the offline rules unless RADVLM_LLM_BACKEND names an endpoint (see resources/llm.py);
+- ``training_launcher``: a local subprocess (python / torchrun / deepspeed) unless
+  RADVLM_TRAINING_LAUNCHER=slurm, with the Slurm geometry from RADVLM_SLURM_* variables.
 """
 
 from __future__ import annotations
 
+import os
+
+from resources.launchers import LocalTrainingLauncher, SlurmTrainingLauncher, TrainingLauncher
 from resources.llm import LLMResource
 from resources.storage import PipelineStorage
+
+LAUNCHER_ENV = "RADVLM_TRAINING_LAUNCHER"
+
+
+def training_launcher_from_environment() -> TrainingLauncher:
+    env = os.environ
+    if env.get(LAUNCHER_ENV, "local") == "slurm":
+        return SlurmTrainingLauncher(
+            nodes=int(env.get("RADVLM_SLURM_NODES", "1")),
+            processes_per_node=int(env.get("RADVLM_SLURM_PROCESSES_PER_NODE", "1")),
+            gpus_per_node=int(env.get("RADVLM_SLURM_GPUS_PER_NODE", "0")),
+            partition=env.get("RADVLM_SLURM_PARTITION") or None,
+            account=env.get("RADVLM_SLURM_ACCOUNT") or None,
+            time_limit=env.get("RADVLM_SLURM_TIME_LIMIT", "12:00:00"),
+        )
+    return LocalTrainingLauncher(
+        mode=env.get("RADVLM_TRAINING_MODE", "python"),
+        processes=int(env.get("RADVLM_TRAINING_PROCESSES", "1")),
+    )
 
 
 def build_resources() -> dict[str, object]:
@@ -17,4 +41,5 @@ def build_resources() -> dict[str, object]:
     return {
         "storage": storage,
         "llm": LLMResource.from_environment(storage),
+        "training_launcher": training_launcher_from_environment(),
     }
