@@ -110,9 +110,12 @@ class Reporter:
             return
         with self.metrics_path.open("a") as out:
             out.write(json.dumps(metrics) + "\n")
-        self.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
-        if self.pipes:
+        line = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+        if self.pipes:  # into the Dagster run's log only: the launcher forwards stderr to its terminal too
+            self.pipes.log.info(line)
             self.pipes.report_custom_message(metrics)
+        else:
+            log.info(line)
 
     def finish(self, summary: dict) -> None:
         if self.active and self.pipes:
