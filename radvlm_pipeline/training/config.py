@@ -45,7 +45,7 @@ class TrainConfig:
     deepspeed: str | None = None  # "zero2", "zero3" or a path to a DeepSpeed JSON; None: DDP / single process
     save_every_steps: int = 500
     keep_checkpoints: int = 2
-    log_every_steps: int = 1
+    log_every_steps: int = 20  # log lines and Dagster messages; metrics.jsonl gets every step
     num_workers: int = 0  # DataLoader processes decoding images per training process
 
     @classmethod

@@ -105,11 +105,15 @@ class Reporter:
             if self.pipes:
                 self.pipes.log.info(message)
 
-    def step(self, metrics: dict) -> None:
+    def step(self, metrics: dict, announce: bool) -> None:
+        """Every step goes to metrics.jsonl (the loss curve); only announced ones to the log and to
+        Dagster, so a long run does not flood the event log."""
         if not self.active:
             return
         with self.metrics_path.open("a") as out:
             out.write(json.dumps(metrics) + "\n")
+        if not announce:
+            return
         line = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
         if self.pipes:  # into the Dagster run's log only: the launcher forwards stderr to its terminal too
             self.pipes.log.info(line)
@@ -328,16 +332,15 @@ def train(config: TrainConfig) -> dict:
             loss_value = loss_sum / (accumulation * world_size)
             tokens_total += tokens
             wall = time.perf_counter() - started
-            if step % config.log_every_steps == 0 or step == total_steps:
-                reporter.step({
-                    "step": step,
-                    "loss": loss_value,
-                    "lr_language": scheduler.get_last_lr()[1],
-                    "tokens_per_s": tokens / (time.perf_counter() - step_started),
-                    "answer_tokens": int(answer_tokens),  # the labelled ones; 0 would mean nothing is learnt
-                    "samples_seen": step * batch_size,
-                    "wall_s": wall,
-                })
+            reporter.step({
+                "step": step,
+                "loss": loss_value,
+                "lr_language": scheduler.get_last_lr()[1],
+                "tokens_per_s": tokens / (time.perf_counter() - step_started),
+                "answer_tokens": int(answer_tokens),  # the labelled ones; 0 would mean nothing is learnt
+                "samples_seen": step * batch_size,
+                "wall_s": wall,
+            }, announce=step % config.log_every_steps == 0 or step == total_steps)
             if step % config.save_every_steps == 0 and step < total_steps:
                 save_checkpoint(engine, optimizer, scheduler, checkpoint_dir, step, config, rank)
 
