@@ -9,9 +9,12 @@ datasets, and nothing else.
 
 from __future__ import annotations
 
+import warnings
+
 from dagster import (
     AssetRecordsFilter,
     AssetSelection,
+    BetaWarning,
     DataVersion,
     DataVersionsByPartition,
     DagsterInstance,
@@ -30,6 +33,11 @@ from resources.storage import PipelineStorage
 from sensors.policies import DATASET_PARTITIONS, RAW_DATASETS
 
 CHANGED_DATASETS_TAG = "radvlm/changed_datasets"
+
+# Beta in Dagster 1.13, and the documented way to record data versions of partitions Dagster does not
+# materialize: said once here rather than on every load of the code location and every observation.
+warnings.filterwarnings("ignore", r"(Function `observable_source_asset`|Class `DataVersionsByPartition`)",
+                        BetaWarning)
 
 
 @observable_source_asset(

@@ -100,4 +100,4 @@ LLM_STEP_RETRY = RetryPolicy(max_retries=2, delay=1, backoff=Backoff.EXPONENTIAL
 # preemption, time limit): the retried step submits again and training resumes from its latest complete
 # checkpoint. A job whose training crashed fails without retry (Failure(allow_retries=False) in
 # resources/launchers.py): it would crash again.
-TRAINING_RETRY = RetryPolicy(max_retries=2, delay=120, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+TRAINING_RETRY = RetryPolicy(max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)

@@ -1,0 +1,79 @@
+"""The README's CLI commands against the project's code location, in subprocesses, on a fresh Dagster home:
+materialize chosen partitions (a corpus row, a model's evaluation) and backfill a job's chosen partitions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
+
+from radvlm_pipeline.config import BUNDLED_SAMPLE_ROOT, DATA_ROOT_ENV, PROJECT_ROOT, STORAGE_ROOT_ENV
+from radvlm_pipeline.datasets import DATASETS
+
+UP_TO_THE_EVALUATION_SETS = [*DATASETS, "reports_without_priors", "conversations", "corpus_eval_sets"]
+IN_PROCESS = json.dumps({"execution": {"config": {"in_process": {}}}})  # one process for many steps
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Runs `dagster ...` in the project as the README does, with its own DAGSTER_HOME and storage root."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home), DATA_ROOT_ENV: str(BUNDLED_SAMPLE_ROOT),
+           STORAGE_ROOT_ENV: str(tmp_path / "storage")}
+    env.pop("RADVLM_LLM_BACKEND", None)  # the offline LLM rules
+
+    def run(*args: str) -> str:
+        completed = subprocess.run([sys.executable, "-m", "dagster", *args], cwd=PROJECT_ROOT, env=env,
+                                   capture_output=True, text=True, timeout=300)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        return completed.stdout + completed.stderr
+
+    run.home = home
+    run.storage = tmp_path / "storage"
+    return run
+
+
+def latest_materializations(instance: DagsterInstance, asset: str) -> dict[str | None, dict]:
+    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(asset)), limit=100).records
+    found = {}
+    for record in records:  # newest first
+        materialization = record.asset_materialization
+        found.setdefault(materialization.partition, materialization.metadata)
+    return found
+
+
+@pytest.mark.slow
+def test_materialize_chosen_partitions_and_backfill_a_job_from_the_cli(cli):
+    cli("asset", "materialize", "-f", "definitions.py", "--select", ",".join(UP_TO_THE_EVALUATION_SETS),
+        "--config-json", IN_PROCESS)
+
+    cli("asset", "materialize", "-f", "definitions.py", "--select", "corpus",
+        "--partition", "report_generation__mimic_cxr")
+    shards = cli.storage / "corpus" / "shards"
+    assert [p.name for p in shards.iterdir()] == ["report_generation__mimic_cxr"]  # that row only
+    cli("asset", "materialize", "-f", "definitions.py", "--select", "eval_answers,eval_classification",
+        "--partition", "oracle")
+    # With this project's DefaultRunCoordinator the runs start at once and the command returns when they end.
+    cli("job", "backfill", "-f", "definitions.py", "-j", "corpus_rows", "--noprompt",
+        "--partitions", "classification__chexpert,phrase_grounding__ms_cxr", "--tags", '{"requested_by": "test"}')
+
+    rows = ["classification__chexpert", "phrase_grounding__ms_cxr", "report_generation__mimic_cxr"]
+    assert sorted(p.name for p in shards.iterdir()) == rows
+    with DagsterInstance.from_config(str(cli.home)) as instance:
+        corpus = latest_materializations(instance, "corpus")
+        assert sorted(corpus) == rows and all(m["dagster/row_count"].value > 0 for m in corpus.values())
+        oracle = latest_materializations(instance, "eval_classification")["oracle"]
+        assert oracle["status"].text == "scored" and oracle["macro_f1"].value == pytest.approx(100.0)
+        [backfill] = instance.get_backfills()
+        assert backfill.job_name == "corpus_rows" and backfill.tags == {"requested_by": "test"}
+        assert sorted(backfill.partition_names) == rows[:2]
+        runs = instance.get_run_records()
+        assert {r.dagster_run.tags["dagster/partition"] for r in runs if r.dagster_run.job_name == "corpus_rows"} == set(rows[:2])
+        assert {r.dagster_run.status.value for r in runs} == {"SUCCESS"}
