@@ -3,20 +3,30 @@ materialize chosen partitions (a corpus row, a model's evaluation) and backfill 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 
 import pytest
-from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, materialize
 
+from definitions import defs
 from radvlm_pipeline.config import BUNDLED_SAMPLE_ROOT, DATA_ROOT_ENV, PROJECT_ROOT, STORAGE_ROOT_ENV
 from radvlm_pipeline.datasets import DATASETS
+from resources.llm import LLMResource
+from resources.storage import PipelineStorage
 
 UP_TO_THE_EVALUATION_SETS = [*DATASETS, "reports_without_priors", "conversations", "corpus_eval_sets"]
-IN_PROCESS = json.dumps({"execution": {"config": {"in_process": {}}}})  # one process for many steps
+
+
+def build_upstream_of_the_corpus(home, storage_root) -> None:
+    """What the corpus rows are built from, in this process (offline LLM rules), into the CLI's instance."""
+    storage = PipelineStorage(data_root=str(BUNDLED_SAMPLE_ROOT), storage_root=str(storage_root))
+    resources = {**defs.resources, "storage": storage, "llm": LLMResource(storage=storage)}
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert materialize([*defs.assets, *defs.asset_checks], selection=UP_TO_THE_EVALUATION_SETS,
+                           resources=resources, instance=instance).success
 
 
 @pytest.fixture
@@ -51,9 +61,7 @@ def latest_materializations(instance: DagsterInstance, asset: str) -> dict[str |
 
 @pytest.mark.slow
 def test_materialize_chosen_partitions_and_backfill_a_job_from_the_cli(cli):
-    cli("asset", "materialize", "-f", "definitions.py", "--select", ",".join(UP_TO_THE_EVALUATION_SETS),
-        "--config-json", IN_PROCESS)
-
+    build_upstream_of_the_corpus(cli.home, cli.storage)
     cli("asset", "materialize", "-f", "definitions.py", "--select", "corpus",
         "--partition", "report_generation__mimic_cxr")
     shards = cli.storage / "corpus" / "shards"
