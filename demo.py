@@ -12,6 +12,7 @@ import time
 from dagster import AssetRecordsFilter, DagsterInstance, materialize
 
 from definitions import defs
+from sensors.policies import RAW_DATASETS
 from radvlm_pipeline import config
 
 
@@ -69,6 +70,11 @@ def main() -> int:
     resources = defs.resources
     started = time.monotonic()
     failures = []
+    # Record the dataset folders' fingerprints first, so the release sensor later sees only real changes.
+    print("observing raw_datasets", flush=True)
+    if not materialize(every_asset, selection=[RAW_DATASETS], instance=instance, resources=resources,
+                       raise_on_error=False, run_config=QUIET).success:
+        failures.append("raw_datasets")
     for partitions, keys in stages(asset_graph):
         partition_keys = partitions.get_partition_keys(dynamic_partitions_store=instance) if partitions else [None]
         for partition_key in partition_keys:

@@ -35,6 +35,7 @@ BACKEND_ENV = "RADVLM_LLM_BACKEND"
 BASE_URL_ENV = "RADVLM_LLM_BASE_URL"
 MODEL_ENV = "RADVLM_LLM_MODEL"
 API_KEY_ENV = "RADVLM_LLM_API_KEY"
+AZURE_API_VERSION_ENV = "RADVLM_LLM_AZURE_API_VERSION"
 APPROVED_ENV = "RADVLM_LLM_APPROVED_DATASETS"  # comma-separated dataset keys
 
 
@@ -92,6 +93,7 @@ class LLMResource(ConfigurableResource):
             base_url=os.environ.get(BASE_URL_ENV) or None,
             model=os.environ.get(MODEL_ENV, _DEFAULTS.model),
             api_key=EnvVar(API_KEY_ENV) if os.environ.get(API_KEY_ENV) else None,
+            azure_api_version=os.environ.get(AZURE_API_VERSION_ENV) or None,
             approved_credentialed_datasets=approved,
         )
 
