@@ -16,6 +16,7 @@ counted and left out of the mean.
 from __future__ import annotations
 
 import logging
+import sys
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,9 +52,23 @@ class ReportMetricSettings:
     batch_size: int = 32
 
 
-def rouge_l(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[MetricValue, np.ndarray]:
+def _import_rouge_scorer():
+    """``rouge_score.rouge_scorer``, without absl's hold on the import-time ``sys.stderr``.
+
+    rouge-score imports absl, whose logging handler keeps the ``sys.stderr`` of the moment and closes
+    it when handlers are closed later unless it is the then-current one. Inside a redirected context
+    (Dagster's log capture, pytest's capture) that closes someone else's stream; pointing the handler
+    at the process's real stderr makes it leave the stream alone.
+    """
+    from absl import logging as absl_logging
     from rouge_score import rouge_scorer
 
+    absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
+    return rouge_scorer
+
+
+def rouge_l(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[MetricValue, np.ndarray]:
+    rouge_scorer = _import_rouge_scorer()
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
     scores = np.array([scorer.score(ref, hyp)["rougeL"].fmeasure for ref, hyp in zip(references, hypotheses)])
     return MetricValue.computed(ROUGE_L, percent(scores.mean()) if len(scores) else 0.0, package="rouge-score"), scores
