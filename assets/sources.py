@@ -63,7 +63,10 @@ class SourceReaderConfig(Config):
     wbf_iou_thr: float = Field(0.5, description="VinDr-CXR weighted box fusion: IoU above which boxes fuse.")
     wbf_skip_box_thr: float = Field(0.0, description="VinDr-CXR weighted box fusion: minimum box confidence.")
     wbf_conf_type: str = Field("avg", description="VinDr-CXR weighted box fusion: confidence aggregation.")
-    dicom_max_side: int | None = Field(None, description="VinDr-CXR: longest side of the converted PNG (None: DICOM size).")
+    dicom_max_side: int | None = Field(
+        1024, description="VinDr-CXR: longest side of the converted PNG, aspect kept (None: the DICOM's full "
+        "size, ~3000 px, hours on a small machine). Boxes stay normalised by the DICOM's own size."
+    )
 
     def reader_options(self, storage_root: Path) -> ReaderOptions:
         return ReaderOptions(
