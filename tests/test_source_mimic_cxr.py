@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from PIL import Image
+from sample_digests import folder_digests
 
 from radvlm_pipeline.sample_data import mimic
 from radvlm_pipeline.sample_data.common import Variant, chexpert_values
@@ -185,12 +185,7 @@ def test_a_blank_size_is_measured_on_the_jpeg(tmp_path, roots, clean):
 
 def test_same_seed_writes_the_same_bytes(tmp_path, roots):
     mimic.write(tmp_path, SEED, Variant.DIRTY)
-
-    def digests(root: Path) -> dict[str, str]:
-        return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(root.rglob("*")) if p.is_file()}
-
-    assert digests(tmp_path) == digests(roots[Variant.DIRTY])
+    assert folder_digests(tmp_path) == folder_digests(roots[Variant.DIRTY])
     header = (tmp_path / "mimic-cxr" / mimic.METADATA_FILE).read_bytes()[:10]
     assert header[3] & 0x08 == 0 and header[4:8] == b"\0\0\0\0"  # no file name, no timestamp
 
