@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP_FLAGS ?= -q
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install demo test test-fast sample-data ui clean
+.PHONY: install demo test test-fast lint format sample-data ui clean
 
 $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,8 +24,17 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(PY) demo.py
 
-test: install $(DAGSTER_HOME)/dagster.yaml
+test: install $(DAGSTER_HOME)/dagster.yaml lint
 	$(PY) -m pytest
+
+# ruff's lint and format check (settings in pyproject.toml); `make format` rewrites the tree.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test-fast: install
 	$(PY) -m pytest -m "not slow"

@@ -12,9 +12,8 @@ import time
 from dagster import AssetRecordsFilter, DagsterInstance, materialize
 
 from definitions import defs
-from sensors.policies import RAW_DATASETS
 from radvlm_pipeline import config
-
+from sensors.policies import RAW_DATASETS
 
 # Step-by-step events stay in the instance (the UI shows them); the terminal gets warnings and errors.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -58,7 +57,9 @@ def summary(instance: DagsterInstance, key) -> str:
     for record in records:  # newest first
         materialization = record.asset_materialization
         latest.setdefault(materialization.partition, materialization)
-    rows = [m.metadata["dagster/row_count"].value for m in latest.values() if "dagster/row_count" in m.metadata]
+    rows = [
+        m.metadata["dagster/row_count"].value for m in latest.values() if "dagster/row_count" in m.metadata
+    ]
     partitions = f"{len(latest)} partitions, " if None not in latest else ""
     return f"{partitions}rows: {sum(rows)}" if rows else partitions.rstrip(", ")
 
@@ -72,22 +73,41 @@ def main() -> int:
     failures = []
     # Record the dataset folders' fingerprints first, so the release sensor later sees only real changes.
     print("observing raw_datasets", flush=True)
-    if not materialize(every_asset, selection=[RAW_DATASETS], instance=instance, resources=resources,
-                       raise_on_error=False, run_config=QUIET).success:
+    if not materialize(
+        every_asset,
+        selection=[RAW_DATASETS],
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+        run_config=QUIET,
+    ).success:
         failures.append("raw_datasets")
     for partitions, keys in stages(asset_graph):
-        partition_keys = partitions.get_partition_keys(dynamic_partitions_store=instance) if partitions else [None]
+        partition_keys = (
+            partitions.get_partition_keys(dynamic_partitions_store=instance) if partitions else [None]
+        )
         for partition_key in partition_keys:
-            label = ", ".join(k.to_user_string() for k in keys) + (f" [{partition_key}]" if partition_key else "")
+            label = ", ".join(k.to_user_string() for k in keys) + (
+                f" [{partition_key}]" if partition_key else ""
+            )
             print(f"materializing {label}", flush=True)
-            result = materialize(every_asset, selection=keys, partition_key=partition_key, instance=instance,
-                                 resources=resources, raise_on_error=False, run_config=run_config_for(keys))
+            result = materialize(
+                every_asset,
+                selection=keys,
+                partition_key=partition_key,
+                instance=instance,
+                resources=resources,
+                raise_on_error=False,
+                run_config=run_config_for(keys),
+            )
             if not result.success:
                 failures.append(label)
     elapsed = time.monotonic() - started
     print()
-    print(f"Materialized {len(asset_graph.materializable_asset_keys)} assets in {elapsed:.0f} s "
-          f"into the Dagster instance at {instance.root_directory}.")
+    print(
+        f"Materialized {len(asset_graph.materializable_asset_keys)} assets in {elapsed:.0f} s "
+        f"into the Dagster instance at {instance.root_directory}."
+    )
     print(f"Data root: {config.data_root()}   Outputs: {config.storage_root()}")
     for key in sorted(asset_graph.materializable_asset_keys, key=lambda k: k.to_user_string()):
         print(f"  {key.to_user_string():32s} {summary(instance, key)}")

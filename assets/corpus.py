@@ -8,7 +8,6 @@
 - ``corpus_llava_export``: ``corpus/llava/*.json`` + ``train.yaml`` for LLaVA-NeXT training.
 """
 
-
 import hashlib
 from pathlib import Path
 
@@ -34,7 +33,13 @@ from radvlm_pipeline.corpus.build import build_eval_sets, build_partition
 from radvlm_pipeline.corpus.catalog import write_catalog
 from radvlm_pipeline.corpus.llava import export_llava, image_roots
 from radvlm_pipeline.corpus.report import sample_instructions, table1_markdown
-from radvlm_pipeline.corpus.shards import SHARDS, corpus_dir, partition_manifests, shard_paths, write_corpus_manifest
+from radvlm_pipeline.corpus.shards import (
+    SHARDS,
+    corpus_dir,
+    partition_manifests,
+    shard_paths,
+    write_corpus_manifest,
+)
 from radvlm_pipeline.corpus.table import CorpusConfig, partition_keys
 from radvlm_pipeline.datasets import DATASETS
 from radvlm_pipeline.schema import CORPUS_SCHEMA
@@ -46,7 +51,10 @@ from sensors.policies import (
 )
 
 CORPUS_PARTITIONS = StaticPartitionsDefinition(partition_keys())
-UPSTREAM = [AssetKey(key) for key in DATASETS] + [AssetKey("reports_without_priors"), AssetKey("conversations")]
+UPSTREAM = [AssetKey(key) for key in DATASETS] + [
+    AssetKey("reports_without_priors"),
+    AssetKey("conversations"),
+]
 
 
 def corpus_code_version() -> str:
@@ -66,13 +74,19 @@ class CorpusBuildConfig(Config):
 
     seed: int = Field(0, description="Seed of every template, region and subsample choice.")
     rows_per_shard: int = Field(100_000, description="Most rows per Parquet shard.")
-    repeat: dict[str, int] = Field(default_factory=dict,
-                                   description="Repetition factor per Table 1 row, e.g. {'phrase_grounding__ms_cxr': 3}.")
-    cap: dict[str, int] = Field(default_factory=dict,
-                                description="Most samples per Table 1 row, e.g. {'anatomical_grounding__chest_imagenome': 80000}.")
+    repeat: dict[str, int] = Field(
+        default_factory=dict,
+        description="Repetition factor per Table 1 row, e.g. {'phrase_grounding__ms_cxr': 3}.",
+    )
+    cap: dict[str, int] = Field(
+        default_factory=dict,
+        description="Most samples per Table 1 row, e.g. {'anatomical_grounding__chest_imagenome': 80000}.",
+    )
 
     def corpus_config(self) -> CorpusConfig:
-        return CorpusConfig(seed=self.seed, rows_per_shard=self.rows_per_shard).with_overrides(self.repeat, self.cap)
+        return CorpusConfig(seed=self.seed, rows_per_shard=self.rows_per_shard).with_overrides(
+            self.repeat, self.cap
+        )
 
 
 class LlavaExportConfig(Config):
@@ -97,21 +111,27 @@ def _skipped_markdown(stats: dict[str, int]) -> MetadataValue:
     description="Held-out evaluation sets from the test splits (paper Table 1, right column): one Parquet file "
     "per task under corpus/eval/. Built before the training partitions, which leave out their patients.",
 )
-def corpus_eval_sets(context: AssetExecutionContext, config: CorpusBuildConfig,
-                     storage: PipelineStorage) -> MaterializeResult:
+def corpus_eval_sets(
+    context: AssetExecutionContext, config: CorpusBuildConfig, storage: PipelineStorage
+) -> MaterializeResult:
     results = build_eval_sets(storage.storage_path, config.corpus_config())
     rows = pl.concat([r.rows for r in results.values()])
     context.log.info(", ".join(f"{task}: {r.rows.height}" for task, r in results.items()))
-    return MaterializeResult(metadata={
-        "dagster/row_count": rows.height,
-        "dagster/column_schema": column_schema(CORPUS_SCHEMA),
-        "rows_per_set": MetadataValue.md(
-            "| task | source | rows | steps |\n|---|---|---|---|\n" + "".join(
-                f"| {task} | {r.manifest['source']} | {r.rows.height:,} | {r.manifest['stats']} |\n"
-                for task, r in results.items())),
-        "sample_instructions": MetadataValue.md(sample_instructions(rows)),
-        "folder": MetadataValue.path(str(corpus_dir(storage.storage_path) / "eval")),
-    })
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": rows.height,
+            "dagster/column_schema": column_schema(CORPUS_SCHEMA),
+            "rows_per_set": MetadataValue.md(
+                "| task | source | rows | steps |\n|---|---|---|---|\n"
+                + "".join(
+                    f"| {task} | {r.manifest['source']} | {r.rows.height:,} | {r.manifest['stats']} |\n"
+                    for task, r in results.items()
+                )
+            ),
+            "sample_instructions": MetadataValue.md(sample_instructions(rows)),
+            "folder": MetadataValue.path(str(corpus_dir(storage.storage_path) / "eval")),
+        }
+    )
 
 
 @asset(
@@ -125,23 +145,29 @@ def corpus_eval_sets(context: AssetExecutionContext, config: CorpusBuildConfig,
     "single-turn instructions or LLM conversations, repeated or capped as Table 1 says, as zstd Parquet shards "
     "under corpus/shards/<task>__<source>/. Backfilling a partition rebuilds only that row.",
 )
-def corpus(context: AssetExecutionContext, config: CorpusBuildConfig, storage: PipelineStorage) -> MaterializeResult:
+def corpus(
+    context: AssetExecutionContext, config: CorpusBuildConfig, storage: PipelineStorage
+) -> MaterializeResult:
     result = build_partition(storage.storage_path, context.partition_key, config.corpus_config())
     manifest = result.manifest
     context.log.info(f"{context.partition_key}: {manifest['rows']} rows in {len(manifest['files'])} shard(s)")
-    return MaterializeResult(metadata={
-        "dagster/row_count": manifest["rows"],
-        "dagster/column_schema": column_schema(CORPUS_SCHEMA),
-        "samples": manifest["samples"],
-        "repeat": manifest["repeat"],
-        "cap": manifest["cap"] if manifest["cap"] is not None else "none",
-        "rows_by_step": _skipped_markdown(manifest["stats"]),
-        "shards": MetadataValue.json(manifest["files"]),
-        "config_fingerprint": manifest["config_fingerprint"],
-        "sample_instructions": MetadataValue.md(sample_instructions(result.rows, per_task=3)),
-        "preview": preview(result.rows.select("id", "split", "image_path", "template_id", "turns")),
-        "folder": MetadataValue.path(str(corpus_dir(storage.storage_path) / SHARDS / context.partition_key)),
-    })
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": manifest["rows"],
+            "dagster/column_schema": column_schema(CORPUS_SCHEMA),
+            "samples": manifest["samples"],
+            "repeat": manifest["repeat"],
+            "cap": manifest["cap"] if manifest["cap"] is not None else "none",
+            "rows_by_step": _skipped_markdown(manifest["stats"]),
+            "shards": MetadataValue.json(manifest["files"]),
+            "config_fingerprint": manifest["config_fingerprint"],
+            "sample_instructions": MetadataValue.md(sample_instructions(result.rows, per_task=3)),
+            "preview": preview(result.rows.select("id", "split", "image_path", "template_id", "turns")),
+            "folder": MetadataValue.path(
+                str(corpus_dir(storage.storage_path) / SHARDS / context.partition_key)
+            ),
+        }
+    )
 
 
 @asset(
@@ -158,54 +184,87 @@ def corpus_catalog(context: AssetExecutionContext, storage: PipelineStorage) -> 
     root = corpus_dir(storage.storage_path)
     manifest = write_corpus_manifest(root)
     catalog = write_catalog(root)
-    fingerprints = sorted({p["config_fingerprint"] for p in manifest["partitions"].values()}
-                          | {e["config_fingerprint"] for e in manifest["eval_sets"].values()})
+    fingerprints = sorted(
+        {p["config_fingerprint"] for p in manifest["partitions"].values()}
+        | {e["config_fingerprint"] for e in manifest["eval_sets"].values()}
+    )
     if len(fingerprints) > 1:
         context.log.warning(f"partitions were built with different configs: {fingerprints}")
-    first_rows = pl.concat([
-        pl.read_parquet(root / SHARDS / key / p["files"][0]["file"], n_rows=1)
-        for key, p in partition_manifests(root).items()
-    ]) if manifest["partitions"] else pl.DataFrame(schema=CORPUS_SCHEMA)
-    return MaterializeResult(metadata={
-        "dagster/row_count": manifest["training_rows"],
-        "evaluation_rows": manifest["evaluation_rows"],
-        "partitions_built": len(manifest["partitions"]),
-        "table_1": MetadataValue.md(table1_markdown(manifest)),
-        "sample_instructions": MetadataValue.md(sample_instructions(first_rows)),
-        "config_fingerprints": ", ".join(fingerprints),
-        "catalog": MetadataValue.path(str(catalog)),
-        "manifest": MetadataValue.path(str(root / "manifest.json")),
-    })
+    first_rows = (
+        pl.concat(
+            [
+                pl.read_parquet(root / SHARDS / key / p["files"][0]["file"], n_rows=1)
+                for key, p in partition_manifests(root).items()
+            ]
+        )
+        if manifest["partitions"]
+        else pl.DataFrame(schema=CORPUS_SCHEMA)
+    )
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": manifest["training_rows"],
+            "evaluation_rows": manifest["evaluation_rows"],
+            "partitions_built": len(manifest["partitions"]),
+            "table_1": MetadataValue.md(table1_markdown(manifest)),
+            "sample_instructions": MetadataValue.md(sample_instructions(first_rows)),
+            "config_fingerprints": ", ".join(fingerprints),
+            "catalog": MetadataValue.path(str(catalog)),
+            "manifest": MetadataValue.path(str(root / "manifest.json")),
+        }
+    )
 
 
 def _check_result(outcome: checks.CheckOutcome, what: str) -> AssetCheckResult:
-    examples = "\n".join(f"- {e}" for e in outcome.examples) or f"{outcome.checked:,} {what} checked, no problem"
-    return AssetCheckResult(passed=outcome.passed, severity=AssetCheckSeverity.ERROR, metadata={
-        "checked": outcome.checked, "problems": outcome.problems, "examples": MetadataValue.md(examples)})
+    examples = (
+        "\n".join(f"- {e}" for e in outcome.examples) or f"{outcome.checked:,} {what} checked, no problem"
+    )
+    return AssetCheckResult(
+        passed=outcome.passed,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "checked": outcome.checked,
+            "problems": outcome.problems,
+            "examples": MetadataValue.md(examples),
+        },
+    )
 
 
-@asset_check(asset=corpus_catalog, blocking=True,
-             description="No training row comes from a test split, and no patient of an evaluation set is in a "
-             "training row (MIMIC-CXR, Chest ImaGenome and MS-CXR share patients; so do CheXpert and CheXpert-Plus).")
+@asset_check(
+    asset=corpus_catalog,
+    blocking=True,
+    description="No training row comes from a test split, and no patient of an evaluation set is in a "
+    "training row (MIMIC-CXR, Chest ImaGenome and MS-CXR share patients; so do CheXpert and CheXpert-Plus).",
+)
 def no_test_patient_in_training(storage: PipelineStorage) -> AssetCheckResult:
-    return _check_result(checks.no_held_out_patient_in_training(corpus_dir(storage.storage_path)), "training rows")
+    return _check_result(
+        checks.no_held_out_patient_in_training(corpus_dir(storage.storage_path)), "training rows"
+    )
 
 
-@asset_check(asset=corpus_catalog, blocking=True,
-             description="Every image a training or evaluation row points to exists under its root.")
+@asset_check(
+    asset=corpus_catalog,
+    blocking=True,
+    description="Every image a training or evaluation row points to exists under its root.",
+)
 def every_image_exists(storage: PipelineStorage) -> AssetCheckResult:
     outcome = checks.images_exist(corpus_dir(storage.storage_path), storage.data_path, storage.storage_path)
     return _check_result(outcome, "images")
 
 
-@asset_check(asset=corpus_catalog, blocking=True,
-             description="Every target box is normalised to [0, 1] with x1 < x2 and y1 < y2.")
+@asset_check(
+    asset=corpus_catalog,
+    blocking=True,
+    description="Every target box is normalised to [0, 1] with x1 < x2 and y1 < y2.",
+)
 def every_box_in_range(storage: PipelineStorage) -> AssetCheckResult:
     return _check_result(checks.boxes_in_range(corpus_dir(storage.storage_path)), "boxes")
 
 
-@asset_check(asset=corpus_catalog, blocking=True,
-             description="The evaluation's box parser reads back, from every answer, the boxes the row was built from.")
+@asset_check(
+    asset=corpus_catalog,
+    blocking=True,
+    description="The evaluation's box parser reads back, from every answer, the boxes the row was built from.",
+)
 def every_answer_parses_back(storage: PipelineStorage) -> AssetCheckResult:
     return _check_result(checks.answers_parse_back(corpus_dir(storage.storage_path)), "answers with boxes")
 
@@ -223,17 +282,26 @@ def corpus_llava_export(config: LlavaExportConfig, storage: PipelineStorage) -> 
     root = corpus_dir(storage.storage_path)
     paths = shard_paths(root)
     if not paths:
-        raise FileNotFoundError(f"no corpus partition under {root / SHARDS}: materialize corpus partitions first.")
+        raise FileNotFoundError(
+            f"no corpus partition under {root / SHARDS}: materialize corpus partitions first."
+        )
     used = pl.scan_parquet(paths).select("image_dataset").unique().collect()["image_dataset"].to_list()
     roots = image_roots(sorted(used), storage.data_path, storage.storage_path, config.image_roots)
     written = export_llava(root, roots)
-    return MaterializeResult(metadata={
-        "dagster/row_count": sum(written.values()),
-        "files": MetadataValue.json(written),
-        "image_roots": MetadataValue.json({k: str(v) for k, v in roots.items()}),
-        "mixture": MetadataValue.path(str(root / "llava" / "train.yaml")),
-    })
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": sum(written.values()),
+            "files": MetadataValue.json(written),
+            "image_roots": MetadataValue.json({k: str(v) for k, v in roots.items()}),
+            "mixture": MetadataValue.path(str(root / "llava" / "train.yaml")),
+        }
+    )
 
 
 corpus_assets = [corpus_eval_sets, corpus, corpus_catalog, corpus_llava_export]
-corpus_checks = [no_test_patient_in_training, every_image_exists, every_box_in_range, every_answer_parses_back]
+corpus_checks = [
+    no_test_patient_in_training,
+    every_image_exists,
+    every_box_in_range,
+    every_answer_parses_back,
+]

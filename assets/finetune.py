@@ -5,7 +5,6 @@ recipe partitions depend on exactly the corpus partitions of their tasks: re-mat
 partition makes only the models trained on it stale.
 """
 
-
 import base64
 import hashlib
 from collections.abc import Sequence
@@ -92,7 +91,9 @@ def corpus_dependency(corpus_key: AssetKey, corpus_partition_keys: Sequence[str]
     if corpus_partition_keys is None:
         return AssetDep(corpus_key)
     mapping = {key: set(recipe_for_corpus_partition(key)) for key in corpus_partition_keys}
-    return AssetDep(corpus_key, partition_mapping=StaticPartitionMapping({k: v for k, v in mapping.items() if v}))
+    return AssetDep(
+        corpus_key, partition_mapping=StaticPartitionMapping({k: v for k, v in mapping.items() if v})
+    )
 
 
 def build_finetune_assets(corpus: AssetsDefinition | AssetKey) -> list[AssetsDefinition]:

@@ -52,7 +52,9 @@ def _source_tables(storage: PipelineStorage, sources: tuple[str, ...], required:
     """
     tables, skipped = {}, {}
     for source in sources:
-        missing = [name for name in SOURCE_TABLES if not (storage.source_dir(source) / f"{name}.parquet").is_file()]
+        missing = [
+            name for name in SOURCE_TABLES if not (storage.source_dir(source) / f"{name}.parquet").is_file()
+        ]
         if missing:
             reason = f"no {', '.join(missing)} tables under {storage.source_dir(source)}: materialize '{source}' first"
             if source == required:
@@ -116,8 +118,11 @@ class ConversationConfig(Config):
     name=CONVERSATIONS,
     group_name="llm",
     kinds={"openai", "parquet"},
-    deps=[AssetKey(CLEAN_REPORTS), AssetKey(conversations.STANDARD_SOURCE),
-          *(AssetKey(source) for source in conversations.GROUNDED_SOURCES)],
+    deps=[
+        AssetKey(CLEAN_REPORTS),
+        AssetKey(conversations.STANDARD_SOURCE),
+        *(AssetKey(source) for source in conversations.GROUNDED_SOURCES),
+    ],
     code_version=stage_code_version(conversations),
     automation_condition=rebuild_when_upstream_changes(),
     pool=LLM_POOL,
@@ -129,10 +134,15 @@ class ConversationConfig(Config):
 def conversations_asset(
     context: AssetExecutionContext, config: ConversationConfig, storage: PipelineStorage, llm: LLMResource
 ) -> MaterializeResult:
-    tables, skipped = _source_tables(storage, (conversations.STANDARD_SOURCE, *conversations.GROUNDED_SOURCES),
-                                     required=conversations.STANDARD_SOURCE)
+    tables, skipped = _source_tables(
+        storage,
+        (conversations.STANDARD_SOURCE, *conversations.GROUNDED_SOURCES),
+        required=conversations.STANDARD_SOURCE,
+    )
     clean_reports = pl.read_parquet(llm_dir(storage) / f"{CLEAN_REPORTS}.parquet")
-    output = conversations.build_conversations(tables, clean_reports, llm.run, llm.backend_label, config.max_attempts)
+    output = conversations.build_conversations(
+        tables, clean_reports, llm.run, llm.backend_label, config.max_attempts
+    )
     context.log.info(f"{output.table.height} conversations, {output.quarantine.height} quarantined")
     written = write_stage_output(output, llm_dir(storage), CONVERSATIONS)
     return MaterializeResult(metadata=_metadata(output, llm, written, ["source", "kind", "split"], skipped))

@@ -9,7 +9,13 @@ import polars as pl
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 from PIL import Image
 
-_DAGSTER_TYPES = {pl.String: "string", pl.Boolean: "bool", pl.Int32: "int", pl.Int64: "int", pl.Float64: "float"}
+_DAGSTER_TYPES = {
+    pl.String: "string",
+    pl.Boolean: "bool",
+    pl.Int32: "int",
+    pl.Int64: "int",
+    pl.Float64: "float",
+}
 
 
 def column_schema(schema: pl.Schema) -> TableSchema:
@@ -24,7 +30,12 @@ def preview(frame: pl.DataFrame, rows: int = 5, max_chars: int = 80) -> Metadata
         [pl.col(c).str.slice(0, max_chars) for c, t in frame.schema.items() if t == pl.String]
     )
     records = [
-        TableRecord({k: (v if isinstance(v, (str, int, float, bool)) or v is None else str(v)) for k, v in row.items()})
+        TableRecord(
+            {
+                k: (v if isinstance(v, (str, int, float, bool)) or v is None else str(v))
+                for k, v in row.items()
+            }
+        )
         for row in head.iter_rows(named=True)
     ]
     return MetadataValue.table(records=records, schema=column_schema(head.schema))

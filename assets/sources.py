@@ -5,7 +5,6 @@ Each asset writes ``<storage_root>/sources/<dataset>/{images,reports,labels,boxe
 two splits). A missing dataset folder fails that asset alone; the others still materialize.
 """
 
-
 import hashlib
 import inspect
 import sys
@@ -17,11 +16,11 @@ from types import ModuleType
 import polars as pl
 from dagster import (
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
-    AssetChecksDefinition,
     Config,
     Failure,
     MaterializeResult,
@@ -64,8 +63,9 @@ class SourceReaderConfig(Config):
     wbf_skip_box_thr: float = Field(0.0, description="VinDr-CXR weighted box fusion: minimum box confidence.")
     wbf_conf_type: str = Field("avg", description="VinDr-CXR weighted box fusion: confidence aggregation.")
     dicom_max_side: int | None = Field(
-        1024, description="VinDr-CXR: longest side of the converted PNG, aspect kept (None: the DICOM's full "
-        "size, ~3000 px, hours on a small machine). Boxes stay normalised by the DICOM's own size."
+        1024,
+        description="VinDr-CXR: longest side of the converted PNG, aspect kept (None: the DICOM's full "
+        "size, ~3000 px, hours on a small machine). Boxes stay normalised by the DICOM's own size.",
     )
 
     def reader_options(self, storage_root: Path) -> ReaderOptions:
@@ -97,6 +97,7 @@ SOURCE_SPECS = (
     SourceSpec(DATASETS["padchest_gr"], padchest_gr.read),
 )
 
+
 def project_modules(root: ModuleType) -> list[ModuleType]:
     """The module and every radvlm_pipeline module it uses, transitively (imports and from-imports)."""
     seen: dict[str, ModuleType] = {}
@@ -107,8 +108,16 @@ def project_modules(root: ModuleType) -> list[ModuleType]:
             continue
         seen[module.__name__] = module
         for value in vars(module).values():
-            used = value if isinstance(value, ModuleType) else sys.modules.get(getattr(value, "__module__", "") or "")
-            if used is not None and used.__name__.startswith("radvlm_pipeline.") and used.__name__ not in seen:
+            used = (
+                value
+                if isinstance(value, ModuleType)
+                else sys.modules.get(getattr(value, "__module__", "") or "")
+            )
+            if (
+                used is not None
+                and used.__name__.startswith("radvlm_pipeline.")
+                and used.__name__ not in seen
+            ):
                 pending.append(used)
     return [seen[name] for name in sorted(seen)]
 
@@ -140,13 +149,19 @@ def source_metadata(tables: SourceTables, out_dir: Path, storage: PipelineStorag
     if tables.reports.height:
         metadata["reports_preview"] = preview(tables.reports.select("study_id", "split", "report"))
     if tables.boxes.height:
-        metadata["boxes_preview"] = preview(tables.boxes.select("image_id", "kind", "label", "x1", "y1", "x2", "y2"))
+        metadata["boxes_preview"] = preview(
+            tables.boxes.select("image_id", "kind", "label", "x1", "y1", "x2", "y2")
+        )
         example = box_example(tables, storage)
         if example is not None:
             example.save(out_dir / "boxes_example.png")
-            metadata["boxes_example"] = image_markdown(example, "An image of this source with its boxes drawn")
+            metadata["boxes_example"] = image_markdown(
+                example, "An image of this source with its boxes drawn"
+            )
     for key, value in sorted(tables.facts.items()):
-        metadata[f"facts/{key}"] = value if isinstance(value, (int, float, str, bool)) else MetadataValue.json(value)
+        metadata[f"facts/{key}"] = (
+            value if isinstance(value, (int, float, str, bool)) else MetadataValue.json(value)
+        )
     return metadata
 
 
@@ -168,15 +183,23 @@ def accounting_markdown(accounting: pl.DataFrame) -> MetadataValue:
 
 def box_example(tables: SourceTables, storage: PipelineStorage):
     """The image with the most boxes, drawn: a reader's coordinate bug shows at a glance."""
-    busiest = tables.boxes.group_by("image_id").len().sort(["len", "image_id"], descending=[True, False]).head(1)
+    busiest = (
+        tables.boxes.group_by("image_id").len().sort(["len", "image_id"], descending=[True, False]).head(1)
+    )
     if busiest.is_empty():
         return None
     image_id = busiest.item(0, "image_id")
     image = tables.images.filter(pl.col("image_id") == image_id).head(1)
     if image.is_empty():
         return None
-    path = image_root(image.item(0, "dataset"), storage.data_path, storage.storage_path) / image.item(0, "path")
-    boxes = tables.boxes.filter(pl.col("image_id") == image_id).select("label", "x1", "y1", "x2", "y2").iter_rows()
+    path = image_root(image.item(0, "dataset"), storage.data_path, storage.storage_path) / image.item(
+        0, "path"
+    )
+    boxes = (
+        tables.boxes.filter(pl.col("image_id") == image_id)
+        .select("label", "x1", "y1", "x2", "y2")
+        .iter_rows()
+    )
     return draw_boxes(path, boxes)
 
 
@@ -196,11 +219,15 @@ def build_source_asset(spec: SourceSpec) -> AssetsDefinition:
             f"images, reports, labels and boxes tables, with every rejected row in quarantine. "
             f"Licence class: {dataset.licence.value}."
         ),
-        metadata={"dataset/release": dataset.release, "dataset/licence": dataset.licence.value,
-                  "dataset/folder": dataset.folder},
+        metadata={
+            "dataset/release": dataset.release,
+            "dataset/licence": dataset.licence.value,
+            "dataset/folder": dataset.folder,
+        },
     )
-    def source_asset(context: AssetExecutionContext, config: SourceReaderConfig,
-                     storage: PipelineStorage) -> MaterializeResult:
+    def source_asset(
+        context: AssetExecutionContext, config: SourceReaderConfig, storage: PipelineStorage
+    ) -> MaterializeResult:
         options = config.reader_options(storage.storage_path)
         try:
             if spec.needs_mimic_images:
@@ -229,29 +256,53 @@ def build_source_checks(spec: SourceSpec) -> list[AssetChecksDefinition]:
         return AssetCheckResult(
             passed=not problems,
             severity=severity,
-            metadata={"problems": len(problems), "examples": MetadataValue.md("\n".join(f"- {p}" for p in problems[:20]) or what)},
+            metadata={
+                "problems": len(problems),
+                "examples": MetadataValue.md("\n".join(f"- {p}" for p in problems[:20]) or what),
+            },
         )
 
-    @asset_check(asset=key, name="rows_accounted", blocking=True,
-                 description="Every input row is in an output table or in quarantine (rows in = out + quarantined).")
+    @asset_check(
+        asset=key,
+        name="rows_accounted",
+        blocking=True,
+        description="Every input row is in an output table or in quarantine (rows in = out + quarantined).",
+    )
     def rows_accounted(storage: PipelineStorage) -> AssetCheckResult:
         out_dir = storage.source_dir(key)
-        return result(checks.accounting_problems(base.read_table(out_dir, "accounting"), base.read_table(out_dir, "quarantine")),
-                      "every row accounted for")
+        return result(
+            checks.accounting_problems(
+                base.read_table(out_dir, "accounting"), base.read_table(out_dir, "quarantine")
+            ),
+            "every row accounted for",
+        )
 
-    @asset_check(asset=key, name="boxes_in_range", blocking=True,
-                 description="Every box normalised to [0, 1] with x1 < x2 and y1 < y2.")
+    @asset_check(
+        asset=key,
+        name="boxes_in_range",
+        blocking=True,
+        description="Every box normalised to [0, 1] with x1 < x2 and y1 < y2.",
+    )
     def boxes_in_range(storage: PipelineStorage) -> AssetCheckResult:
-        return result(checks.box_problems(base.read_table(storage.source_dir(key), "boxes")), "all boxes valid")
+        return result(
+            checks.box_problems(base.read_table(storage.source_dir(key), "boxes")), "all boxes valid"
+        )
 
-    @asset_check(asset=key, name="images_decode",
-                 description="Every image the tables reference exists and decodes.")
+    @asset_check(
+        asset=key, name="images_decode", description="Every image the tables reference exists and decodes."
+    )
     def images_decode(storage: PipelineStorage) -> AssetCheckResult:
         images = base.read_table(storage.source_dir(key), "images")
-        return result(checks.image_problems(images, storage.data_path, storage.storage_path), "all images decode")
+        return result(
+            checks.image_problems(images, storage.data_path, storage.storage_path), "all images decode"
+        )
 
-    @asset_check(asset=key, name="no_patient_in_two_splits", blocking=True,
-                 description="No patient appears in two splits (a leak would inflate test metrics).")
+    @asset_check(
+        asset=key,
+        name="no_patient_in_two_splits",
+        blocking=True,
+        description="No patient appears in two splits (a leak would inflate test metrics).",
+    )
     def no_patient_in_two_splits(storage: PipelineStorage) -> AssetCheckResult:
         images = base.read_table(storage.source_dir(key), "images")
         return result(checks.split_leak_problems(images), "no patient in two splits")

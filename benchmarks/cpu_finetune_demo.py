@@ -24,9 +24,24 @@ from radvlm_pipeline.training.tiny_model import build_model_directory  # noqa: E
 from radvlm_pipeline.training.train import train  # noqa: E402
 
 SAMPLES = [
-    ("report_generation", "mimic_cxr", "mimic_cxr", [("Write the findings.", "The heart size is normal. The lungs are clear.")]),
-    ("classification", "chexpert", "chexpert", [("Which abnormalities are present?", "Cardiomegaly, Edema.")]),
-    ("conversation", "mimic_cxr", "mimic_cxr", [("What view is this?", "A frontal PA view."), ("Effusion?", "Yes, on the left.")]),
+    (
+        "report_generation",
+        "mimic_cxr",
+        "mimic_cxr",
+        [("Write the findings.", "The heart size is normal. The lungs are clear.")],
+    ),
+    (
+        "classification",
+        "chexpert",
+        "chexpert",
+        [("Which abnormalities are present?", "Cardiomegaly, Edema.")],
+    ),
+    (
+        "conversation",
+        "mimic_cxr",
+        "mimic_cxr",
+        [("What view is this?", "A frontal PA view."), ("Effusion?", "Yes, on the left.")],
+    ),
 ]
 
 
@@ -41,20 +56,28 @@ def main() -> None:
         build_s = time.perf_counter() - started
         files = write_corpus(work / "storage", work / "data", SAMPLES, repeat=args.rows // len(SAMPLES))
         config = TrainConfig(
-            model_path=str(model), output_dir=str(work / "run"), shard_files=[str(f) for f in files],
-            data_root=str(work / "data"), storage_root=str(work / "storage"),
+            model_path=str(model),
+            output_dir=str(work / "run"),
+            shard_files=[str(f) for f in files],
+            data_root=str(work / "data"),
+            storage_root=str(work / "storage"),
         )
         started = time.perf_counter()
         summary = train(config)
         call_s = time.perf_counter() - started
-    print(json.dumps({
-        "tiny_model_build_s": round(build_s, 2),
-        "steps": summary["steps"],
-        "training_loop_s": round(summary["wall_time_s"], 2),
-        "per_step_ms": round(1000 * summary["wall_time_s"] / summary["steps"], 1),
-        "fixed_s": round(call_s - summary["wall_time_s"], 2),
-        "tokens_per_s": round(summary["tokens_per_s"]),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "tiny_model_build_s": round(build_s, 2),
+                "steps": summary["steps"],
+                "training_loop_s": round(summary["wall_time_s"], 2),
+                "per_step_ms": round(1000 * summary["wall_time_s"] / summary["steps"], 1),
+                "fixed_s": round(call_s - summary["wall_time_s"], 2),
+                "tokens_per_s": round(summary["tokens_per_s"]),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

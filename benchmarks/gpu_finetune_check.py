@@ -30,12 +30,25 @@ REPORT = (
     "catheter terminates in the lower superior vena cava. No focal consolidation to suggest pneumonia."
 )
 SAMPLES = [
-    ("report_generation", "mimic_cxr", "mimic_cxr", [("Write the findings section for this chest X-ray.", REPORT)]),
-    ("conversation", "mimic_cxr", "mimic_cxr", [
-        ("Is there a pleural effusion?", "Yes, a small left pleural effusion with adjacent atelectasis."),
-        ("Where is it located?", "At the left lung base, [0.55, 0.62, 0.93, 0.95]."),
-        ("Any lines or tubes?", "A right internal jugular central venous catheter ending in the lower SVC."),
-    ]),
+    (
+        "report_generation",
+        "mimic_cxr",
+        "mimic_cxr",
+        [("Write the findings section for this chest X-ray.", REPORT)],
+    ),
+    (
+        "conversation",
+        "mimic_cxr",
+        "mimic_cxr",
+        [
+            ("Is there a pleural effusion?", "Yes, a small left pleural effusion with adjacent atelectasis."),
+            ("Where is it located?", "At the left lung base, [0.55, 0.62, 0.93, 0.95]."),
+            (
+                "Any lines or tubes?",
+                "A right internal jugular central venous catheter ending in the lower SVC.",
+            ),
+        ],
+    ),
 ]
 
 
@@ -45,19 +58,21 @@ def main() -> None:
     parser.add_argument("--shape", default="0.5b", choices=["0.5b", "tiny"])
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--micro-batch-size", type=int, default=8)
-    parser.add_argument("--image-size", type=int, default=512, help="square images; 512 px gives 2x2 anyres tiles")
+    parser.add_argument(
+        "--image-size", type=int, default=512, help="square images; 512 px gives 2x2 anyres tiles"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
     import torch
 
+    from radvlm_pipeline.datasets import image_root
     from radvlm_pipeline.training.config import TrainConfig
     from radvlm_pipeline.training.data import load_image, load_training_rows
     from radvlm_pipeline.training.processing import collate, load_processor
     from radvlm_pipeline.training.report import read_metrics
     from radvlm_pipeline.training.synthetic import write_corpus
     from radvlm_pipeline.training.tiny_model import build_model_directory
-    from radvlm_pipeline.datasets import image_root
     from radvlm_pipeline.training.train import train
 
     started = time.perf_counter()
@@ -67,12 +82,24 @@ def main() -> None:
     built_s = time.perf_counter() - started
     storage, data = args.work / "storage", args.work / "data"
     rows_needed = args.steps * args.micro_batch_size
-    files = write_corpus(storage, data, SAMPLES * 32, repeat=rows_needed // (len(SAMPLES) * 32) + 1,
-                         image_size=(args.image_size, args.image_size))
+    files = write_corpus(
+        storage,
+        data,
+        SAMPLES * 32,
+        repeat=rows_needed // (len(SAMPLES) * 32) + 1,
+        image_size=(args.image_size, args.image_size),
+    )
     config = TrainConfig(
-        model_path=str(model_dir), output_dir=str(args.work / "run"), shard_files=[str(f) for f in files],
-        data_root=str(data), storage_root=str(storage), micro_batch_size=args.micro_batch_size,
-        max_steps=args.steps, save_every_steps=10**9, num_workers=4, log_every_steps=10,
+        model_path=str(model_dir),
+        output_dir=str(args.work / "run"),
+        shard_files=[str(f) for f in files],
+        data_root=str(data),
+        storage_root=str(storage),
+        micro_batch_size=args.micro_batch_size,
+        max_steps=args.steps,
+        save_every_steps=10**9,
+        num_workers=4,
+        log_every_steps=10,
     )
     summary = train(config)
     metrics = read_metrics(args.work / "run" / "metrics.jsonl")
@@ -80,7 +107,10 @@ def main() -> None:
     # Sequence length and vision patches per sample, from one real batch of this data.
     processor = load_processor(model_dir)
     rows = load_training_rows(config.shard_files)[: args.micro_batch_size]
-    images = [load_image(image_root(d, data, storage) / p) for d, p in zip(rows["image_dataset"], rows["image_path"])]
+    images = [
+        load_image(image_root(d, data, storage) / p)
+        for d, p in zip(rows["image_dataset"], rows["image_path"])
+    ]
     batch = collate(processor, rows["conversation"].to_list(), images, config.max_length)
     tokens_per_sample = float(batch["attention_mask"].sum()) / len(images)
     model_config = json.loads((model_dir / "config.json").read_text())
@@ -97,13 +127,17 @@ def main() -> None:
                 size = handle.get_slice(name).get_shape()
                 counts["vision" if "vision_tower" in name else "language"] += int(torch.tensor(size).prod())
 
-    steady = metrics[len(metrics) // 5 :] or metrics  # leave out the first fifth (warm-up, compilation of kernels)
+    steady = (
+        metrics[len(metrics) // 5 :] or metrics
+    )  # leave out the first fifth (warm-up, compilation of kernels)
     seconds = steady[-1]["wall_s"] - (metrics[len(metrics) // 5 - 1]["wall_s"] if len(metrics) >= 5 else 0.0)
     steps = steady[-1]["step"] - (metrics[len(metrics) // 5 - 1]["step"] if len(metrics) >= 5 else 0)
     samples_per_s = steps * args.micro_batch_size / seconds
     tokens_per_s = samples_per_s * tokens_per_sample
-    flops_per_s = 6 * samples_per_s * (
-        counts["language"] * tokens_per_sample + counts["vision"] * patches_per_tile * tiles_per_sample
+    flops_per_s = (
+        6
+        * samples_per_s
+        * (counts["language"] * tokens_per_sample + counts["vision"] * patches_per_tile * tiles_per_sample)
     )
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
     peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in device), None)

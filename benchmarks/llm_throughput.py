@@ -40,8 +40,13 @@ with FakeOpenAI(latency_s=float(sys.argv[1])) as server:
 
 def measure(base_url: str, concurrency: int, rounds: int) -> tuple[int, float]:
     items = prior_removal.report_items(many_reports(concurrency * rounds))
-    settings = LLMSettings(backend="openai", base_url=base_url, api_key="bench", concurrency=concurrency,
-                           approved_credentialed_datasets=("mimic_cxr",))
+    settings = LLMSettings(
+        backend="openai",
+        base_url=base_url,
+        api_key="bench",
+        concurrency=concurrency,
+        approved_credentialed_datasets=("mimic_cxr",),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         run = run_prompts(settings, Path(tmp) / "cache.sqlite", prior_removal.PROMPT, items)
@@ -53,22 +58,31 @@ def measure(base_url: str, concurrency: int, rounds: int) -> tuple[int, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--rounds", type=int, default=30, help="prompts per level = concurrency x rounds")
     args = parser.parse_args()
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(LATENCY_S), str(ROOT), str(ROOT / "tests")],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(LATENCY_S), str(ROOT), str(ROOT / "tests")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         base_url = f"http://127.0.0.1:{server.stdout.readline().strip()}/v1"
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, "
-              f"Python {platform.python_version()}; date: {date.today()}; latency {LATENCY_S * 1000:.0f} ms")
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, "
+            f"Python {platform.python_version()}; date: {date.today()}; latency {LATENCY_S * 1000:.0f} ms"
+        )
         print("| concurrency | requests | seconds | requests/s | ideal/s | fraction of ideal |")
         print("|---|---|---|---|---|---|")
         for concurrency in args.levels:
             count, elapsed = measure(base_url, concurrency, args.rounds)
             rate, ideal = count / elapsed, concurrency / LATENCY_S
-            print(f"| {concurrency} | {count} | {elapsed:.2f} | {rate:.1f} | {ideal:.1f} | {rate / ideal:.1%} |")
+            print(
+                f"| {concurrency} | {count} | {elapsed:.2f} | {rate:.1f} | {ideal:.1f} | {rate / ideal:.1%} |"
+            )
     finally:
         server.kill()
         server.wait()

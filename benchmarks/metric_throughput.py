@@ -21,8 +21,10 @@ from radvlm_pipeline.evaluation.grounding import pycocotools_ap50, score_groundi
 from radvlm_pipeline.evaluation.report_generation import ReportMetricSettings, bertscore, rouge_l
 from radvlm_pipeline.schema import CHEXPERT_LABELS
 
-REPORT_WORDS = ("the heart size is normal no pleural effusion or pneumothorax mild bibasilar atelectasis "
-                "right picc line tip in the svc lungs are clear small left effusion").split()
+REPORT_WORDS = (
+    "the heart size is normal no pleural effusion or pneumothorax mild bibasilar atelectasis "
+    "right picc line tip in the svc lungs are clear small left effusion"
+).split()
 
 
 def grounding_case(rng: np.random.Generator, count: int):
@@ -37,9 +39,13 @@ def grounding_case(rng: np.random.Generator, count: int):
 
 
 def classification_case(rng: np.random.Generator, count: int):
-    labels = [list(rng.choice(CHEXPERT_LABELS, size=int(rng.integers(1, 4)), replace=False)) for _ in range(count)]
-    answers = [("No pneumothorax. " if i % 3 else "") + "The image shows " + ", ".join(l.lower() for l in ls) + "."
-               for i, ls in enumerate(labels)]
+    labels = [
+        list(rng.choice(CHEXPERT_LABELS, size=int(rng.integers(1, 4)), replace=False)) for _ in range(count)
+    ]
+    answers = [
+        ("No pneumothorax. " if i % 3 else "") + "The image shows " + ", ".join(l.lower() for l in ls) + "."
+        for i, ls in enumerate(labels)
+    ]
     return answers, labels
 
 

@@ -33,8 +33,13 @@ def normalise_pixel_boxes(frame: pl.DataFrame, width: str = "width", height: str
         (pl.col("px_x2") / w).clip(0.0, 1.0).alias("x2"),
         (pl.col("px_y2") / h).clip(0.0, 1.0).alias("y2"),
     )
-    return _validate(normalised, size_known=(w > 0) & (h > 0) & w.is_not_null() & h.is_not_null(),
-                     raw=[pl.col(c) for c in PX], upper_x=w, upper_y=h)
+    return _validate(
+        normalised,
+        size_known=(w > 0) & (h > 0) & w.is_not_null() & h.is_not_null(),
+        raw=[pl.col(c) for c in PX],
+        upper_x=w,
+        upper_y=h,
+    )
 
 
 def validate_normalised_boxes(frame: pl.DataFrame) -> pl.DataFrame:
@@ -44,29 +49,46 @@ def validate_normalised_boxes(frame: pl.DataFrame) -> pl.DataFrame:
     """
     raw = frame.with_columns([pl.col(c).cast(pl.Float64).alias(f"_raw_{c}") for c in NORM])
     clipped = raw.with_columns([pl.col(f"_raw_{c}").clip(0.0, 1.0).alias(c) for c in NORM])
-    validated = _validate(clipped, size_known=pl.lit(True), raw=[pl.col(f"_raw_{c}") for c in NORM],
-                          upper_x=pl.lit(1.0), upper_y=pl.lit(1.0))
+    validated = _validate(
+        clipped,
+        size_known=pl.lit(True),
+        raw=[pl.col(f"_raw_{c}") for c in NORM],
+        upper_x=pl.lit(1.0),
+        upper_y=pl.lit(1.0),
+    )
     return validated.drop([f"_raw_{c}" for c in NORM])
 
 
-def _validate(frame: pl.DataFrame, size_known: pl.Expr, raw: list[pl.Expr], upper_x: pl.Expr, upper_y: pl.Expr):
+def _validate(
+    frame: pl.DataFrame, size_known: pl.Expr, raw: list[pl.Expr], upper_x: pl.Expr, upper_y: pl.Expr
+):
     rx1, ry1, rx2, ry2 = raw
     any_missing = pl.any_horizontal([r.is_null() | r.is_nan() for r in raw])
     inverted = (rx2 <= rx1) | (ry2 <= ry1)
     outside = (rx1 >= upper_x) | (ry1 >= upper_y) | (rx2 <= 0) | (ry2 <= 0)
     reason = (
-        pl.when(~size_known).then(pl.lit("missing_image_size"))
-        .when(any_missing).then(pl.lit("missing_coordinate"))
-        .when(inverted).then(pl.lit("inverted_box"))
-        .when(outside).then(pl.lit("box_outside_image"))
+        pl.when(~size_known)
+        .then(pl.lit("missing_image_size"))
+        .when(any_missing)
+        .then(pl.lit("missing_coordinate"))
+        .when(inverted)
+        .then(pl.lit("inverted_box"))
+        .when(outside)
+        .then(pl.lit("box_outside_image"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
-    coords = pl.format("[{}, {}, {}, {}]", *[r.cast(pl.String).fill_null("null") for r in raw])  # format() of a null is null
+    coords = pl.format(
+        "[{}, {}, {}, {}]", *[r.cast(pl.String).fill_null("null") for r in raw]
+    )  # format() of a null is null
     detail = (
-        pl.when(~size_known).then(pl.lit("the image size is unknown, so the box cannot be normalised"))
-        .when(any_missing).then(pl.format("box {} has a missing coordinate", coords))
-        .when(inverted).then(pl.format("box {} has x2 <= x1 or y2 <= y1", coords))
-        .when(outside).then(pl.format("box {} lies wholly outside the image", coords))
+        pl.when(~size_known)
+        .then(pl.lit("the image size is unknown, so the box cannot be normalised"))
+        .when(any_missing)
+        .then(pl.format("box {} has a missing coordinate", coords))
+        .when(inverted)
+        .then(pl.format("box {} has x2 <= x1 or y2 <= y1", coords))
+        .when(outside)
+        .then(pl.format("box {} lies wholly outside the image", coords))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
     overhang = (rx1 < 0) | (ry1 < 0) | (rx2 > upper_x) | (ry2 > upper_y)

@@ -30,23 +30,39 @@ class Dataset:
 
 
 MIMIC_CXR = Dataset(
-    "mimic_cxr", "mimic-cxr", "MIMIC-CXR-JPG (+ MIMIC-CXR reports)", "MIMIC-CXR-JPG 2.0.0 / MIMIC-CXR 2.0.0",
-    Licence.CREDENTIALED, True,
+    "mimic_cxr",
+    "mimic-cxr",
+    "MIMIC-CXR-JPG (+ MIMIC-CXR reports)",
+    "MIMIC-CXR-JPG 2.0.0 / MIMIC-CXR 2.0.0",
+    Licence.CREDENTIALED,
+    True,
 )
 CHEXPERT = Dataset("chexpert", "chexpert", "CheXpert", "CheXpert v1.0 (small)", Licence.CREDENTIALED, True)
 CHEXPERT_PLUS = Dataset(
-    "chexpert_plus", "chexpert-plus", "CheXpert-Plus", "CheXpert-Plus (df_chexpert_plus_240401)",
-    Licence.CREDENTIALED, True,
+    "chexpert_plus",
+    "chexpert-plus",
+    "CheXpert-Plus",
+    "CheXpert-Plus (df_chexpert_plus_240401)",
+    Licence.CREDENTIALED,
+    True,
 )
 CHEST_IMAGENOME = Dataset(
-    "chest_imagenome", "chest-imagenome", "Chest ImaGenome", "Chest ImaGenome 1.0.0 (silver)",
-    Licence.CREDENTIALED, True,
+    "chest_imagenome",
+    "chest-imagenome",
+    "Chest ImaGenome",
+    "Chest ImaGenome 1.0.0 (silver)",
+    Licence.CREDENTIALED,
+    True,
 )
 VINDR_CXR = Dataset("vindr_cxr", "vindr-cxr", "VinDr-CXR", "VinDr-CXR 1.0.0", Licence.CREDENTIALED, False)
 MS_CXR = Dataset("ms_cxr", "ms-cxr", "MS-CXR", "MS-CXR 1.0.0", Licence.CREDENTIALED, True)
 PADCHEST_GR = Dataset(
-    "padchest_gr", "padchest-gr", "PadChest-GR", "PadChest-GR (grounded_reports_20240819)",
-    Licence.CREDENTIALED, True,
+    "padchest_gr",
+    "padchest-gr",
+    "PadChest-GR",
+    "PadChest-GR (grounded_reports_20240819)",
+    Licence.CREDENTIALED,
+    True,
 )
 
 DATASETS: dict[str, Dataset] = {

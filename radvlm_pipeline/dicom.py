@@ -69,7 +69,9 @@ def dicom_to_png(dicom_path: Path, png_path: Path, max_side: int | None = None) 
     try:
         pixels = to_display_pixels(dataset)
     except Exception as exc:  # pydicom raises many types for truncated or undecodable pixel data
-        raise ImageProblem("unreadable_image", f"DICOM file {dicom_path} pixel data does not decode: {exc}") from exc
+        raise ImageProblem(
+            "unreadable_image", f"DICOM file {dicom_path} pixel data does not decode: {exc}"
+        ) from exc
     image = Image.fromarray(pixels)
     if size != image.size:
         image = image.resize(size, Image.Resampling.LANCZOS)

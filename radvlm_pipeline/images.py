@@ -57,7 +57,9 @@ def draw_boxes(
     with Image.open(image_path) as source:
         canvas = to_display_rgb(source)
     scale = max_side / max(canvas.size)  # small sample images are enlarged so the labels stay legible
-    canvas = canvas.resize((round(canvas.width * scale), round(canvas.height * scale)), Image.Resampling.BILINEAR)
+    canvas = canvas.resize(
+        (round(canvas.width * scale), round(canvas.height * scale)), Image.Resampling.BILINEAR
+    )
     draw = ImageDraw.Draw(canvas)
     colours = ("#ff4136", "#2ecc40", "#0074d9", "#ffdc00", "#b10dc9", "#ff851b")
     for index, (label, x1, y1, x2, y2) in enumerate(boxes):

@@ -33,8 +33,9 @@ def parse_label_columns(raw: pl.DataFrame, policy: UncertainPolicy) -> tuple[pl.
         return pl.col(name).str.strip_chars()
 
     unknown = [
-        pl.when(clean(name).is_not_null() & (clean(name) != "") & ~clean(name).is_in(list(_KNOWN)))
-        .then(pl.format("{}='{}'", pl.lit(name), pl.col(name)))
+        pl.when(clean(name).is_not_null() & (clean(name) != "") & ~clean(name).is_in(list(_KNOWN))).then(
+            pl.format("{}='{}'", pl.lit(name), pl.col(name))
+        )
         for name in CHEXPERT_LABELS
     ]
     checked = raw.with_columns(pl.concat_str(unknown, separator=", ", ignore_nulls=True).alias("_unknown"))
@@ -42,14 +43,19 @@ def parse_label_columns(raw: pl.DataFrame, policy: UncertainPolicy) -> tuple[pl.
     rejected = bad.select(
         ROW,
         pl.lit("unknown_label_value").alias("reason"),
-        pl.format("unknown label value {}; expected 1.0, 0.0, -1.0 or blank", pl.col("_unknown")).alias("detail"),
+        pl.format("unknown label value {}; expected 1.0, 0.0, -1.0 or blank", pl.col("_unknown")).alias(
+            "detail"
+        ),
     )
     good = checked.filter(pl.col("_unknown").is_null() | (pl.col("_unknown") == "")).drop("_unknown")
     parsed = good.with_columns(
         [
-            pl.when(clean(name).is_in(list(_POSITIVE))).then(True)
-            .when(clean(name).is_in(list(_NEGATIVE))).then(False)
-            .when(clean(name).is_in(list(_UNCERTAIN))).then(pl.lit(uncertain_value, dtype=pl.Boolean))
+            pl.when(clean(name).is_in(list(_POSITIVE)))
+            .then(True)
+            .when(clean(name).is_in(list(_NEGATIVE)))
+            .then(False)
+            .when(clean(name).is_in(list(_UNCERTAIN)))
+            .then(pl.lit(uncertain_value, dtype=pl.Boolean))
             .otherwise(pl.lit(None, dtype=pl.Boolean))
             .alias(name)
             for name in CHEXPERT_LABELS

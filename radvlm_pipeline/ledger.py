@@ -92,7 +92,9 @@ class Ledger:
                     (self.source, file, row, rejection.kind, rejection.reason, rejection.detail)
                 )
             rows_out = len(marks) - counts[FILTERED] - counts[INVALID]
-            accounting_rows.append((self.source, file, len(marks), rows_out, counts[FILTERED], counts[INVALID]))
+            accounting_rows.append(
+                (self.source, file, len(marks), rows_out, counts[FILTERED], counts[INVALID])
+            )
         quarantine = pl.DataFrame(quarantine_rows, schema=QUARANTINE_SCHEMA, orient="row")
         accounting = pl.DataFrame(accounting_rows, schema=ACCOUNTING_SCHEMA, orient="row")
         return quarantine, accounting

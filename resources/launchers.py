@@ -72,7 +72,9 @@ class LocalTrainingLauncher(TrainingLauncher):
     def launch(self, context, config_path, job_dir, extras):
         command = local_command(self.mode, self.processes, config_path, self.python)
         context.log.info("launching: " + " ".join(command))
-        return PipesSubprocessClient(cwd=str(PROJECT_ROOT)).run(context=context, command=command, extras=extras)
+        return PipesSubprocessClient(cwd=str(PROJECT_ROOT)).run(
+            context=context, command=command, extras=extras
+        )
 
 
 class SlurmTrainingLauncher(TrainingLauncher):
@@ -131,7 +133,10 @@ class SlurmTrainingLauncher(TrainingLauncher):
             if state != "COMPLETED" or exit_code != 0:
                 raise Failure(
                     description=f"Slurm job {job_id} ended {state} with exit code {exit_code}",
-                    metadata={"log": MetadataValue.path(str(spec.log_path)), "script": MetadataValue.path(str(script_path))},
+                    metadata={
+                        "log": MetadataValue.path(str(spec.log_path)),
+                        "script": MetadataValue.path(str(script_path)),
+                    },
                     # Worth a retry (resuming from the latest checkpoint) only when the cluster, not the
                     # training, ended the job; a crashing training would crash again.
                     allow_retries=state in CLUSTER_ENDED_STATES,

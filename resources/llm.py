@@ -48,10 +48,15 @@ class LLMResource(ConfigurableResource):
     """Answers prompts through ``run``, with the durable cache at ``<storage_root>/llm/cache.sqlite``."""
 
     storage: PipelineStorage
-    backend: str = Field(default=_DEFAULTS.backend, description=f"One of {BACKENDS}; 'offline' needs no model.")
+    backend: str = Field(
+        default=_DEFAULTS.backend, description=f"One of {BACKENDS}; 'offline' needs no model."
+    )
     model: str = Field(default=_DEFAULTS.model, description="Model name (Azure: deployment name).")
-    base_url: str | None = Field(default=None, description="Endpoint URL, e.g. http://localhost:8000/v1 for vLLM; "
-                                 "None = the SDK's default (api.openai.com).")
+    base_url: str | None = Field(
+        default=None,
+        description="Endpoint URL, e.g. http://localhost:8000/v1 for vLLM; "
+        "None = the SDK's default (api.openai.com).",
+    )
     api_key: str | None = Field(default=None, description="Set it with EnvVar, never as a literal.")
     azure_api_version: str | None = Field(default=None, description="Azure OpenAI only.")
     temperature: float = Field(default=_DEFAULTS.temperature)
@@ -59,17 +64,25 @@ class LLMResource(ConfigurableResource):
     timeout_s: float = Field(default=_DEFAULTS.timeout_s, description="Per request.")
     concurrency: int = Field(default=_DEFAULTS.concurrency, description="Requests in flight at once.")
     requests_per_minute: float | None = Field(default=None, description="None = no limit of ours.")
-    tokens_per_minute: float | None = Field(default=None, description="Counted as prompt chars/4 + max_tokens.")
+    tokens_per_minute: float | None = Field(
+        default=None, description="Counted as prompt chars/4 + max_tokens."
+    )
     max_retries: int = Field(default=_DEFAULTS.max_retries, description="On 429, 5xx, timeouts, bad bodies.")
     backoff_base_s: float = Field(default=_DEFAULTS.backoff_base_s)
     backoff_max_s: float = Field(default=_DEFAULTS.backoff_max_s)
-    max_retry_wait_s: float = Field(default=_DEFAULTS.max_retry_wait_s,
-                                    description="A longer Retry-After fails the call instead of stalling the run.")
+    max_retry_wait_s: float = Field(
+        default=_DEFAULTS.max_retry_wait_s,
+        description="A longer Retry-After fails the call instead of stalling the run.",
+    )
     retry_failed: bool = Field(default=False, description="Ask again for items whose earlier call failed.")
-    use_batch: bool = Field(default=False, description="Send through the Batch API (cheaper, hours not seconds).")
+    use_batch: bool = Field(
+        default=False, description="Send through the Batch API (cheaper, hours not seconds)."
+    )
     batch_poll_interval_s: float = Field(default=_DEFAULTS.batch_poll_interval_s)
-    batch_max_wait_s: float = Field(default=_DEFAULTS.batch_max_wait_s,
-                                    description="Then the asset fails; the next run picks the same batches up.")
+    batch_max_wait_s: float = Field(
+        default=_DEFAULTS.batch_max_wait_s,
+        description="Then the asset fails; the next run picks the same batches up.",
+    )
     batch_price_factor: float = Field(default=_DEFAULTS.batch_price_factor)
     approved_credentialed_datasets: list[str] = Field(
         default_factory=list,
@@ -84,7 +97,7 @@ class LLMResource(ConfigurableResource):
     )
 
     @classmethod
-    def from_environment(cls, storage: PipelineStorage) -> "LLMResource":
+    def from_environment(cls, storage: PipelineStorage) -> LLMResource:
         """Offline unless RADVLM_LLM_BACKEND says otherwise; the key is read at run time from RADVLM_LLM_API_KEY."""
         approved = [key.strip() for key in os.environ.get(APPROVED_ENV, "").split(",") if key.strip()]
         return cls(
@@ -118,7 +131,9 @@ class LLMResource(ConfigurableResource):
         """Raise GovernanceError if any of these datasets may not be sent to the endpoint."""
         check_endpoint_approval(self.settings(), dataset_keys)
 
-    def run(self, template: PromptTemplate, items: Sequence[PromptItem], offline: OfflineRule | None = None) -> PromptRun:
+    def run(
+        self, template: PromptTemplate, items: Sequence[PromptItem], offline: OfflineRule | None = None
+    ) -> PromptRun:
         """Answer ``items`` with ``template``; the entry point for every LLM use in the pipeline.
 
         Each item names its dataset (governance is checked for all of them before any request), its

@@ -14,17 +14,25 @@ from radvlm_pipeline.sources.base import source_output_dir
 class PipelineStorage(ConfigurableResource):
     """The data root (the seven dataset folders side by side) and the storage root (all outputs)."""
 
-    data_root: str = Field(description="Folder holding mimic-cxr/, chexpert/, ... (default: the bundled sample).")
-    storage_root: str = Field(description="Folder every asset writes its Parquet tables, images and models under.")
+    data_root: str = Field(
+        description="Folder holding mimic-cxr/, chexpert/, ... (default: the bundled sample)."
+    )
+    storage_root: str = Field(
+        description="Folder every asset writes its Parquet tables, images and models under."
+    )
 
     @classmethod
-    def from_environment(cls) -> "PipelineStorage":
+    def from_environment(cls) -> PipelineStorage:
         """Read RADVLM_DATA_ROOT / RADVLM_STORAGE_ROOT at run time, falling back to the project defaults."""
         import os
 
         return cls(
-            data_root=EnvVar(config.DATA_ROOT_ENV) if os.environ.get(config.DATA_ROOT_ENV) else str(config.BUNDLED_SAMPLE_ROOT),
-            storage_root=EnvVar(config.STORAGE_ROOT_ENV) if os.environ.get(config.STORAGE_ROOT_ENV) else str(config.DEFAULT_STORAGE_ROOT),
+            data_root=EnvVar(config.DATA_ROOT_ENV)
+            if os.environ.get(config.DATA_ROOT_ENV)
+            else str(config.BUNDLED_SAMPLE_ROOT),
+            storage_root=EnvVar(config.STORAGE_ROOT_ENV)
+            if os.environ.get(config.STORAGE_ROOT_ENV)
+            else str(config.DEFAULT_STORAGE_ROOT),
         )
 
     @property

@@ -15,9 +15,9 @@ from dagster import (
     AssetRecordsFilter,
     AssetSelection,
     BetaWarning,
+    DagsterInstance,
     DataVersion,
     DataVersionsByPartition,
-    DagsterInstance,
     DefaultSensorStatus,
     RunRequest,
     SensorEvaluationContext,
@@ -36,8 +36,9 @@ CHANGED_DATASETS_TAG = "radvlm/changed_datasets"
 
 # Beta in Dagster 1.13, and the documented way to record data versions of partitions Dagster does not
 # materialize: said once here rather than on every load of the code location and every observation.
-warnings.filterwarnings("ignore", r"(Function `observable_source_asset`|Class `DataVersionsByPartition`)",
-                        BetaWarning)
+warnings.filterwarnings(
+    "ignore", r"(Function `observable_source_asset`|Class `DataVersionsByPartition`)", BetaWarning
+)
 
 
 @observable_source_asset(
@@ -96,4 +97,3 @@ def dataset_releases(context: SensorEvaluationContext, storage: PipelineStorage)
         return SkipReason(f"no dataset folder under {storage.data_path} changed since it was last observed")
     context.log.info(f"changed since last observed: {', '.join(changed)}")
     return RunRequest(tags={CHANGED_DATASETS_TAG: ",".join(changed)})
-

@@ -58,7 +58,9 @@ def rebuild_when_upstream_changes(only: AssetKey | None = None) -> AutomationCon
         condition = condition.replace(
             "any_deps_updated", AutomationCondition.any_deps_updated().allow(AssetSelection.assets(only))
         )
-    return condition.with_label("rebuild when upstream changes" + (f" ({only.to_user_string()})" if only else ""))
+    return condition.with_label(
+        "rebuild when upstream changes" + (f" ({only.to_user_string()})" if only else "")
+    )
 
 
 def rebuild_corpus_partition_after_release(last_upstream: AssetKey) -> AutomationCondition:

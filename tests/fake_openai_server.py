@@ -61,7 +61,10 @@ def obliging_responder(body: dict) -> str:
     observations = user.split("Observations with boxes:", 1)[-1]
     boxes = parse_boxes(observations)
     turns = [
-        ("What do you see on this chest X-ray?", "The lungs and heart are visible; I describe what the image shows."),
+        (
+            "What do you see on this chest X-ray?",
+            "The lungs and heart are visible; I describe what the image shows.",
+        ),
         ("Is the heart enlarged?", "The heart size does not look clearly enlarged on this image."),
         ("Any fluid around the lungs?", "I do not see a clear pleural effusion."),
         ("Is there a pneumothorax?", "No, I see no pneumothorax."),
@@ -69,27 +72,44 @@ def obliging_responder(body: dict) -> str:
     ]
     if boxes:
         turns[-1] = ("Where is the main finding?", f"It is located at {format_box(boxes[0])}.")
-    return json.dumps([{"from": who, "value": text} for q, a in turns for who, text in (("human", q), ("gpt", a))])
+    return json.dumps(
+        [{"from": who, "value": text} for q, a in turns for who, text in (("human", q), ("gpt", a))]
+    )
 
 
 def _completion(body: dict, text: str, finish_reason: str) -> dict:
     prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
     completion_tokens = len(text.split())
     return {
-        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": "fake", "code": str(status)}}, status, headers=headers)
+    return JSONResponse(
+        {"error": {"message": message, "type": "fake", "code": str(status)}}, status, headers=headers
+    )
 
 
 class FakeOpenAI:
-    def __init__(self, responder: Callable[[dict], str] = obliging_responder, latency_s: float = 0.0,
-                 retry_after_s: float = 0.2, timeout_sleep_s: float = 2.0):
+    def __init__(
+        self,
+        responder: Callable[[dict], str] = obliging_responder,
+        latency_s: float = 0.0,
+        retry_after_s: float = 0.2,
+        timeout_sleep_s: float = 2.0,
+    ):
         self.responder = responder
         self.latency_s = latency_s
         self.retry_after_s = retry_after_s
@@ -135,15 +155,25 @@ class FakeOpenAI:
         self.api_calls.append("POST /v1/chat/completions")
         body = await request.json()
         fault = self._next_fault()
-        self.chat_requests.append(ChatRequest(time.monotonic(), body["messages"][-1]["content"], body.get("seed"),
-                                              request.headers.get("authorization", ""), "chat", fault))
+        self.chat_requests.append(
+            ChatRequest(
+                time.monotonic(),
+                body["messages"][-1]["content"],
+                body.get("seed"),
+                request.headers.get("authorization", ""),
+                "chat",
+                fault,
+            )
+        )
         self._in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
             await asyncio.sleep(self.timeout_sleep_s if fault == "timeout" else self.latency_s)
             if fault == "429":
-                headers = {"retry-after": str(math.ceil(self.retry_after_s)),
-                           "retry-after-ms": str(int(self.retry_after_s * 1000))}
+                headers = {
+                    "retry-after": str(math.ceil(self.retry_after_s)),
+                    "retry-after-ms": str(int(self.retry_after_s * 1000)),
+                }
                 return _error(429, "Rate limit reached, please retry", headers)
             if fault == "500":
                 return _error(500, "The server had an error while processing your request")
@@ -151,7 +181,9 @@ class FakeOpenAI:
                 key = request.headers.get("authorization", "").removeprefix("Bearer ")
                 return _error(401, f"Incorrect API key provided: {key}")
             if fault == "malformed_body":
-                return Response('{"id": "chatcmpl-fake", "choices": [{"message": ', media_type="application/json")
+                return Response(
+                    '{"id": "chatcmpl-fake", "choices": [{"message": ', media_type="application/json"
+                )
             return JSONResponse(self._answer(body, fault))
         finally:
             self._in_flight -= 1
@@ -168,15 +200,24 @@ class FakeOpenAI:
         self.api_calls.append("POST /v1/files")
         raw = await request.body()
         header = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
-        parts = {part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
-                 for part in email.message_from_bytes(header + raw, policy=email.policy.HTTP).iter_parts()}
+        parts = {
+            part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+            for part in email.message_from_bytes(header + raw, policy=email.policy.HTTP).iter_parts()
+        }
         file_id = f"file-{next(self._ids)}"
         self._files[file_id] = parts["file"]
         return JSONResponse(self._file_object(file_id, parts["purpose"].decode()))
 
     def _file_object(self, file_id: str, purpose: str) -> dict:
-        return {"id": file_id, "object": "file", "bytes": len(self._files[file_id]), "created_at": int(time.time()),
-                "filename": f"{file_id}.jsonl", "purpose": purpose, "status": "processed"}
+        return {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(self._files[file_id]),
+            "created_at": int(time.time()),
+            "filename": f"{file_id}.jsonl",
+            "purpose": purpose,
+            "status": "processed",
+        }
 
     async def _file_content(self, request: Request) -> Response:
         file_id = request.path_params["file_id"]
@@ -188,9 +229,15 @@ class FakeOpenAI:
         body = await request.json()
         batch_id = f"batch_{next(self._ids)}"
         self._batches[batch_id] = {
-            "id": batch_id, "object": "batch", "endpoint": body["endpoint"], "input_file_id": body["input_file_id"],
-            "completion_window": body["completion_window"], "status": "validating", "created_at": int(time.time()),
-            "output_file_id": None, "error_file_id": None,
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": body["endpoint"],
+            "input_file_id": body["input_file_id"],
+            "completion_window": body["completion_window"],
+            "status": "validating",
+            "created_at": int(time.time()),
+            "output_file_id": None,
+            "error_file_id": None,
         }
         return JSONResponse(self._batches[batch_id])
 
@@ -212,14 +259,32 @@ class FakeOpenAI:
             request = json.loads(line)
             body = request["body"]
             fault = self._next_fault()
-            self.chat_requests.append(ChatRequest(time.monotonic(), body["messages"][-1]["content"], body.get("seed"),
-                                                  "", "batch", fault))
+            self.chat_requests.append(
+                ChatRequest(
+                    time.monotonic(), body["messages"][-1]["content"], body.get("seed"), "", "batch", fault
+                )
+            )
             if fault == "500":
-                errors.append({"id": "req", "custom_id": request["custom_id"], "error": None, "response": {
-                    "status_code": 500, "body": {"error": {"message": "server error", "type": "fake"}}}})
+                errors.append(
+                    {
+                        "id": "req",
+                        "custom_id": request["custom_id"],
+                        "error": None,
+                        "response": {
+                            "status_code": 500,
+                            "body": {"error": {"message": "server error", "type": "fake"}},
+                        },
+                    }
+                )
             else:
-                output.append({"id": "req", "custom_id": request["custom_id"], "error": None,
-                               "response": {"status_code": 200, "body": self._answer(body, fault)}})
+                output.append(
+                    {
+                        "id": "req",
+                        "custom_id": request["custom_id"],
+                        "error": None,
+                        "response": {"status_code": 200, "body": self._answer(body, fault)},
+                    }
+                )
         for key, records in (("output_file_id", output), ("error_file_id", errors)):
             if records:
                 file_id = f"file-{next(self._ids)}"
@@ -229,14 +294,16 @@ class FakeOpenAI:
 
     # lifecycle -------------------------------------------------------------------------------------
 
-    def __enter__(self) -> "FakeOpenAI":
-        app = Starlette(routes=[
-            Route("/v1/chat/completions", self._chat, methods=["POST"]),
-            Route("/v1/files", self._upload, methods=["POST"]),
-            Route("/v1/files/{file_id}/content", self._file_content, methods=["GET"]),
-            Route("/v1/batches", self._create_batch, methods=["POST"]),
-            Route("/v1/batches/{batch_id}", self._get_batch, methods=["GET"]),
-        ])
+    def __enter__(self) -> FakeOpenAI:
+        app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/files", self._upload, methods=["POST"]),
+                Route("/v1/files/{file_id}/content", self._file_content, methods=["GET"]),
+                Route("/v1/batches", self._create_batch, methods=["POST"]),
+                Route("/v1/batches/{batch_id}", self._get_batch, methods=["GET"]),
+            ]
+        )
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import AssetKey, DagsterInstance, build_sensor_context, evaluate_automation_conditions, materialize
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    build_sensor_context,
+    evaluate_automation_conditions,
+    materialize,
+)
 from fake_openai_server import FakeOpenAI
 
 from definitions import defs
@@ -34,7 +40,9 @@ CORPUS = AssetKey("corpus")
 # What `make demo` builds before training: every materializable asset upstream of the fine-tuning.
 UP_TO_THE_CORPUS = [
     *(AssetKey(key) for key in DATASETS),
-    AssetKey("reports_without_priors"), AssetKey("conversations"), AssetKey("corpus_eval_sets"),
+    AssetKey("reports_without_priors"),
+    AssetKey("conversations"),
+    AssetKey("corpus_eval_sets"),
 ]
 AFTER_THE_CORPUS = [AssetKey("corpus_catalog"), AssetKey("corpus_llava_export")]
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
@@ -45,8 +53,11 @@ def add_mimic_study(data_root: Path) -> mimic.MimicStudy:
     by the sample generator (metadata, split and label rows, report, JPEGs)."""
     studies = mimic.plan(SEED)
     known = {s.subject_id for s in studies}
-    new = next(s for s in mimic.plan(SEED + 1)
-               if s.split == "train" and s.frontal_images() and s.subject_id not in known)
+    new = next(
+        s
+        for s in mimic.plan(SEED + 1)
+        if s.split == "train" and s.frontal_images() and s.subject_id not in known
+    )
     mimic._write_mimic(MIMIC_CXR.root(data_root), [*studies, new], SEED, dirty=False)
     return new
 
@@ -60,9 +71,18 @@ class Daemon:
         self.cursor = None
         self.ran: dict[str, list[str | None]] = defaultdict(list)  # asset -> partitions, in order
 
-    def execute(self, keys: list[AssetKey], partition_key: str | None = None, tags: dict | None = None) -> None:
-        result = materialize(EVERYTHING, selection=keys, partition_key=partition_key, instance=self.instance,
-                             resources=self.resources, tags=tags, run_config=QUIET)
+    def execute(
+        self, keys: list[AssetKey], partition_key: str | None = None, tags: dict | None = None
+    ) -> None:
+        result = materialize(
+            EVERYTHING,
+            selection=keys,
+            partition_key=partition_key,
+            instance=self.instance,
+            resources=self.resources,
+            tags=tags,
+            run_config=QUIET,
+        )
         assert result.success, keys
         for key in keys:
             self.ran[key.to_user_string()].append(partition_key)
@@ -70,8 +90,11 @@ class Daemon:
     def tick_automation(self) -> dict[AssetKey, set[str | None]]:
         result = evaluate_automation_conditions(defs=defs, instance=self.instance, cursor=self.cursor)
         self.cursor = result.cursor
-        return {key: set(result.get_requested_partitions(key)) for key in GRAPH.get_all_asset_keys()
-                if result.get_num_requested(key)}
+        return {
+            key: set(result.get_requested_partitions(key))
+            for key in GRAPH.get_all_asset_keys()
+            if result.get_num_requested(key)
+        }
 
     def run_automation_until_quiet(self, max_ticks: int = 8) -> int:
         for tick in range(max_ticks):
@@ -95,8 +118,14 @@ def test_new_mimic_release_reruns_what_depends_on_it_and_asks_the_llm_only_about
     approved = list(prior_removal.SOURCES) + list(conversations.GROUNDED_SOURCES)
     instance = DagsterInstance.ephemeral()
     with FakeOpenAI() as server:
-        llm = LLMResource(storage=storage, backend="openai", base_url=server.base_url, api_key="unused",
-                          concurrency=8, approved_credentialed_datasets=approved)
+        llm = LLMResource(
+            storage=storage,
+            backend="openai",
+            base_url=server.base_url,
+            api_key="unused",
+            concurrency=8,
+            approved_credentialed_datasets=approved,
+        )
         daemon = Daemon(instance, {**defs.resources, "storage": storage, "llm": llm})
 
         # The state `make demo` leaves up to the corpus, with the folders observed.
@@ -121,14 +150,28 @@ def test_new_mimic_release_reruns_what_depends_on_it_and_asks_the_llm_only_about
     assert ticks == 3  # sources to evaluation sets; the corpus partitions; the catalog and export
     assert dict(daemon.ran) == {
         "raw_datasets": [None],
-        **{name: [None] for name in (
-            "mimic_cxr", "chest_imagenome", "ms_cxr",  # the two that annotate MIMIC-CXR images
-            "reports_without_priors", "conversations", "corpus_eval_sets", "corpus_catalog", "corpus_llava_export",
-        )},
+        **{
+            name: [None]
+            for name in (
+                "mimic_cxr",
+                "chest_imagenome",
+                "ms_cxr",  # the two that annotate MIMIC-CXR images
+                "reports_without_priors",
+                "conversations",
+                "corpus_eval_sets",
+                "corpus_catalog",
+                "corpus_llava_export",
+            )
+        },
         # The Table 1 rows drawn from MIMIC-CXR's patients, and only those.
-        "corpus": ["anatomical_grounding__chest_imagenome", "classification__mimic_cxr",
-                   "conversation__mimic_cxr", "grounded_conversation__ms_cxr", "phrase_grounding__ms_cxr",
-                   "report_generation__mimic_cxr"],
+        "corpus": [
+            "anatomical_grounding__chest_imagenome",
+            "classification__mimic_cxr",
+            "conversation__mimic_cxr",
+            "grounded_conversation__ms_cxr",
+            "phrase_grounding__ms_cxr",
+            "report_generation__mimic_cxr",
+        ],
     }
 
     # The LLM was asked about the new study only: its report, and a conversation per new frontal image.
@@ -142,5 +185,7 @@ def test_new_mimic_release_reruns_what_depends_on_it_and_asks_the_llm_only_about
     assert len(cleaning) == 1 and new_report in cleaning[0]
     assert len(new_requests) == 1 + len(new_images)
     # The new rows reached the corpus: the new study's report is a report generation target.
-    shards = pl.read_parquet(storage_root / "corpus" / "shards" / "report_generation__mimic_cxr" / "*.parquet")
+    shards = pl.read_parquet(
+        storage_root / "corpus" / "shards" / "report_generation__mimic_cxr" / "*.parquet"
+    )
     assert shards.filter(pl.col("image_path").str.contains(new_study.study_id)).height == len(new_images)

@@ -25,8 +25,12 @@ def build_upstream_of_the_corpus(home, storage_root) -> None:
     storage = PipelineStorage(data_root=str(BUNDLED_SAMPLE_ROOT), storage_root=str(storage_root))
     resources = {**defs.resources, "storage": storage, "llm": LLMResource(storage=storage)}
     with DagsterInstance.from_config(str(home)) as instance:
-        assert materialize([*defs.assets, *defs.asset_checks], selection=UP_TO_THE_EVALUATION_SETS,
-                           resources=resources, instance=instance).success
+        assert materialize(
+            [*defs.assets, *defs.asset_checks],
+            selection=UP_TO_THE_EVALUATION_SETS,
+            resources=resources,
+            instance=instance,
+        ).success
 
 
 @pytest.fixture
@@ -35,13 +39,23 @@ def cli(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home), DATA_ROOT_ENV: str(BUNDLED_SAMPLE_ROOT),
-           STORAGE_ROOT_ENV: str(tmp_path / "storage")}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        DATA_ROOT_ENV: str(BUNDLED_SAMPLE_ROOT),
+        STORAGE_ROOT_ENV: str(tmp_path / "storage"),
+    }
     env.pop("RADVLM_LLM_BACKEND", None)  # the offline LLM rules
 
     def run(*args: str) -> str:
-        completed = subprocess.run([sys.executable, "-m", "dagster", *args], cwd=PROJECT_ROOT, env=env,
-                                   capture_output=True, text=True, timeout=300)
+        completed = subprocess.run(
+            [sys.executable, "-m", "dagster", *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert completed.returncode == 0, completed.stderr[-3000:]
         return completed.stdout + completed.stderr
 
@@ -51,7 +65,9 @@ def cli(tmp_path):
 
 
 def latest_materializations(instance: DagsterInstance, asset: str) -> dict[str | None, dict]:
-    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(asset)), limit=100).records
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(asset)), limit=100
+    ).records
     found = {}
     for record in records:  # newest first
         materialization = record.asset_materialization
@@ -62,15 +78,42 @@ def latest_materializations(instance: DagsterInstance, asset: str) -> dict[str |
 @pytest.mark.slow
 def test_materialize_chosen_partitions_and_backfill_a_job_from_the_cli(cli):
     build_upstream_of_the_corpus(cli.home, cli.storage)
-    cli("asset", "materialize", "-f", "definitions.py", "--select", "corpus",
-        "--partition", "report_generation__mimic_cxr")
+    cli(
+        "asset",
+        "materialize",
+        "-f",
+        "definitions.py",
+        "--select",
+        "corpus",
+        "--partition",
+        "report_generation__mimic_cxr",
+    )
     shards = cli.storage / "corpus" / "shards"
     assert [p.name for p in shards.iterdir()] == ["report_generation__mimic_cxr"]  # that row only
-    cli("asset", "materialize", "-f", "definitions.py", "--select", "eval_answers,eval_classification",
-        "--partition", "oracle")
+    cli(
+        "asset",
+        "materialize",
+        "-f",
+        "definitions.py",
+        "--select",
+        "eval_answers,eval_classification",
+        "--partition",
+        "oracle",
+    )
     # With this project's DefaultRunCoordinator the runs start at once and the command returns when they end.
-    cli("job", "backfill", "-f", "definitions.py", "-j", "corpus_rows", "--noprompt",
-        "--partitions", "classification__chexpert,phrase_grounding__ms_cxr", "--tags", '{"requested_by": "test"}')
+    cli(
+        "job",
+        "backfill",
+        "-f",
+        "definitions.py",
+        "-j",
+        "corpus_rows",
+        "--noprompt",
+        "--partitions",
+        "classification__chexpert,phrase_grounding__ms_cxr",
+        "--tags",
+        '{"requested_by": "test"}',
+    )
 
     rows = ["classification__chexpert", "phrase_grounding__ms_cxr", "report_generation__mimic_cxr"]
     assert sorted(p.name for p in shards.iterdir()) == rows
@@ -83,5 +126,7 @@ def test_materialize_chosen_partitions_and_backfill_a_job_from_the_cli(cli):
         assert backfill.job_name == "corpus_rows" and backfill.tags == {"requested_by": "test"}
         assert sorted(backfill.partition_names) == rows[:2]
         runs = instance.get_run_records()
-        assert {r.dagster_run.tags["dagster/partition"] for r in runs if r.dagster_run.job_name == "corpus_rows"} == set(rows[:2])
+        assert {
+            r.dagster_run.tags["dagster/partition"] for r in runs if r.dagster_run.job_name == "corpus_rows"
+        } == set(rows[:2])
         assert {r.dagster_run.status.value for r in runs} == {"SUCCESS"}

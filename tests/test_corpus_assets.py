@@ -25,15 +25,21 @@ def test_partitions_are_the_table_1_rows():
 @pytest.fixture
 def run(tmp_path):
     roots = write_corpus_inputs(tmp_path / "data", tmp_path / "storage")
-    resources = {"storage": PipelineStorage(data_root=str(roots.data_root), storage_root=str(roots.storage_root))}
+    resources = {
+        "storage": PipelineStorage(data_root=str(roots.data_root), storage_root=str(roots.storage_root))
+    }
     instance = DagsterInstance.ephemeral()
 
     def materialize_corpus(partitions, **kwargs):
         assert materialize([corpus_eval_sets], resources=resources, instance=instance).success
         for key in partitions:
             assert materialize([corpus], partition_key=key, resources=resources, instance=instance).success
-        return materialize([corpus_catalog, corpus_llava_export, *corpus_checks], resources=resources,
-                           instance=instance, **kwargs)
+        return materialize(
+            [corpus_catalog, corpus_llava_export, *corpus_checks],
+            resources=resources,
+            instance=instance,
+            **kwargs,
+        )
 
     return roots, materialize_corpus
 
@@ -45,8 +51,10 @@ def test_materialize_partitions_then_catalog_checks_and_export(run):
     result = materialize_corpus(keys)
     assert result.success
     assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {
-        "no_test_patient_in_training": True, "every_image_exists": True,
-        "every_box_in_range": True, "every_answer_parses_back": True,
+        "no_test_patient_in_training": True,
+        "every_image_exists": True,
+        "every_box_in_range": True,
+        "every_answer_parses_back": True,
     }
     catalog = result.asset_materializations_for_node("corpus_catalog")[0].metadata
     assert catalog["dagster/row_count"].value == sum(EXPECTED_TRAINING_ROWS[k] for k in keys)
@@ -55,7 +63,8 @@ def test_materialize_partitions_then_catalog_checks_and_export(run):
     export = result.asset_materializations_for_node("corpus_llava_export")[0].metadata
     assert export["dagster/row_count"].value == catalog["dagster/row_count"].value
     assert sorted(p.name for p in (corpus_dir(roots.storage_root) / "llava").iterdir()) == sorted(
-        [f"{k}.json" for k in keys] + ["train.yaml"])
+        [f"{k}.json" for k in keys] + ["train.yaml"]
+    )
 
 
 @pytest.mark.slow
@@ -96,9 +105,26 @@ def test_backfilling_one_partition_from_the_cli_rebuilds_only_that_row(tmp_path)
     (tmp_path / "dagster_home").mkdir()
     key = "abnormality_grounding__vindr_cxr"
     completed = subprocess.run(
-        [sys.executable, "-m", "dagster", "asset", "materialize", "-f", str(module), "--select", "corpus",
-         "--partition", key, "--config-json", '{"ops": {"corpus": {"config": {"rows_per_shard": 2}}}}'],
-        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "asset",
+            "materialize",
+            "-f",
+            str(module),
+            "--select",
+            "corpus",
+            "--partition",
+            key,
+            "--config-json",
+            '{"ops": {"corpus": {"config": {"rows_per_shard": 2}}}}',
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     for path, (mtime, content) in before.items():

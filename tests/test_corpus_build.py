@@ -29,22 +29,37 @@ def rows(roots):
 
 def partition_rows(roots, key):
     manifest = partition_manifests(corpus_dir(roots.storage_root))[key]
-    return pl.read_parquet([corpus_dir(roots.storage_root) / SHARDS / key / f["file"] for f in manifest["files"]])
+    return pl.read_parquet(
+        [corpus_dir(roots.storage_root) / SHARDS / key / f["file"] for f in manifest["files"]]
+    )
 
 
 def test_partitions_are_the_table_1_rows():
     assert partition_keys() == [
-        "report_generation__mimic_cxr", "report_generation__chexpert_plus", "classification__mimic_cxr",
-        "classification__chexpert", "anatomical_grounding__chest_imagenome", "abnormality_grounding__vindr_cxr",
-        "abnormality_detection__vindr_cxr", "phrase_grounding__ms_cxr", "phrase_grounding__padchest_gr",
-        "conversation__mimic_cxr", "grounded_conversation__ms_cxr", "grounded_conversation__padchest_gr",
+        "report_generation__mimic_cxr",
+        "report_generation__chexpert_plus",
+        "classification__mimic_cxr",
+        "classification__chexpert",
+        "anatomical_grounding__chest_imagenome",
+        "abnormality_grounding__vindr_cxr",
+        "abnormality_detection__vindr_cxr",
+        "phrase_grounding__ms_cxr",
+        "phrase_grounding__padchest_gr",
+        "conversation__mimic_cxr",
+        "grounded_conversation__ms_cxr",
+        "grounded_conversation__padchest_gr",
     ]
     factors = {row.key: (row.repeat, row.cap) for row in TABLE_1}
     assert factors["anatomical_grounding__chest_imagenome"] == (1, 80_000)
     assert factors["abnormality_grounding__vindr_cxr"] == (3, None)
     assert factors["abnormality_detection__vindr_cxr"] == (2, None)
-    assert factors["phrase_grounding__ms_cxr"] == (3, None) and factors["phrase_grounding__padchest_gr"] == (2, None)
-    assert factors["grounded_conversation__ms_cxr"] == (4, None) == factors["grounded_conversation__padchest_gr"]
+    assert factors["phrase_grounding__ms_cxr"] == (3, None) and factors["phrase_grounding__padchest_gr"] == (
+        2,
+        None,
+    )
+    assert (
+        factors["grounded_conversation__ms_cxr"] == (4, None) == factors["grounded_conversation__padchest_gr"]
+    )
 
 
 def test_row_counts_per_partition_and_evaluation_set(roots):
@@ -77,7 +92,9 @@ def test_evaluation_sets_come_from_test_splits(roots):
     assert evaluation.schema == CORPUS_SCHEMA
     report = evaluation.filter(pl.col("task") == "report_generation")
     assert sorted(c[1]["value"] for c in report["conversation"].to_list()) == [
-        "Clean report of 50000005.", "Clean report of 50000006."]
+        "Clean report of 50000005.",
+        "Clean report of 50000006.",
+    ]
 
 
 def test_every_row_opens_with_the_image_and_alternates(rows):
@@ -91,8 +108,12 @@ def test_every_row_opens_with_the_image_and_alternates(rows):
 
 def test_targets_are_filled_for_classification_grounding_and_detection(rows):
     for task, has_boxes, has_labels in [
-        ("classification", False, True), ("anatomical_grounding", True, True), ("abnormality_grounding", True, True),
-        ("abnormality_detection", True, True), ("phrase_grounding", True, True), ("report_generation", False, False),
+        ("classification", False, True),
+        ("anatomical_grounding", True, True),
+        ("abnormality_grounding", True, True),
+        ("abnormality_detection", True, True),
+        ("phrase_grounding", True, True),
+        ("report_generation", False, False),
         ("conversation", False, False),
     ]:
         subset = rows.filter(pl.col("task") == task)
@@ -101,7 +122,10 @@ def test_targets_are_filled_for_classification_grounding_and_detection(rows):
 
 
 def test_classification_lists_positive_labels_and_names_none_for_normals(roots):
-    by_image = {r["id"].split(":")[1]: r for r in partition_rows(roots, "classification__mimic_cxr").iter_rows(named=True)}
+    by_image = {
+        r["id"].split(":")[1]: r
+        for r in partition_rows(roots, "classification__mimic_cxr").iter_rows(named=True)
+    }
     assert by_image["m1a"]["target_labels"] == ["Cardiomegaly", "Pleural Effusion"]
     assert "cardiomegaly and pleural effusion" in by_image["m1a"]["conversation"][1]["value"]
     assert by_image["m2a"]["target_labels"] == ["No Finding"]
@@ -109,7 +133,9 @@ def test_classification_lists_positive_labels_and_names_none_for_normals(roots):
 
 
 def test_detection_answers_every_finding_or_none(roots):
-    detection = {r["id"]: r for r in partition_rows(roots, "abnormality_detection__vindr_cxr").iter_rows(named=True)}
+    detection = {
+        r["id"]: r for r in partition_rows(roots, "abnormality_detection__vindr_cxr").iter_rows(named=True)
+    }
     v1 = detection["abnormality_detection__vindr_cxr:v1:0"]
     answer = v1["conversation"][1]["value"]
     assert "cardiomegaly at [0.30, 0.50, 0.75, 0.85]" in answer
@@ -120,7 +146,9 @@ def test_detection_answers_every_finding_or_none(roots):
 
 
 def test_grounding_answers_round_to_two_decimals(roots):
-    nodule = partition_rows(roots, "abnormality_grounding__vindr_cxr").filter(pl.col("id").str.contains("Nodule"))
+    nodule = partition_rows(roots, "abnormality_grounding__vindr_cxr").filter(
+        pl.col("id").str.contains("Nodule")
+    )
     assert nodule.height == 3
     for answer in nodule["conversation"].list.last().struct.field("value").to_list():
         assert "[0.20, 0.30, 0.26, 0.35]" in answer
@@ -151,9 +179,13 @@ def test_rebuild_is_byte_identical_and_touches_only_its_partition(roots):
 
 def test_same_inputs_elsewhere_give_the_same_bytes(roots, tmp_path):
     other = build_fixture_corpus(tmp_path)
-    ours, theirs = partition_manifests(corpus_dir(roots.storage_root)), partition_manifests(corpus_dir(other.storage_root))
-    assert {k: [f["sha256"] for f in m["files"]] for k, m in ours.items()} == \
-           {k: [f["sha256"] for f in m["files"]] for k, m in theirs.items()}
+    ours, theirs = (
+        partition_manifests(corpus_dir(roots.storage_root)),
+        partition_manifests(corpus_dir(other.storage_root)),
+    )
+    assert {k: [f["sha256"] for f in m["files"]] for k, m in ours.items()} == {
+        k: [f["sha256"] for f in m["files"]] for k, m in theirs.items()
+    }
 
 
 def test_another_seed_changes_phrasings_not_rows(roots, tmp_path):
@@ -168,15 +200,19 @@ def test_another_seed_changes_phrasings_not_rows(roots, tmp_path):
 
 
 def test_overrides_change_repetition_and_cap(tmp_path):
-    config = CorpusConfig().with_overrides(repeat={"phrase_grounding__ms_cxr": 1},
-                                           cap={"anatomical_grounding__chest_imagenome": 1})
+    config = CorpusConfig().with_overrides(
+        repeat={"phrase_grounding__ms_cxr": 1}, cap={"anatomical_grounding__chest_imagenome": 1}
+    )
     assert config.row("phrase_grounding__ms_cxr").repeat == 1
     assert config.row("anatomical_grounding__chest_imagenome").cap == 1
     with pytest.raises(KeyError, match="unknown Table 1 rows"):
         CorpusConfig().with_overrides(repeat={"nonsense__row": 2})
     roots = write_corpus_inputs(tmp_path / "data", tmp_path / "storage")
     build_eval_sets(roots.storage_root, config)
-    assert build_partition(roots.storage_root, "anatomical_grounding__chest_imagenome", config).manifest["rows"] == 1
+    assert (
+        build_partition(roots.storage_root, "anatomical_grounding__chest_imagenome", config).manifest["rows"]
+        == 1
+    )
 
 
 def test_a_partition_needs_the_evaluation_sets_first(tmp_path):
@@ -199,4 +235,6 @@ def test_shards_load_with_hugging_face_datasets(roots, tmp_path):
     loaded = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "hf"))
     assert loaded.num_rows == sum(EXPECTED_TRAINING_ROWS.values())
     first = loaded[0]
-    assert first["conversation"][0]["from"] == "human" and first["conversation"][0]["value"].startswith("<image>\n")
+    assert first["conversation"][0]["from"] == "human" and first["conversation"][0]["value"].startswith(
+        "<image>\n"
+    )

@@ -23,8 +23,10 @@ from radvlm_pipeline.schema import CORPUS_SCHEMA, TURN
 
 def grounding_samples(n: int, boxes_per_sample: int = 1, start: int = 0) -> Samples:
     keys = [f"img{i:04d}" for i in range(start, start + n)]
-    boxes = [[[0.1 + 0.001 * i, 0.2, 0.5, 0.6 + 0.01 * b] for b in range(boxes_per_sample)]
-             for i in range(start, start + n)]
+    boxes = [
+        [[0.1 + 0.001 * i, 0.2, 0.5, 0.6 + 0.01 * b] for b in range(boxes_per_sample)]
+        for i in range(start, start + n)
+    ]
     frame = pl.DataFrame(
         {
             "sample_key": keys,
@@ -45,7 +47,9 @@ def grounding_samples(n: int, boxes_per_sample: int = 1, start: int = 0) -> Samp
 
 
 def build(samples: Samples, **kwargs):
-    options = dict(task="anatomical_grounding", source="chest_imagenome", purpose="unit", templates=GROUNDING, seed=0)
+    options = dict(
+        task="anatomical_grounding", source="chest_imagenome", purpose="unit", templates=GROUNDING, seed=0
+    )
     return assemble(samples, **{**options, **kwargs})
 
 
@@ -67,7 +71,12 @@ def test_mix_gives_each_repetition_its_own_draw():
 
 def test_readable_list_joins_like_a_sentence():
     frame = pl.DataFrame({"items": [["a"], ["a", "b"], ["a", "b", "c"], []]})
-    assert frame.select(readable_list(pl.col("items")))["items"].to_list() == ["a", "a and b", "a, b and c", None]
+    assert frame.select(readable_list(pl.col("items")))["items"].to_list() == [
+        "a",
+        "a and b",
+        "a, b and c",
+        None,
+    ]
     semi = frame.select(readable_list(pl.col("items"), separator="; ", last="; and "))["items"].to_list()
     assert semi[2] == "a; b; and c"
 
@@ -77,16 +86,27 @@ def test_box_strings_use_the_project_box_format():
     assert box_strings(series).to_list() == [["[0.10, 0.25, 0.33, 1.00]"], None]
 
 
-@pytest.mark.parametrize("label, shown", [("Enlarged PA", "enlarged PA"), ("Nodule/Mass", "nodule/mass"),
-                                          ("ILD", "ILD"), ("right lung", "right lung"),
-                                          ("Lung Opacity", "lung opacity")])
+@pytest.mark.parametrize(
+    "label, shown",
+    [
+        ("Enlarged PA", "enlarged PA"),
+        ("Nodule/Mass", "nodule/mass"),
+        ("ILD", "ILD"),
+        ("right lung", "right lung"),
+        ("Lung Opacity", "lung opacity"),
+    ],
+)
 def test_display_label_lowers_words_but_keeps_acronyms(label, shown):
     assert display_label(label) == shown
 
 
 def test_image_token_only_at_the_start_of_the_first_turn():
-    turns = [{"from": "human", "value": "What is this?"}, {"from": "gpt", "value": "A CXR."},
-             {"from": "human", "value": "<image>\nAnd now?"}, {"from": "gpt", "value": "Same."}]
+    turns = [
+        {"from": "human", "value": "What is this?"},
+        {"from": "gpt", "value": "A CXR."},
+        {"from": "human", "value": "<image>\nAnd now?"},
+        {"from": "gpt", "value": "Same."},
+    ]
     frame = pl.DataFrame({"c": [turns]}, schema={"c": pl.List(TURN)})
     values = [t["value"] for t in frame.select(with_image_token(pl.col("c")))["c"][0]]
     assert values == [IMAGE_TOKEN + "What is this?", "A CXR.", "And now?", "Same."]
@@ -161,7 +181,14 @@ def test_options_pick_one_candidate_per_repetition():
     )
     option_columns = [
         pl.col("region").alias("target"),
-        pl.concat_list(pl.concat_arr(pl.lit(0.1, dtype=pl.Float64), pl.lit(0.1, dtype=pl.Float64), "width", pl.lit(0.5, dtype=pl.Float64))).alias("target_boxes"),
+        pl.concat_list(
+            pl.concat_arr(
+                pl.lit(0.1, dtype=pl.Float64),
+                pl.lit(0.1, dtype=pl.Float64),
+                "width",
+                pl.lit(0.5, dtype=pl.Float64),
+            )
+        ).alias("target_boxes"),
         pl.concat_list("region").alias("target_labels"),
         pl.concat_list(pl.format("box:{}", pl.col("option_id"))).alias("option_source_ids"),
     ]
@@ -183,7 +210,11 @@ def test_unknown_case_is_an_error():
 
 
 def test_report_rows_carry_the_report_verbatim():
-    frame = grounding_samples(2).frame.drop("target").with_columns(case=pl.lit("report"), report=pl.lit("No acute findings."))
+    frame = (
+        grounding_samples(2)
+        .frame.drop("target")
+        .with_columns(case=pl.lit("report"), report=pl.lit("No acute findings."))
+    )
     rows = build(Samples(frame), task="report_generation", templates=REPORT).rows
     assert [c[1]["value"] for c in rows["conversation"].to_list()] == ["No acute findings."] * 2
 

@@ -56,12 +56,19 @@ def test_catalog_answers_sql_about_the_corpus(root):
         table1 = {(t, s): (n, k) for t, s, n, k, _ in con.execute("SELECT * FROM table1").fetchall()}
         assert table1[("abnormality_grounding", "vindr_cxr")] == (9, 3)
         assert table1[("grounded_conversation", "ms_cxr")] == (4, 1)
-        assert con.execute("SELECT count(*) FROM corpus").fetchone()[0] == sum(EXPECTED_TRAINING_ROWS.values())
-        assert con.execute("SELECT count(*) FROM evaluation").fetchone()[0] == sum(EXPECTED_EVAL_ROWS.values())
+        assert con.execute("SELECT count(*) FROM corpus").fetchone()[0] == sum(
+            EXPECTED_TRAINING_ROWS.values()
+        )
+        assert con.execute("SELECT count(*) FROM evaluation").fetchone()[0] == sum(
+            EXPECTED_EVAL_ROWS.values()
+        )
         assert con.execute("SELECT count(*) FROM eval_classification").fetchone()[0] == 2
-        assert con.execute("SELECT sum(rows) FROM manifest WHERE kind = 'training'").fetchone()[0] == sum(EXPECTED_TRAINING_ROWS.values())
+        assert con.execute("SELECT sum(rows) FROM manifest WHERE kind = 'training'").fetchone()[0] == sum(
+            EXPECTED_TRAINING_ROWS.values()
+        )
         first_turn = con.execute(
-            "SELECT conversation[1].value FROM corpus WHERE id = 'phrase_grounding__ms_cxr:ms1_0_0:0'").fetchone()[0]
+            "SELECT conversation[1].value FROM corpus WHERE id = 'phrase_grounding__ms_cxr:ms1_0_0:0'"
+        ).fetchone()[0]
         assert first_turn.startswith("<image>\n")
 
 
@@ -71,7 +78,10 @@ def test_llava_export_resolves_images_and_lists_a_mixture(roots, root):
     assert written == {f"{key}.json": rows for key, rows in EXPECTED_TRAINING_ROWS.items()}
     records = json.loads((root / "llava" / "phrase_grounding__ms_cxr.json").read_text())
     assert set(records[0]) == {"id", "image", "conversations"}
-    assert records[0]["conversations"][0] == {"from": "human", "value": records[0]["conversations"][0]["value"]}
+    assert records[0]["conversations"][0] == {
+        "from": "human",
+        "value": records[0]["conversations"][0]["value"],
+    }
     for key in EXPECTED_TRAINING_ROWS:
         for record in json.loads((root / "llava" / f"{key}.json").read_text()):
             assert record["image"].startswith("/") and os.path.isfile(record["image"])
@@ -101,13 +111,23 @@ def test_checks_pass_on_a_sound_corpus(roots, root):
 
 def test_checks_name_the_rows_that_break_them(roots, tmp_path):
     root = corpus_dir(roots.storage_root)
-    good = pl.read_parquet(shard_paths(root)).filter(pl.col("task") == "abnormality_grounding").sort("id").head(4)
+    good = (
+        pl.read_parquet(shard_paths(root))
+        .filter(pl.col("task") == "abnormality_grounding")
+        .sort("id")
+        .head(4)
+    )
     bad = good.with_columns(
         id=pl.format("bad:{}", pl.int_range(pl.len())),
         split=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("test")).otherwise(pl.col("split")),
-        source_ids=pl.when(pl.int_range(pl.len()) == 1).then(pl.lit(["subject:v4"])).otherwise(pl.col("source_ids")),
-        image_path=pl.when(pl.int_range(pl.len()) == 2).then(pl.lit("train/missing.png")).otherwise(pl.col("image_path")),
-        target_boxes=pl.when(pl.int_range(pl.len()) == 3).then(pl.lit([[0.5, 0.5, 1.2, 0.4]], dtype=good.schema["target_boxes"]))
+        source_ids=pl.when(pl.int_range(pl.len()) == 1)
+        .then(pl.lit(["subject:v4"]))
+        .otherwise(pl.col("source_ids")),
+        image_path=pl.when(pl.int_range(pl.len()) == 2)
+        .then(pl.lit("train/missing.png"))
+        .otherwise(pl.col("image_path")),
+        target_boxes=pl.when(pl.int_range(pl.len()) == 3)
+        .then(pl.lit([[0.5, 0.5, 1.2, 0.4]], dtype=good.schema["target_boxes"]))
         .otherwise(pl.col("target_boxes")),
     )
     bad_dir = root / SHARDS / "bad__rows"
@@ -132,7 +152,10 @@ def test_table_1_is_recomputed_from_the_files(root):
     table = table1_markdown(manifest)
     assert "| abnormality_grounding | vindr_cxr | 3 × 3 = 9 | 1 | 16,089 × 3 | 2,108 |" in table
     assert "| anatomical_grounding | chest_imagenome | 2 × 1 = 2 | 2 | 80,000 × 1 | 2,000 |" in table
-    assert f"| **Total** | | **{sum(EXPECTED_TRAINING_ROWS.values())}** | **{sum(EXPECTED_EVAL_ROWS.values())}**" in table
+    assert (
+        f"| **Total** | | **{sum(EXPECTED_TRAINING_ROWS.values())}** | **{sum(EXPECTED_EVAL_ROWS.values())}**"
+        in table
+    )
     assert table.splitlines()[2].startswith("| report_generation | mimic_cxr |")
 
 

@@ -45,8 +45,12 @@ def test_questions_name_what_to_locate():
 
 def test_an_undeclared_placeholder_is_refused():
     with pytest.raises(ValueError, match="undeclared placeholders"):
-        TemplateSet(name="bad", questions=("Where is {organ}?",), answers={"boxes": ("{boxes}",)},
-                    fields=frozenset({"boxes"}))
+        TemplateSet(
+            name="bad",
+            questions=("Where is {organ}?",),
+            answers={"boxes": ("{boxes}",)},
+            fields=frozenset({"boxes"}),
+        )
 
 
 def test_no_template_has_stray_braces():

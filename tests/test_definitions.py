@@ -22,5 +22,15 @@ def test_every_asset_has_group_kinds_and_description():
 
 def test_source_assets_in_sources_group():
     graph = defs.resolve_asset_graph()
-    sources = {k.to_user_string() for k in graph.materializable_asset_keys if graph.get(k).group_name == "sources"}
-    assert sources == {"mimic_cxr", "chexpert", "chexpert_plus", "chest_imagenome", "vindr_cxr", "ms_cxr", "padchest_gr"}
+    sources = {
+        k.to_user_string() for k in graph.materializable_asset_keys if graph.get(k).group_name == "sources"
+    }
+    assert sources == {
+        "mimic_cxr",
+        "chexpert",
+        "chexpert_plus",
+        "chest_imagenome",
+        "vindr_cxr",
+        "ms_cxr",
+        "padchest_gr",
+    }

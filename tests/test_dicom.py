@@ -29,8 +29,13 @@ def png_pixels(path) -> np.ndarray:
 def test_monochrome1_is_inverted_to_look_like_monochrome2(tmp_path):
     stored = ramp()
     write_dicom(tmp_path / "m2.dicom", stored, photometric="MONOCHROME2", bits_stored=BITS, window=None)
-    write_dicom(tmp_path / "m1.dicom", (MAX - stored).astype(np.uint16), photometric="MONOCHROME1",
-                bits_stored=BITS, window=None)
+    write_dicom(
+        tmp_path / "m1.dicom",
+        (MAX - stored).astype(np.uint16),
+        photometric="MONOCHROME1",
+        bits_stored=BITS,
+        window=None,
+    )
     dicom_to_png(tmp_path / "m2.dicom", tmp_path / "m2.png")
     dicom_to_png(tmp_path / "m1.dicom", tmp_path / "m1.png")
     m2, m1 = png_pixels(tmp_path / "m2.png"), png_pixels(tmp_path / "m1.png")
@@ -41,7 +46,9 @@ def test_monochrome1_is_inverted_to_look_like_monochrome2(tmp_path):
 def test_window_is_applied(tmp_path):
     stored = ramp(width=101)
     center, width = 2048, 1024
-    write_dicom(tmp_path / "w.dicom", stored, photometric="MONOCHROME2", bits_stored=BITS, window=(center, width))
+    write_dicom(
+        tmp_path / "w.dicom", stored, photometric="MONOCHROME2", bits_stored=BITS, window=(center, width)
+    )
     dicom_to_png(tmp_path / "w.dicom", tmp_path / "w.png")
     pixels = png_pixels(tmp_path / "w.png")[0]
     values = stored[0]
@@ -54,8 +61,14 @@ def test_window_is_applied(tmp_path):
 def test_voi_lut_sequence_wins_over_the_window(tmp_path):
     stored = ramp()
     falling_lut = (MAX - np.arange(MAX + 1)).astype(np.uint16)  # a LUT that reverses the grey scale
-    write_dicom(tmp_path / "lut.dicom", stored, photometric="MONOCHROME2", bits_stored=BITS,
-                window=(2048, 4096), voi_lut=falling_lut)
+    write_dicom(
+        tmp_path / "lut.dicom",
+        stored,
+        photometric="MONOCHROME2",
+        bits_stored=BITS,
+        window=(2048, 4096),
+        voi_lut=falling_lut,
+    )
     dicom_to_png(tmp_path / "lut.dicom", tmp_path / "lut.png")
     row = png_pixels(tmp_path / "lut.png")[0]
     assert row[0] == 255 and row[-1] == 0
@@ -69,8 +82,15 @@ def test_png_size_keeps_aspect_ratio_and_never_upscales():
 
 
 def test_max_side_resizes_and_reports_the_dicom_size(tmp_path):
-    write_dicom(tmp_path / "big.dicom", ramp(width=60, height=90), photometric="MONOCHROME2", bits_stored=BITS,
-                window=None, sex="O", view="AP")
+    write_dicom(
+        tmp_path / "big.dicom",
+        ramp(width=60, height=90),
+        photometric="MONOCHROME2",
+        bits_stored=BITS,
+        window=None,
+        sex="O",
+        view="AP",
+    )
     image = dicom_to_png(tmp_path / "big.dicom", tmp_path / "big.png", max_side=30)
     assert (image.width, image.height) == (60, 90)  # boxes are normalised by the DICOM's size
     assert Image.open(tmp_path / "big.png").size == (20, 30)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from radvlm_pipeline.evaluation.conversation import Round, judge_conversations, judge_prompt, parse_judge_score
+from radvlm_pipeline.evaluation.conversation import (
+    Round,
+    judge_conversations,
+    judge_prompt,
+    parse_judge_score,
+)
 
 
 @pytest.mark.parametrize(
@@ -35,9 +40,15 @@ def test_judge_prompt_holds_every_round_and_the_format_line():
 def test_judge_mean_counts_failures():
     conversations = [[Round("q", "e", "g")]] * 4
     replies = ["Overall score: 8", "Overall score: 6", "no score here", None]
-    value, scores, _ = judge_conversations(conversations, [None] * 4, ["mimic_cxr"] * 4, lambda p, d: replies, "")
+    value, scores, _ = judge_conversations(
+        conversations, [None] * 4, ["mimic_cxr"] * 4, lambda p, d: replies, ""
+    )
     assert value.value == pytest.approx(7.0) and value.unit == "/10"
-    assert (value.details["parse_failures"], value.details["failed_calls"], value.details["scored"]) == (1, 1, 2)
+    assert (value.details["parse_failures"], value.details["failed_calls"], value.details["scored"]) == (
+        1,
+        1,
+        2,
+    )
 
 
 def test_judge_with_no_usable_reply_is_not_computed():
@@ -52,8 +63,12 @@ def test_governance_refusal_reports_the_judge_as_not_computed(tmp_path):
     from radvlm_pipeline.evaluation.llm_calls import llm_completer
     from radvlm_pipeline.llm import LLMSettings, UsageStats, run_prompts
 
-    settings = LLMSettings(backend="openai", base_url="http://127.0.0.1:9/v1", model="judge", api_key="unused")
-    complete = llm_completer(partial(run_prompts, settings, tmp_path / "cache.sqlite"), "judge", "v1", UsageStats())
+    settings = LLMSettings(
+        backend="openai", base_url="http://127.0.0.1:9/v1", model="judge", api_key="unused"
+    )
+    complete = llm_completer(
+        partial(run_prompts, settings, tmp_path / "cache.sqlite"), "judge", "v1", UsageStats()
+    )
     value, scores, _ = judge_conversations([[Round("q", "e", "g")]], [None], ["mimic_cxr"], complete, "")
     assert not value.is_computed and value.reason.startswith("governance:") and "mimic_cxr" in value.reason
     assert scores is None

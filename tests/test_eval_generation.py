@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import polars as pl
-
 from eval_fixtures import write_eval_sets
+
 from radvlm_pipeline.evaluation.baselines import BASELINES, ORACLE
 from radvlm_pipeline.evaluation.generation import (
     ANSWERS_SCHEMA,
@@ -33,8 +33,14 @@ def test_conversations_are_asked_round_by_round_with_the_models_own_answers(tmp_
     write_eval_sets(data_root, storage_root)
     frame = read_eval_set(storage_root, "conversation")  # 3 rounds and 2 rounds
     model = EchoModel()
-    answers = generate_answers(frame, model, lambda task, raw, image: raw.upper(),
-                               image_resolver(data_root, storage_root), "echo", batch_size=1)
+    answers = generate_answers(
+        frame,
+        model,
+        lambda task, raw, image: raw.upper(),
+        image_resolver(data_root, storage_root),
+        "echo",
+        batch_size=1,
+    )
     assert answers.schema == ANSWERS_SCHEMA
     assert [len(batch) for batch in model.batches] == [1, 1, 1, 1, 1]  # rounds 1, 1, 2, 2, 3
     third_round = model.batches[-1][0]

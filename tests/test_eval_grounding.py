@@ -146,7 +146,9 @@ def test_two_decimal_boxes_at_exactly_half_overlap_count_as_hits():
 
 def test_oracle_answers_score_100():
     rng = np.random.default_rng(0)
-    truth = [[[round(v, 2) for v in box] for box in random_boxes(rng, int(rng.integers(1, 4)))] for _ in range(50)]
+    truth = [
+        [[round(v, 2) for v in box] for box in random_boxes(rng, int(rng.integers(1, 4)))] for _ in range(50)
+    ]
     answers = [", ".join(format_box(box) for box in boxes) for boxes in truth]
     scores = score_grounding(answers, truth)
     assert (scores.paper_map, scores.coco_ap50, scores.accuracy_at_05) == (1.0, 1.0, 1.0)

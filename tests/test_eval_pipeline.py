@@ -7,6 +7,8 @@ import re
 
 import pytest
 from dagster import materialize
+from eval_fixtures import build_fake_radgraph_xl, write_eval_sets
+from fake_openai_server import FakeOpenAI
 
 from assets.evaluation import eval_answers, results_tables, task_evaluation_assets
 from radvlm_pipeline.datasets import DATASETS
@@ -14,8 +16,6 @@ from radvlm_pipeline.evaluation.report_generation import GREEN_ERROR_CATEGORIES
 from radvlm_pipeline.evaluation.scoring import read_task_evaluation
 from resources.llm import LLMResource
 from resources.storage import PipelineStorage
-from eval_fixtures import build_fake_radgraph_xl, write_eval_sets
-from fake_openai_server import FakeOpenAI
 
 
 def judge_responder(body: dict) -> str:
@@ -25,9 +25,13 @@ def judge_responder(body: dict) -> str:
         reference = user.split("Reference report:\n", 1)[1].split("\n\nCandidate report:", 1)[0]
         candidate = user.split("Candidate report:\n", 1)[1].split("\n\nReply in exactly", 1)[0]
         errors = 0 if candidate == reference else 1
-        lines = "\n".join(f"({l}) {c}: {errors if l == 'a' else 0}." for l, c in zip("abcdef", GREEN_ERROR_CATEGORIES))
-        return (f"[Explanation]:\nCompared.\n\n[Clinically Significant Errors]:\n{lines}\n\n"
-                f"[Clinically Insignificant Errors]:\nNo errors.\n\n[Matched Findings]:\n2. a; b")
+        lines = "\n".join(
+            f"({l}) {c}: {errors if l == 'a' else 0}." for l, c in zip("abcdef", GREEN_ERROR_CATEGORIES)
+        )
+        return (
+            f"[Explanation]:\nCompared.\n\n[Clinically Significant Errors]:\n{lines}\n\n"
+            f"[Clinically Insignificant Errors]:\nNo errors.\n\n[Matched Findings]:\n2. a; b"
+        )
     expected = re.findall(r"Expected answer: (.*)", user)
     generated = re.findall(r"Generated answer: (.*)", user)
     return f"Each round compared.\nOverall score: {10 if expected == generated else 3}"
@@ -42,21 +46,46 @@ def test_evaluation_assets_end_to_end(tmp_path):
     build_model_directory(storage_root / "models" / "all" / "final")
     storage = PipelineStorage(data_root=str(data_root), storage_root=str(storage_root))
     radgraph_dir = build_fake_radgraph_xl(tmp_path / "radgraph")
-    generation_config = {"ops": {"eval_answers": {"config": {"max_new_tokens": 8, "batch_size": 4}},
-                                 "eval_report_generation": {"config": {"radgraph_dir": str(radgraph_dir)}}}}
+    generation_config = {
+        "ops": {
+            "eval_answers": {"config": {"max_new_tokens": 8, "batch_size": 4}},
+            "eval_report_generation": {"config": {"radgraph_dir": str(radgraph_dir)}},
+        }
+    }
 
     with FakeOpenAI(responder=judge_responder) as server:
-        llm = LLMResource(storage=storage, backend="openai", base_url=server.base_url, model="judge-model",
-                          api_key="test-key", approved_credentialed_datasets=list(DATASETS))
+        llm = LLMResource(
+            storage=storage,
+            backend="openai",
+            base_url=server.base_url,
+            model="judge-model",
+            api_key="test-key",
+            approved_credentialed_datasets=list(DATASETS),
+        )
         resources = {"storage": storage, "llm": llm}
         for model in ("oracle", "all", "chexagent"):
-            assert materialize([eval_answers, *task_evaluation_assets], partition_key=model, resources=resources,
-                               run_config=generation_config).success
+            assert materialize(
+                [eval_answers, *task_evaluation_assets],
+                partition_key=model,
+                resources=resources,
+                run_config=generation_config,
+            ).success
         calls = len(server.chat_requests)
         # Unchanged answers: scoring again is served by the LLM cache, not the endpoint.
-        judged = [a for a in task_evaluation_assets if a.key.path[-1] in ("eval_report_generation", "eval_conversation")]
-        assert materialize(judged, partition_key="oracle", resources=resources, selection=judged,
-                           run_config={"ops": {"eval_report_generation": generation_config["ops"]["eval_report_generation"]}}).success
+        judged = [
+            a
+            for a in task_evaluation_assets
+            if a.key.path[-1] in ("eval_report_generation", "eval_conversation")
+        ]
+        assert materialize(
+            judged,
+            partition_key="oracle",
+            resources=resources,
+            selection=judged,
+            run_config={
+                "ops": {"eval_report_generation": generation_config["ops"]["eval_report_generation"]}
+            },
+        ).success
         assert len(server.chat_requests) == calls > 0
         result = materialize([results_tables], resources=resources)
     assert result.success
@@ -95,16 +124,30 @@ def test_evaluation_assets_load_in_definitions_and_explain_themselves():
     from radvlm_pipeline.evaluation.baselines import model_adapters
 
     storage = PipelineStorage(data_root="data", storage_root="storage")
-    defs = Definitions(assets=evaluation_assets, resources={"storage": storage, "llm": LLMResource(storage=storage)})
+    defs = Definitions(
+        assets=evaluation_assets, resources={"storage": storage, "llm": LLMResource(storage=storage)}
+    )
     defs.resolve_all_job_defs()
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.materializable_asset_keys}
-    assert keys == {"eval_answers", "results_tables", "eval_report_generation", "eval_classification",
-                    "eval_anatomical_grounding", "eval_abnormality_grounding", "eval_phrase_grounding",
-                    "eval_conversation", "eval_grounded_conversation"}
+    assert keys == {
+        "eval_answers",
+        "results_tables",
+        "eval_report_generation",
+        "eval_classification",
+        "eval_anatomical_grounding",
+        "eval_abnormality_grounding",
+        "eval_phrase_grounding",
+        "eval_conversation",
+        "eval_grounded_conversation",
+    }
     for key in graph.materializable_asset_keys:
         node = graph.get(key)
         assert node.group_name == "evaluation" and node.description and node.to_asset_spec().kinds
     answers = graph.get(AssetKey("eval_answers"))
     assert answers.partitions_def.get_partition_keys() == list(model_adapters())
-    assert {k.to_user_string() for k in answers.parent_keys} == {"corpus_eval_sets", "base_model", "finetuned_model"}
+    assert {k.to_user_string() for k in answers.parent_keys} == {
+        "corpus_eval_sets",
+        "base_model",
+        "finetuned_model",
+    }

@@ -57,16 +57,22 @@ def test_radgraph_reports_why_it_is_not_computed(tmp_path):
 
 def green_reply(significant=(0, 0, 0, 0, 0, 0), matched=3, insignificant=(0, 0, 0, 0, 0, 0)) -> str:
     def block(counts):
-        return "\n".join(f"({letter}) {name}: {count}. error" for letter, name, count in
-                         zip("abcdef", GREEN_ERROR_CATEGORIES, counts))
+        return "\n".join(
+            f"({letter}) {name}: {count}. error"
+            for letter, name, count in zip("abcdef", GREEN_ERROR_CATEGORIES, counts)
+        )
 
-    return (f"[Explanation]:\nSome reasoning.\n\n[Clinically Significant Errors]:\n{block(significant)}\n\n"
-            f"[Clinically Insignificant Errors]:\n{block(insignificant)}\n\n"
-            f"[Matched Findings]:\n{matched}. effusion; heart size; lungs")
+    return (
+        f"[Explanation]:\nSome reasoning.\n\n[Clinically Significant Errors]:\n{block(significant)}\n\n"
+        f"[Clinically Insignificant Errors]:\n{block(insignificant)}\n\n"
+        f"[Matched Findings]:\n{matched}. effusion; heart size; lungs"
+    )
 
 
 def test_green_parser_and_score():
-    parsed = parse_green(green_reply(significant=(1, 0, 2, 0, 0, 0), matched=3, insignificant=(0, 4, 0, 0, 0, 0)))
+    parsed = parse_green(
+        green_reply(significant=(1, 0, 2, 0, 0, 0), matched=3, insignificant=(0, 4, 0, 0, 0, 0))
+    )
     assert parsed.significant == (1, 0, 2, 0, 0, 0) and parsed.insignificant == (0, 4, 0, 0, 0, 0)
     assert parsed.score == pytest.approx(3 / 6)
     assert parse_green(green_reply(matched=0)).score == 0.0  # nothing matched: 0, as in GREEN
@@ -74,7 +80,9 @@ def test_green_parser_and_score():
     assert parse_green(no_errors).score == 1.0
 
 
-@pytest.mark.parametrize("reply", [None, "", "The candidate is fine.", "[Clinically Significant Errors]:\n(a) x: 1."])
+@pytest.mark.parametrize(
+    "reply", [None, "", "The candidate is fine.", "[Clinically Significant Errors]:\n(a) x: 1."]
+)
 def test_green_parser_rejects_other_layouts(reply):
     assert parse_green(reply) is None
 
@@ -111,8 +119,11 @@ def test_radgraph_partial_f1_runs_the_package_on_a_local_radgraph_xl(tmp_path):
 
     folder = build_fake_radgraph_xl(tmp_path / "radgraph")
     report = "no pleural effusion . the heart is normal ."
-    value, scores = radgraph_partial_f1([report, "small left effusion"], [report, "lungs are clear"],
-                                        ReportMetricSettings(radgraph_dir=str(folder)))
+    value, scores = radgraph_partial_f1(
+        [report, "small left effusion"],
+        [report, "lungs are clear"],
+        ReportMetricSettings(radgraph_dir=str(folder)),
+    )
     assert value.is_computed and value.details == {"reward": "partial", "model": "radgraph-xl"}
     assert scores[0] == 1.0  # identical reports have identical graphs
     assert value.value == pytest.approx(100 * scores.mean())

@@ -52,14 +52,21 @@ def test_offline_materialization_writes_outputs_and_quarantine(tmp_path):
     assert not (out / "cache.sqlite").exists()  # the offline backend needs no cache
 
 
-def test_endpoint_materialization_is_cached_keeps_the_key_secret_and_reruns_for_free(tmp_path, monkeypatch, capfd):
+def test_endpoint_materialization_is_cached_keeps_the_key_secret_and_reruns_for_free(
+    tmp_path, monkeypatch, capfd
+):
     write_sources(tmp_path)
     monkeypatch.setenv(KEY_ENV, KEY)
     instance = DagsterInstance.ephemeral()
     with FakeOpenAI() as server:
-        resources = resources_for(tmp_path, backend="openai", base_url=server.base_url, api_key=EnvVar(KEY_ENV),
-                                  concurrency=4, approved_credentialed_datasets=list(prior_removal.SOURCES)
-                                  + list(conversations.GROUNDED_SOURCES))
+        resources = resources_for(
+            tmp_path,
+            backend="openai",
+            base_url=server.base_url,
+            api_key=EnvVar(KEY_ENV),
+            concurrency=4,
+            approved_credentialed_datasets=list(prior_removal.SOURCES) + list(conversations.GROUNDED_SOURCES),
+        )
         first = materialize(ASSETS, resources=resources, instance=instance)
         assert first.success
         calls = len(server.chat_requests)
@@ -75,7 +82,9 @@ def test_endpoint_materialization_is_cached_keeps_the_key_secret_and_reruns_for_
         for name, hits in (("reports_without_priors", 9), ("conversations", 8)):
             assert materialization(second, name)["llm_requests_sent"].value == 0
             assert materialization(second, name)["llm_cache_hits"].value == hits
-    everything_logged = "".join(str(record) for run in (first, second) for record in instance.all_logs(run.run_id))
+    everything_logged = "".join(
+        str(record) for run in (first, second) for record in instance.all_logs(run.run_id)
+    )
     assert KEY not in everything_logged and KEY not in "".join(capfd.readouterr())
     for path in tmp_path.rglob("*"):
         if path.is_file():
@@ -85,8 +94,13 @@ def test_endpoint_materialization_is_cached_keeps_the_key_secret_and_reruns_for_
 def test_governance_refuses_before_any_request(tmp_path):
     write_sources(tmp_path)
     with FakeOpenAI() as server:
-        resources = resources_for(tmp_path, backend="openai", base_url=server.base_url, api_key="unused",
-                                  approved_credentialed_datasets=["mimic_cxr"])
+        resources = resources_for(
+            tmp_path,
+            backend="openai",
+            base_url=server.base_url,
+            api_key="unused",
+            approved_credentialed_datasets=["mimic_cxr"],
+        )
         result = materialize([reports_without_priors], resources=resources, raise_on_error=False)
         assert not result.success and server.api_calls == []
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
@@ -100,9 +114,17 @@ def test_missing_sources_are_skipped_and_said_except_mimic_cxr(tmp_path):
     for source in ("chexpert_plus", "padchest_gr"):
         shutil.rmtree(tmp_path / "sources" / source)
     result = materialize(ASSETS, resources=resources_for(tmp_path))
-    assert "materialize 'padchest_gr' first" in materialization(result, "conversations")["sources_skipped"].value["padchest_gr"]
-    assert set(pl.read_parquet(tmp_path / "llm" / "conversations.parquet")["source"]) == {"mimic_cxr", "ms_cxr"}
-    assert set(materialization(result, "reports_without_priors")["sources_skipped"].value) == {"chexpert_plus"}
+    assert (
+        "materialize 'padchest_gr' first"
+        in materialization(result, "conversations")["sources_skipped"].value["padchest_gr"]
+    )
+    assert set(pl.read_parquet(tmp_path / "llm" / "conversations.parquet")["source"]) == {
+        "mimic_cxr",
+        "ms_cxr",
+    }
+    assert set(materialization(result, "reports_without_priors")["sources_skipped"].value) == {
+        "chexpert_plus"
+    }
 
     shutil.rmtree(tmp_path / "sources" / "mimic_cxr")
     failed = materialize([reports_without_priors], resources=resources_for(tmp_path), raise_on_error=False)
@@ -113,7 +135,9 @@ def test_missing_sources_are_skipped_and_said_except_mimic_cxr(tmp_path):
 def test_editing_a_prompt_changes_the_code_version(tmp_path, monkeypatch):
     before = stage_code_version(prior_removal)
     edited = tmp_path / "prior_removal.md"
-    edited.write_text(prior_removal.PROMPT.system + "\nOne more rule.\n--- user ---\n" + prior_removal.PROMPT.user)
+    edited.write_text(
+        prior_removal.PROMPT.system + "\nOne more rule.\n--- user ---\n" + prior_removal.PROMPT.user
+    )
     monkeypatch.setattr(prior_removal, "PROMPT", PromptTemplate.from_file(edited))
     assert stage_code_version(prior_removal) != before
     assert reports_without_priors.code_versions_by_key[reports_without_priors.key] == before
@@ -123,6 +147,8 @@ def test_editing_a_prompt_changes_the_code_version(tmp_path, monkeypatch):
 @pytest.mark.parametrize("asset", llm_stages.llm_assets)
 def test_assets_declare_their_upstream_sources(asset):
     upstream = {key.path[-1] for key in asset.asset_deps[asset.key]}
-    expected = {"reports_without_priors": {"mimic_cxr", "chexpert_plus"},
-                "conversations": {"reports_without_priors", "mimic_cxr", "ms_cxr", "padchest_gr"}}
+    expected = {
+        "reports_without_priors": {"mimic_cxr", "chexpert_plus"},
+        "conversations": {"reports_without_priors", "mimic_cxr", "ms_cxr", "padchest_gr"},
+    }
     assert upstream == expected[asset.key.path[-1]]

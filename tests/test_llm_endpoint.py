@@ -25,9 +25,18 @@ def server():
 
 
 def settings_for(server: FakeOpenAI, **overrides) -> LLMSettings:
-    values = dict(backend="openai", base_url=server.base_url, api_key=KEY, model="gpt-4o-mini", concurrency=4,
-                  timeout_s=2.0, backoff_base_s=0.01, backoff_max_s=0.05, approved_credentialed_datasets=APPROVED,
-                  batch_poll_interval_s=0.01)
+    values = dict(
+        backend="openai",
+        base_url=server.base_url,
+        api_key=KEY,
+        model="gpt-4o-mini",
+        concurrency=4,
+        timeout_s=2.0,
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+        approved_credentialed_datasets=APPROVED,
+        batch_poll_interval_s=0.01,
+    )
     return LLMSettings(**(values | overrides))
 
 
@@ -61,7 +70,12 @@ def test_retry_after_is_honoured_and_transient_faults_are_retried(server, tmp_pa
     assert run.results[0].status == "ok"
     first, second = server.chat_requests[:2]
     assert second.started - first.started >= 0.3  # the server asked for 300 ms; our own backoff is ~10 ms
-    assert run.stats.retries_by_kind == {"rate_limited": 1, "server_error": 1, "timeout": 1, "invalid_response": 1}
+    assert run.stats.retries_by_kind == {
+        "rate_limited": 1,
+        "server_error": 1,
+        "timeout": 1,
+        "invalid_response": 1,
+    }
     assert run.stats.requests_sent == 5 and not run.stats.failures_by_kind
 
 
@@ -117,11 +131,17 @@ def test_retry_headers_and_backoff():
 
 
 def test_invalid_conversations_are_asked_again_with_another_seed_then_quarantined(server, tmp_path):
-    tables = {k: {t: getattr(f(), t) for t in ("images", "reports", "labels", "boxes")} for k, f in SOURCE_TABLES.items()}
+    tables = {
+        k: {t: getattr(f(), t) for t in ("images", "reports", "labels", "boxes")}
+        for k, f in SOURCE_TABLES.items()
+    }
     settings = settings_for(server, concurrency=1)
     cache_path = tmp_path / "cache.sqlite"
-    reports = prior_removal.remove_priors(all_reports(), lambda t, i, offline=None: run_prompts(
-        settings, cache_path, t, i, offline), settings.backend_label).table
+    reports = prior_removal.remove_priors(
+        all_reports(),
+        lambda t, i, offline=None: run_prompts(settings, cache_path, t, i, offline),
+        settings.backend_label,
+    ).table
     requests_before = len(server.chat_requests)
     server.script(["truncated", "prose"])
 
@@ -151,7 +171,9 @@ def test_batch_api_round_trip_matches_direct_calls_and_reruns_are_free(server, t
     server.script([None, "500"])  # the second line of the batch fails on the server
     batch_settings = settings_for(server, use_batch=True)
     _, batched = clean(batch_settings, tmp_path / "batch.sqlite")
-    assert [r.text for n, r in enumerate(batched.results) if n != 1] == [r.text for n, r in enumerate(direct.results) if n != 1]
+    assert [r.text for n, r in enumerate(batched.results) if n != 1] == [
+        r.text for n, r in enumerate(direct.results) if n != 1
+    ]
     assert batched.results[1].status == "failed" and batched.results[1].error_kind == "server_error"
     assert {r.origin for r in batched.results} == {"batch"}
     assert batched.stats.batch_requests == len(items) and batched.stats.batch_prompt_tokens > 0
@@ -188,7 +210,9 @@ def test_rate_limits_are_charged_per_attempt_with_the_token_estimate(server, tmp
 
     monkeypatch.setattr(AsyncLimiter, "acquire", recording_acquire)
     server.script(["500"])
-    settings = settings_for(server, concurrency=1, requests_per_minute=1000, tokens_per_minute=5000, max_tokens=100)
+    settings = settings_for(
+        server, concurrency=1, requests_per_minute=1000, tokens_per_minute=5000, max_tokens=100
+    )
     items, run = clean(settings, tmp_path / "cache.sqlite", all_reports().head(2))
     assert all(r.status == "ok" for r in run.results)
     prompt_chars = [sum(len(m["content"]) for m in prior_removal.PROMPT.messages(i.fields)) for i in items]

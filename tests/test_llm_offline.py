@@ -34,15 +34,19 @@ def offline_run(template, items, offline=None):
 
 
 def source_frames():
-    return {key: {t: getattr(build(), t) for t in ("images", "reports", "labels", "boxes")}
-            for key, build in SOURCE_TABLES.items()}
+    return {
+        key: {t: getattr(build(), t) for t in ("images", "reports", "labels", "boxes")}
+        for key, build in SOURCE_TABLES.items()
+    }
 
 
 @pytest.mark.parametrize(
     ("report", "expected"),
     [
-        ("Compared with the prior radiograph, there is a new moderate left pleural effusion. No pneumothorax.",
-         "There is a moderate left pleural effusion. No pneumothorax."),
+        (
+            "Compared with the prior radiograph, there is a new moderate left pleural effusion. No pneumothorax.",
+            "There is a moderate left pleural effusion. No pneumothorax.",
+        ),
         ("Stable mild cardiomegaly. The right opacity has resolved.", "Mild cardiomegaly."),
         ("As before, there is cardiomegaly. The cardiomegaly is slightly larger.", "There is cardiomegaly."),
         ("Lungs are clear. Findings were discussed with Dr. ___ by telephone at 10:15.", "Lungs are clear."),
@@ -56,7 +60,11 @@ def test_offline_prior_removal_rules(report, expected):
 
 def test_sentences_keep_abbreviations_and_list_numbers_together():
     text = "1. Small effusion. Dr. ___ was paged. Heart size is 2.5 cm larger."
-    assert prior_removal.split_sentences(text) == ["1. Small effusion.", "Dr. ___ was paged.", "Heart size is 2.5 cm larger."]
+    assert prior_removal.split_sentences(text) == [
+        "1. Small effusion.",
+        "Dr. ___ was paged.",
+        "Heart size is 2.5 cm larger.",
+    ]
 
 
 def test_every_report_comes_out_once_with_status_and_failures_quarantined():
@@ -65,8 +73,12 @@ def test_every_report_comes_out_once_with_status_and_failures_quarantined():
 
     def run_with_one_failure(template, items, offline=None):
         result = offline_run(template, items, offline)
-        result.results = [replace(r, status="failed", text=None, error_kind="timeout", error="timed out")
-                          if r.item_id in failing else r for r in result.results]
+        result.results = [
+            replace(r, status="failed", text=None, error_kind="timeout", error="timed out")
+            if r.item_id in failing
+            else r
+            for r in result.results
+        ]
         return result
 
     output = prior_removal.remove_priors(reports, run_with_one_failure, "offline-rules")
@@ -74,7 +86,11 @@ def test_every_report_comes_out_once_with_status_and_failures_quarantined():
     assert output.table.height == reports.height
     statuses = dict(zip(output.table["study_id"], output.table["status"]))
     assert statuses["s50000003"] == "nothing_left" and statuses["s50000002"] == "failed"
-    assert output.quarantine.select("study_id", "reason", "detail").row(0) == ("s50000002", "call_timeout", "timed out")
+    assert output.quarantine.select("study_id", "reason", "detail").row(0) == (
+        "s50000002",
+        "call_timeout",
+        "timed out",
+    )
     cleaned = output.table.filter(pl.col("status") == "ok")["report_clean"].to_list()
     assert not any(prior_removal.mentions_prior(text) for text in cleaned)
     assert output.facts["cleaned_with_comparison_words"] == 0
@@ -88,7 +104,10 @@ def test_every_report_comes_out_once_with_status_and_failures_quarantined():
         (LLMResult("a", "k", "ok", "Answer: Lungs are clear."), ("ok", "Lungs are clear.", None)),
         (LLMResult("a", "k", "ok", "Lungs are", finish_reason="length"), ("failed", None, "truncated")),
         (LLMResult("a", "k", "ok", "  "), ("failed", None, "empty_answer")),
-        (LLMResult("a", "k", "failed", None, error_kind="rate_limited"), ("failed", None, "call_rate_limited")),
+        (
+            LLMResult("a", "k", "failed", None, error_kind="rate_limited"),
+            ("failed", None, "call_rate_limited"),
+        ),
     ],
 )
 def test_prior_removal_answers_are_interpreted(result, expected):
@@ -96,11 +115,17 @@ def test_prior_removal_answers_are_interpreted(result, expected):
 
 
 def test_offline_conversations_cover_every_input_and_pass_validation():
-    output = conversations.build_conversations(source_frames(), _clean_reports(), offline_run, "offline-rules")
+    output = conversations.build_conversations(
+        source_frames(), _clean_reports(), offline_run, "offline-rules"
+    )
     assert output.table.schema == CONVERSATIONS_SCHEMA
     # 6 MIMIC-CXR reports + 2 MS-CXR images + 3 PadChest-GR images: each a conversation or quarantined.
     assert output.table.height + output.quarantine.height == output.facts["inputs"] == 11
-    assert sorted(output.quarantine["reason"]) == ["image_not_found", "no_current_findings", "no_frontal_image"]
+    assert sorted(output.quarantine["reason"]) == [
+        "image_not_found",
+        "no_current_findings",
+        "no_frontal_image",
+    ]
     assert set(output.table["split"]) == {"train", "test"}
     assert output.facts["valid_at_attempt"] == {"1": 8}
     grounded = output.table.filter(pl.col("kind") == "grounded")
@@ -116,9 +141,15 @@ def _clean_reports():
 
 
 def test_offline_composer_is_deterministic_valid_for_many_seeds_and_varies_with_seed():
-    facts, _ = conversations.standard_facts(_clean_reports(), SOURCE_TABLES["mimic_cxr"]().images,
-                                            SOURCE_TABLES["mimic_cxr"]().labels, "offline-rules")
-    grounded, _ = conversations.grounded_facts("padchest_gr", source_frames()["padchest_gr"], None, None, "offline-rules")
+    facts, _ = conversations.standard_facts(
+        _clean_reports(),
+        SOURCE_TABLES["mimic_cxr"]().images,
+        SOURCE_TABLES["mimic_cxr"]().labels,
+        "offline-rules",
+    )
+    grounded, _ = conversations.grounded_facts(
+        "padchest_gr", source_frames()["padchest_gr"], None, None, "offline-rules"
+    )
     for fact in facts + grounded:
         texts = [conversations.compose_conversation(fact, seed) for seed in range(6)]
         assert texts[0] == conversations.compose_conversation(fact, 0)
@@ -128,7 +159,11 @@ def test_offline_composer_is_deterministic_valid_for_many_seeds_and_varies_with_
 
 
 def _turns(rounds: int, answer: str = "Fine.") -> list[dict]:
-    return [t for n in range(rounds) for t in ({"from": "human", "value": f"Q{n}?"}, {"from": "gpt", "value": answer})]
+    return [
+        t
+        for n in range(rounds)
+        for t in ({"from": "human", "value": f"Q{n}?"}, {"from": "gpt", "value": answer})
+    ]
 
 
 @pytest.mark.parametrize(
@@ -152,9 +187,16 @@ def test_invalid_conversations_are_rejected_with_a_reason(text, finish, reason):
 
 
 def test_valid_conversation_accepts_fences_role_aliases_and_given_boxes():
-    turns = [{"from": "user", "value": "Where?"}, {"from": "assistant", "value": "At [0.5, 0.5, 0.9, 0.9]."}] + _turns(4)
-    parsed = parse_conversation("```json\n" + json.dumps(turns) + "\n```", "stop", {"[0.50, 0.50, 0.90, 0.90]"}, True)
-    assert parsed[0] == {"from": "human", "value": "Where?"} and parsed[1]["from"] == "gpt" and len(parsed) == 10
+    turns = [
+        {"from": "user", "value": "Where?"},
+        {"from": "assistant", "value": "At [0.5, 0.5, 0.9, 0.9]."},
+    ] + _turns(4)
+    parsed = parse_conversation(
+        "```json\n" + json.dumps(turns) + "\n```", "stop", {"[0.50, 0.50, 0.90, 0.90]"}, True
+    )
+    assert (
+        parsed[0] == {"from": "human", "value": "Where?"} and parsed[1]["from"] == "gpt" and len(parsed) == 10
+    )
     with pytest.raises(InvalidConversation, match="at least one"):
         parse_conversation(json.dumps(_turns(5)), "stop", {"[0.50, 0.50, 0.90, 0.90]"}, grounded=True)
 
@@ -172,21 +214,32 @@ def test_prompt_version_is_the_file_hash_and_the_cache_key_follows_every_input(t
     settings = LLMSettings(backend="openai", model="m")
     item = PromptItem("x", ("mimic_cxr",), {"report": "Lungs clear."})
     base = pending_call(settings, prompt, item).key
-    assert base == pending_call(replace(settings, api_key="sk-other", base_url="http://elsewhere/v1"), prompt, item).key
+    assert (
+        base
+        == pending_call(
+            replace(settings, api_key="sk-other", base_url="http://elsewhere/v1"), prompt, item
+        ).key
+    )
     variants = [
         pending_call(replace(settings, model="m2"), prompt, item),
         pending_call(replace(settings, temperature=0.5), prompt, item),
         pending_call(settings, prompt, replace(item, seed=1)),
         pending_call(settings, prompt, replace(item, fields={"report": "Lungs are clear."})),
         pending_call(settings, changed, item),
-        pending_call(replace(settings, backend="azure", base_url="https://x", azure_api_version="v"), prompt, item),
+        pending_call(
+            replace(settings, backend="azure", base_url="https://x", azure_api_version="v"), prompt, item
+        ),
     ]
     assert len({base, *(v.key for v in variants)}) == 1 + len(variants)
-    assert cache_key("k", "m", "t", "v", {"a": 1, "b": 2}, []) == cache_key("k", "m", "t", "v", {"b": 2, "a": 1}, [])
+    assert cache_key("k", "m", "t", "v", {"a": 1, "b": 2}, []) == cache_key(
+        "k", "m", "t", "v", {"b": 2, "a": 1}, []
+    )
 
 
 def test_governance_refuses_unapproved_credentialed_and_unknown_datasets():
-    endpoint = LLMSettings(backend="openai", base_url="http://127.0.0.1:9/v1", approved_credentialed_datasets=("mimic_cxr",))
+    endpoint = LLMSettings(
+        backend="openai", base_url="http://127.0.0.1:9/v1", approved_credentialed_datasets=("mimic_cxr",)
+    )
     check_endpoint_approval(endpoint, ["mimic_cxr"])
     check_endpoint_approval(LLMSettings(), ["ms_cxr", "anything"])  # offline: nothing leaves the machine
     with pytest.raises(GovernanceError, match="'chexpert_plus'.*approved_credentialed_datasets"):
@@ -202,13 +255,20 @@ def test_offline_backend_without_a_rule_fails_honestly():
 
 
 def test_usage_metadata_counts_cost_and_latency():
-    stats = UsageStats(prompt_tokens=2_000_000, completion_tokens=1_000_000, batch_prompt_tokens=1_000_000,
-                       batch_completion_tokens=0, latencies_s=[0.1, 0.2, 0.3, 0.4])
+    stats = UsageStats(
+        prompt_tokens=2_000_000,
+        completion_tokens=1_000_000,
+        batch_prompt_tokens=1_000_000,
+        batch_completion_tokens=0,
+        latencies_s=[0.1, 0.2, 0.3, 0.4],
+    )
     metadata = stats.as_metadata("gpt-4o-mini", {"gpt-4o-mini": (0.15, 0.60)}, batch_factor=0.5)
     assert metadata["llm_estimated_cost_usd"] == pytest.approx(0.15 + 0.60 + 0.5 * 0.15)
     assert metadata["llm_latency_p50_s"] == pytest.approx(0.25)
     unknown = UsageStats().as_metadata("my-model", {}, 0.5)
-    assert unknown["llm_estimated_cost_usd"] == "not computed: no price for model 'my-model' in the price table"
+    assert (
+        unknown["llm_estimated_cost_usd"] == "not computed: no price for model 'my-model' in the price table"
+    )
     assert unknown["llm_latency"].startswith("not computed")
 
 
@@ -216,18 +276,35 @@ def test_empty_inputs_give_empty_tables_with_the_schemas():
     empty_reports = all_reports().clear()
     cleaned = prior_removal.remove_priors(empty_reports, offline_run, "offline-rules")
     assert cleaned.table.schema == CLEAN_REPORTS_SCHEMA and cleaned.table.is_empty()
-    frames = {key: {name: frame.clear() for name, frame in tables.items()} for key, tables in source_frames().items()}
+    frames = {
+        key: {name: frame.clear() for name, frame in tables.items()}
+        for key, tables in source_frames().items()
+    }
     talks = conversations.build_conversations(frames, cleaned.table, offline_run, "offline-rules")
-    assert talks.table.schema == CONVERSATIONS_SCHEMA and talks.table.is_empty() and talks.quarantine.is_empty()
+    assert (
+        talks.table.schema == CONVERSATIONS_SCHEMA and talks.table.is_empty() and talks.quarantine.is_empty()
+    )
     assert talks.sample_markdown.startswith("_no sample")
 
 
 def test_offline_composer_reaches_five_rounds_from_sparse_facts_and_never_denies_free_text_findings():
-    sparse = conversations.ImageFacts("mimic_cxr", "d1", "s1", "train", "standard", "Lungs are clear.", None, None, None)
+    sparse = conversations.ImageFacts(
+        "mimic_cxr", "d1", "s1", "train", "standard", "Lungs are clear.", None, None, None
+    )
     turns = parse_conversation(conversations.compose_conversation(sparse, 0), "stop", set(), grounded=False)
     assert len(turns) == 10
-    nodule = conversations.ImageFacts("padchest_gr", "p1", "s1", "train", "grounded", "Right apical nodule.",
-                                      ("nodule",), "PA", "F", (("right apical nodule", ((0.1, 0.1, 0.3, 0.3),)),))
+    nodule = conversations.ImageFacts(
+        "padchest_gr",
+        "p1",
+        "s1",
+        "train",
+        "grounded",
+        "Right apical nodule.",
+        ("nodule",),
+        "PA",
+        "F",
+        (("right apical nodule", ((0.1, 0.1, 0.3, 0.3),)),),
+    )
     for seed in range(5):
         text = conversations.compose_conversation(nodule, seed)
         parse_conversation(text, "stop", nodule.allowed_boxes(), grounded=True)

@@ -18,16 +18,16 @@ from radvlm_pipeline.llm import LLMSettings, prior_removal, run_prompts
 
 REPORTS = 80
 CONCURRENCY = 4
-WORKER = """
+WORKER = f"""
 import sys
 from pathlib import Path
 sys.path[:0] = sys.argv[3:]
 from llm_tables import many_reports
 from radvlm_pipeline.llm import LLMSettings, prior_removal, run_prompts
-settings = LLMSettings(backend="openai", base_url=sys.argv[1], api_key="k", concurrency={concurrency},
+settings = LLMSettings(backend="openai", base_url=sys.argv[1], api_key="k", concurrency={CONCURRENCY},
                        approved_credentialed_datasets=("mimic_cxr",))
-run_prompts(settings, Path(sys.argv[2]), prior_removal.PROMPT, prior_removal.report_items(many_reports({reports})))
-""".format(concurrency=CONCURRENCY, reports=REPORTS)
+run_prompts(settings, Path(sys.argv[2]), prior_removal.PROMPT, prior_removal.report_items(many_reports({REPORTS})))
+"""
 
 
 def recorded_reports(cache_path: Path) -> set[str]:
@@ -46,18 +46,34 @@ def test_killed_run_resumes_without_repeating_completed_calls(tmp_path):
     cache_path = tmp_path / "cache.sqlite"
     tests_dir = Path(__file__).parent
     with FakeOpenAI(latency_s=0.05) as server:
-        worker = subprocess.Popen([sys.executable, "-c", WORKER, server.base_url, str(cache_path),
-                                   str(tests_dir.parent), str(tests_dir)])
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                server.base_url,
+                str(cache_path),
+                str(tests_dir.parent),
+                str(tests_dir),
+            ]
+        )
         deadline = time.monotonic() + 60
-        while len(recorded_reports(cache_path)) < 12 and time.monotonic() < deadline and worker.poll() is None:
+        while (
+            len(recorded_reports(cache_path)) < 12 and time.monotonic() < deadline and worker.poll() is None
+        ):
             time.sleep(0.01)
         worker.kill()
         worker.wait()
         done_before_kill = recorded_reports(cache_path)
         assert 12 <= len(done_before_kill) < REPORTS, "the worker must be killed mid-run"
 
-        settings = LLMSettings(backend="openai", base_url=server.base_url, api_key="k", concurrency=CONCURRENCY,
-                               approved_credentialed_datasets=("mimic_cxr",))
+        settings = LLMSettings(
+            backend="openai",
+            base_url=server.base_url,
+            api_key="k",
+            concurrency=CONCURRENCY,
+            approved_credentialed_datasets=("mimic_cxr",),
+        )
         items = prior_removal.report_items(many_reports(REPORTS))
         resumed = run_prompts(settings, cache_path, prior_removal.PROMPT, items)
 

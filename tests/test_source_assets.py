@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
 from PIL import Image
+from sample_digests import folder_digests
 
 from assets.sources import source_assets, source_checks
 from radvlm_pipeline.config import BUNDLED_SAMPLE_ROOT
@@ -15,7 +16,6 @@ from radvlm_pipeline.sample_data.cli import generate
 from radvlm_pipeline.sample_data.common import Variant
 from radvlm_pipeline.sources.base import read_table, source_output_dir
 from resources.storage import PipelineStorage
-from sample_digests import folder_digests
 
 SOURCES = {"mimic_cxr", "chexpert", "chexpert_plus", "chest_imagenome", "vindr_cxr", "ms_cxr", "padchest_gr"}
 
@@ -29,8 +29,12 @@ def dirty_root(tmp_path_factory):
 
 def run_sources(data_root, storage_root):
     storage = PipelineStorage(data_root=str(data_root), storage_root=str(storage_root))
-    return materialize([*source_assets, *source_checks], resources={"storage": storage},
-                       instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    return materialize(
+        [*source_assets, *source_checks],
+        resources={"storage": storage},
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
 
 
 IMAGE_SUFFIXES = (".jpg", ".png")
@@ -62,13 +66,18 @@ def test_dirty_sample_materializes_with_every_check_passing(dirty_root, tmp_path
     assert materialized == SOURCES
     evaluations = result.get_asset_check_evaluations()
     assert len(evaluations) == 4 * len(SOURCES)
-    assert all(e.passed for e in evaluations), [(e.asset_key, e.check_name) for e in evaluations if not e.passed]
+    assert all(e.passed for e in evaluations), [
+        (e.asset_key, e.check_name) for e in evaluations if not e.passed
+    ]
     for source in SOURCES:
         quarantine = read_table(source_output_dir(tmp_path, source), "quarantine")
-        assert quarantine.filter(pl.col("kind") == "invalid").height > 0, f"{source}: the dirty faults were not quarantined"
+        assert quarantine.filter(pl.col("kind") == "invalid").height > 0, (
+            f"{source}: the dirty faults were not quarantined"
+        )
         assert quarantine["detail"].null_count() == 0
-    metadata = next(e for e in result.get_asset_materialization_events()
-                    if e.asset_key.to_user_string() == "vindr_cxr").materialization.metadata
+    metadata = next(
+        e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "vindr_cxr"
+    ).materialization.metadata
     assert "boxes_example" in metadata and "data:image/png;base64," in metadata["boxes_example"].value
     assert metadata["facts/wbf_iou_thr"].value == 0.5
 

@@ -9,15 +9,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 from PIL import Image
+from sample_digests import folder_digests
 
 from radvlm_pipeline.sample_data import chexpert as writer
 from radvlm_pipeline.sample_data.common import Variant
 from radvlm_pipeline.sources import chexpert
 from radvlm_pipeline.sources.base import DatasetUnavailable, ImageCheck, ReaderOptions, UncertainPolicy
 from radvlm_pipeline.sources.checks import accounting_problems, image_problems, split_leak_problems
-
-from chexpert_samples import clean_root, dirty_root  # noqa: F401 (fixtures)
-from sample_digests import folder_digests
 
 TRAIN_CSV = "CheXpert-v1.0-small/train.csv"
 DIRT = writer.DIRT["chexpert"]
@@ -46,11 +44,17 @@ def row_number(rows: list[dict[str, str]], image_id: str, occurrence: int = 0) -
 
 def test_frontal_images_of_every_split(clean_root, clean):
     expected = {
-        "train": sum(r["Frontal/Lateral"] == "Frontal" for r in csv_rows(clean_root / "chexpert" / TRAIN_CSV)),
-        "validate": sum(
-            r["Frontal/Lateral"] == "Frontal" for r in csv_rows(clean_root / "chexpert/CheXpert-v1.0-small/valid.csv")
+        "train": sum(
+            r["Frontal/Lateral"] == "Frontal" for r in csv_rows(clean_root / "chexpert" / TRAIN_CSV)
         ),
-        "test": sum(r["Path"].endswith("_frontal.jpg") for r in csv_rows(clean_root / "chexpert/CheXpert/test_labels.csv")),
+        "validate": sum(
+            r["Frontal/Lateral"] == "Frontal"
+            for r in csv_rows(clean_root / "chexpert/CheXpert-v1.0-small/valid.csv")
+        ),
+        "test": sum(
+            r["Path"].endswith("_frontal.jpg")
+            for r in csv_rows(clean_root / "chexpert/CheXpert/test_labels.csv")
+        ),
     }
     counts = dict(clean.images.group_by("split").len().iter_rows())
     assert counts == expected
@@ -65,7 +69,9 @@ def test_frontal_images_of_every_split(clean_root, clean):
 def test_ids_paths_and_values_of_a_known_image(clean_root, clean):
     image_id = "train/patient00001/study1/view1_frontal"
     image = clean.images.filter(pl.col("image_id") == image_id).row(0, named=True)
-    raw = next(r for r in csv_rows(clean_root / "chexpert" / TRAIN_CSV) if r["Path"].endswith(f"{image_id}.jpg"))
+    raw = next(
+        r for r in csv_rows(clean_root / "chexpert" / TRAIN_CSV) if r["Path"].endswith(f"{image_id}.jpg")
+    )
     assert image["subject_id"] == "patient00001"
     assert image["study_id"] == "patient00001/study1"
     assert image["path"] == f"CheXpert-v1.0-small/{image_id}.jpg" == image["original_path"]
@@ -98,7 +104,11 @@ def test_test_set_from_the_chexlocalize_labels(clean):
     assert test_images["path"].str.starts_with("CheXpert/test/patient").all()
     assert test_images["sex"].is_null().all() and test_images["view"].is_null().all()
     test_labels = clean.labels.filter(pl.col("split") == "test")
-    assert not test_labels.select(pl.any_horizontal(pl.col(n).is_null() for n in writer.CHEXPERT_LABEL_ORDER)).to_series().any()
+    assert (
+        not test_labels.select(pl.any_horizontal(pl.col(n).is_null() for n in writer.CHEXPERT_LABEL_ORDER))
+        .to_series()
+        .any()
+    )
     assert clean.facts["test_set"].startswith("CheXpert/test_labels.csv")
 
 
@@ -109,7 +119,9 @@ def test_referenced_images_exist_and_decode(clean_root, clean, tmp_path):
 def test_dirty_rows_quarantined_with_their_reason(dirty_root, dirty):
     rows = csv_rows(dirty_root / "chexpert" / TRAIN_CSV)
     invalid = dirty.quarantine.filter(pl.col("kind") == "invalid")
-    reasons = {(file, row): reason for file, row, reason in invalid.select("file", "row", "reason").iter_rows()}
+    reasons = {
+        (file, row): reason for file, row, reason in invalid.select("file", "row", "reason").iter_rows()
+    }
     duplicated = row_number(rows, DIRT["duplicate_row"])
     assert reasons == {
         (TRAIN_CSV, row_number(rows, DIRT["unreadable_image"])): "unreadable_image",
@@ -119,15 +131,22 @@ def test_dirty_rows_quarantined_with_their_reason(dirty_root, dirty):
         (TRAIN_CSV, row_number(rows, DIRT["empty_path"]) + 1): "missing_value",  # the blank-Path copy
     }
     details = dict(invalid.select("reason", "detail").iter_rows())
-    assert "Cardiomegaly='2.0'" in details["unknown_label_value"] and "Edema='yes'" in details["unknown_label_value"]
+    assert (
+        "Cardiomegaly='2.0'" in details["unknown_label_value"]
+        and "Edema='yes'" in details["unknown_label_value"]
+    )
     assert details["duplicate_row"].endswith(f"repeats {TRAIN_CSV} row {duplicated}")
     assert not any("/tmp" in detail or str(dirty_root) in detail for detail in dirty.quarantine["detail"])
 
-    kept = dirty.images.filter(pl.col("image_id").is_in([DIRT["duplicate_row"], DIRT["missing_sex"], DIRT["missing_ap_pa"]]))
+    kept = dirty.images.filter(
+        pl.col("image_id").is_in([DIRT["duplicate_row"], DIRT["missing_sex"], DIRT["missing_ap_pa"]])
+    )
     assert kept.height == 3  # the first of a duplicate pair is kept; blank Sex / AP/PA are not errors
     assert kept.filter(pl.col("image_id") == DIRT["missing_sex"])["sex"].item() is None
     assert kept.filter(pl.col("image_id") == DIRT["missing_ap_pa"])["view"].item() is None
-    assert dirty.images.filter(pl.col("image_id").is_in([DIRT["unreadable_image"], DIRT["missing_image"]])).is_empty()
+    assert dirty.images.filter(
+        pl.col("image_id").is_in([DIRT["unreadable_image"], DIRT["missing_image"]])
+    ).is_empty()
 
 
 def test_dirty_accounting_balances(dirty_root, dirty):

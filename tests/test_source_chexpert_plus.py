@@ -16,8 +16,6 @@ from radvlm_pipeline.sources import chexpert, chexpert_plus
 from radvlm_pipeline.sources.base import DatasetUnavailable, ImageCheck, ReaderOptions
 from radvlm_pipeline.sources.checks import accounting_problems, image_problems, split_leak_problems
 
-from chexpert_samples import clean_root, dirty_root  # noqa: F401 (fixtures)
-
 CSV_FILE = "df_chexpert_plus_240401.csv"
 LABELS_FILE = "chexbert_labels/report_fixed.json"
 DIRT = writer.DIRT["chexpert_plus"]
@@ -66,19 +64,33 @@ def test_report_is_findings_else_impression(clean_root, clean):
     with_findings = reports.filter(pl.col("findings").is_not_null()).row(0, named=True)
     impression_only = reports.filter(pl.col("findings").is_null()).row(0, named=True)
     raw = rows[f"{with_findings['image_id']}.jpg"]
-    assert with_findings["report"] == raw["section_findings"] and "\n" in with_findings["report"]  # multi-line kept
+    assert (
+        with_findings["report"] == raw["section_findings"] and "\n" in with_findings["report"]
+    )  # multi-line kept
     assert with_findings["impression"] == raw["section_impression"]
-    assert impression_only["report"] == impression_only["impression"] == rows[f"{impression_only['image_id']}.jpg"]["section_impression"]
+    assert (
+        impression_only["report"]
+        == impression_only["impression"]
+        == rows[f"{impression_only['image_id']}.jpg"]["section_impression"]
+    )
     assert clean.reports["path"].unique().to_list() == [CSV_FILE]
-    assert clean.facts["reports_from_findings"] + clean.facts["reports_from_impression"] == clean.reports.height
+    assert (
+        clean.facts["reports_from_findings"] + clean.facts["reports_from_impression"] == clean.reports.height
+    )
     # Reports compare with prior studies, so the prior-removal stage has work to do.
     assert clean.reports["report"].str.contains(r"(?i)prior|previous|unchanged|since").any()
 
 
 def test_images_are_the_png_release(clean_root, clean):
-    image = clean.images.filter(pl.col("image_id") == "train/patient00001/study1/view1_frontal").row(0, named=True)
+    image = clean.images.filter(pl.col("image_id") == "train/patient00001/study1/view1_frontal").row(
+        0, named=True
+    )
     assert image["path"] == "PNG/train/patient00001/study1/view1_frontal.png" == image["original_path"]
-    assert (image["subject_id"], image["study_id"], image["split"]) == ("patient00001", "patient00001/study1", "train")
+    assert (image["subject_id"], image["study_id"], image["split"]) == (
+        "patient00001",
+        "patient00001/study1",
+        "train",
+    )
     with Image.open(clean_root / "chexpert-plus" / image["path"]) as png:
         assert png.format == "PNG" and (image["width"], image["height"]) == png.size
 
@@ -108,7 +120,9 @@ def test_dirty_rows_and_lines_quarantined_with_their_reason(dirty_root, dirty):
     rows = [json.dumps(r) for r in csv_rows(dirty_root)]
     lines = label_lines(dirty_root)
     invalid = dirty.quarantine.filter(pl.col("kind") == "invalid")
-    reasons = {(file, row): reason for file, row, reason in invalid.select("file", "row", "reason").iter_rows()}
+    reasons = {
+        (file, row): reason for file, row, reason in invalid.select("file", "row", "reason").iter_rows()
+    }
     malformed = next(i for i, line in enumerate(lines, start=1) if not line.endswith("}"))
     assert reasons == {
         (CSV_FILE, numbers(rows, DIRT["empty_report"])[0]): "empty_report",
@@ -156,7 +170,10 @@ def test_scale_mode_writes_readable_metadata(tmp_path):
     counts = writer.write_scale(tmp_path, seed=0, studies=3000)
     tables = chexpert_plus.read(tmp_path, ReaderOptions(image_check=ImageCheck.EXISTS))
     rows_in = dict(tables.accounting.select("file", "rows_in").iter_rows())
-    assert rows_in == {CSV_FILE: counts["chexpert_plus"]["rows"], LABELS_FILE: counts["chexpert_plus"]["label_lines"]}
+    assert rows_in == {
+        CSV_FILE: counts["chexpert_plus"]["rows"],
+        LABELS_FILE: counts["chexpert_plus"]["label_lines"],
+    }
     # Metadata only: no pixels, so every frontal image is missing and its label line goes with it.
     assert set(tables.quarantine["reason"]) == {"lateral_view", "missing_image", "image_rejected"}
     assert accounting_problems(tables.accounting, tables.quarantine) == []

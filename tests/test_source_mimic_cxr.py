@@ -51,7 +51,9 @@ def test_frontal_images_per_split_and_laterals_filtered(clean, studies):
     assert set(expected) == {"train", "validate", "test"}
     laterals = sum(len(s.images) - len(s.frontal_images()) for s in studies)
     assert laterals > 0
-    assert clean.quarantine.group_by("kind", "reason").len().rows() == [("filtered", "lateral_view", laterals)]
+    assert clean.quarantine.group_by("kind", "reason").len().rows() == [
+        ("filtered", "lateral_view", laterals)
+    ]
     assert set(clean.images["view"]) == {"PA", "AP"}
     assert clean.reports.height == clean.labels.height == len(studies)
 
@@ -62,7 +64,10 @@ def test_image_rows_hold_release_values(clean, studies, roots):
     assert rows.height == 2
     first = rows.row(0, named=True)
     image = next(i for i in study.images if i.dicom_id == first["image_id"])
-    assert first["path"] == f"files/p{study.subject_id[:2]}/p{study.subject_id}/s{study.study_id}/{image.dicom_id}.jpg"
+    assert (
+        first["path"]
+        == f"files/p{study.subject_id[:2]}/p{study.subject_id}/s{study.study_id}/{image.dicom_id}.jpg"
+    )
     assert first["subject_id"] == study.subject_id and first["split"] == study.split
     assert (first["width"], first["height"]) == (image.width, image.height)
     assert first["sex"] is None and first["dataset"] == "mimic_cxr"
@@ -70,15 +75,21 @@ def test_image_rows_hold_release_values(clean, studies, roots):
         assert (jpeg.format, jpeg.mode, jpeg.size) == ("JPEG", "L", (image.width, image.height))
 
 
-@pytest.mark.parametrize("policy, uncertain", [(UncertainPolicy.ABSENT, False), (UncertainPolicy.PRESENT, True),
-                                               (UncertainPolicy.NOT_MENTIONED, None)])
+@pytest.mark.parametrize(
+    "policy, uncertain",
+    [(UncertainPolicy.ABSENT, False), (UncertainPolicy.PRESENT, True), (UncertainPolicy.NOT_MENTIONED, None)],
+)
 def test_labels_follow_the_uncertain_policy(roots, studies, policy, uncertain):
     study = next(s for s in studies if "-1.0" in chexpert_values(s.case, CHEXPERT_LABELS).values())
     values = chexpert_values(study.case, CHEXPERT_LABELS)
-    labels = mimic_cxr.read(roots[Variant.CLEAN], ReaderOptions(uncertain=policy, image_check=ImageCheck.EXISTS)).labels
+    labels = mimic_cxr.read(
+        roots[Variant.CLEAN], ReaderOptions(uncertain=policy, image_check=ImageCheck.EXISTS)
+    ).labels
     row = labels.filter(pl.col("study_id") == study.study_id).row(0, named=True)
     meaning = {"1.0": True, "0.0": False, "": None, "-1.0": uncertain}
-    assert {name: row[name] for name in CHEXPERT_LABELS} == {name: meaning[values[name]] for name in CHEXPERT_LABELS}
+    assert {name: row[name] for name in CHEXPERT_LABELS} == {
+        name: meaning[values[name]] for name in CHEXPERT_LABELS
+    }
     assert row["split"] == study.split and row["image_id"] is None
 
 
@@ -131,8 +142,12 @@ def test_sectioning_follows_the_mit_lcp_rules():
 
 
 def test_dirty_sample_quarantines_each_fault_where_it_was_put(dirty):
-    invalid = {(f, r): reason for f, r, reason in
-               dirty.quarantine.filter(pl.col("kind") == "invalid").select("file", "row", "reason").iter_rows()}
+    invalid = {
+        (f, r): reason
+        for f, r, reason in dirty.quarantine.filter(pl.col("kind") == "invalid")
+        .select("file", "row", "reason")
+        .iter_rows()
+    }
     expected = {(fault.file, fault.row): fault.reason for fault in mimic.faults(SEED)["mimic_cxr"].values()}
     assert invalid == expected
     details = dict(dirty.quarantine.select("reason", "detail").iter_rows())
@@ -156,15 +171,20 @@ def test_every_row_is_accounted_for_and_no_patient_leaks(request, which):
     assert checks.accounting_problems(tables.accounting, tables.quarantine) == []
     assert checks.split_leak_problems(tables.images) == []
     files = dict(tables.accounting.select("file", "rows_in").iter_rows())
-    assert files["mimic-cxr-2.0.0-metadata.csv.gz"] == tables.images.height + tables.quarantine.filter(
-        pl.col("file") == "mimic-cxr-2.0.0-metadata.csv.gz").height
+    assert (
+        files["mimic-cxr-2.0.0-metadata.csv.gz"]
+        == tables.images.height
+        + tables.quarantine.filter(pl.col("file") == "mimic-cxr-2.0.0-metadata.csv.gz").height
+    )
 
 
 def test_existence_check_trusts_the_metadata(roots):
     tables = mimic_cxr.read(roots[Variant.DIRTY], ReaderOptions(image_check=ImageCheck.EXISTS))
     reasons = set(tables.quarantine["reason"])
     assert "missing_image" in reasons
-    assert not {"unreadable_image", "image_size_mismatch"} & reasons  # neither is seen without opening the file
+    assert (
+        not {"unreadable_image", "image_size_mismatch"} & reasons
+    )  # neither is seen without opening the file
 
 
 def test_a_blank_size_is_measured_on_the_jpeg(tmp_path, roots, clean):
@@ -173,8 +193,10 @@ def test_a_blank_size_is_measured_on_the_jpeg(tmp_path, roots, clean):
     metadata = pl.read_csv(path, infer_schema=False)
     assert metadata.item(0, "dicom_id") in clean.images["image_id"].to_list()  # a kept frontal image
     blank_first = pl.when(pl.int_range(pl.len()) == 0).then(None)
-    metadata.with_columns(blank_first.otherwise("Rows").alias("Rows"), blank_first.otherwise("Columns").alias("Columns"),
-                          ).write_csv(path.with_suffix(""))  # the reader takes the unpacked .csv as well
+    metadata.with_columns(
+        blank_first.otherwise("Rows").alias("Rows"),
+        blank_first.otherwise("Columns").alias("Columns"),
+    ).write_csv(path.with_suffix(""))  # the reader takes the unpacked .csv as well
     path.unlink()
     tables = mimic_cxr.read(tmp_path, ReaderOptions())
     assert tables.images.equals(clean.images)
@@ -192,8 +214,11 @@ def test_same_seed_writes_the_same_bytes(tmp_path, roots):
 
 def test_release_tables_are_gzipped_csv_with_the_release_columns(roots):
     folder = roots[Variant.CLEAN] / "mimic-cxr"
-    for name, columns in ((mimic.METADATA_FILE, mimic.METADATA_COLUMNS), (mimic.SPLIT_FILE, mimic.SPLIT_COLUMNS),
-                          (mimic.CHEXPERT_FILE, mimic.CHEXPERT_COLUMNS)):
+    for name, columns in (
+        (mimic.METADATA_FILE, mimic.METADATA_COLUMNS),
+        (mimic.SPLIT_FILE, mimic.SPLIT_COLUMNS),
+        (mimic.CHEXPERT_FILE, mimic.CHEXPERT_COLUMNS),
+    ):
         with gzip.open(folder / name, "rt") as text:
             assert text.readline().rstrip("\n").split(",") == list(columns)
 
@@ -201,8 +226,9 @@ def test_release_tables_are_gzipped_csv_with_the_release_columns(roots):
 def test_missing_folder_or_file_is_reported_by_name(tmp_path, roots):
     with pytest.raises(DatasetUnavailable, match="mimic-cxr"):
         mimic_cxr.read(tmp_path, ReaderOptions())
-    shutil.copytree(roots[Variant.CLEAN] / "mimic-cxr", tmp_path / "mimic-cxr",
-                    ignore=shutil.ignore_patterns("files"))
+    shutil.copytree(
+        roots[Variant.CLEAN] / "mimic-cxr", tmp_path / "mimic-cxr", ignore=shutil.ignore_patterns("files")
+    )
     (tmp_path / "mimic-cxr" / mimic.SPLIT_FILE).unlink()
     with pytest.raises(DatasetUnavailable, match="mimic-cxr-2.0.0-split.csv"):
         mimic_cxr.read(tmp_path, ReaderOptions())
@@ -217,5 +243,9 @@ def test_scale_mode_writes_paper_proportions_quickly(tmp_path):
     assert tables.images.is_empty()  # no pixels: every frontal row is quarantined as a missing image
     assert set(tables.quarantine["reason"]) == {"lateral_view", "missing_image", "no_usable_image"}
     assert checks.accounting_problems(tables.accounting, tables.quarantine) == []
-    splits = pl.read_csv(tmp_path / "mimic-cxr" / mimic.SPLIT_FILE, schema_overrides={"subject_id": pl.String})
-    assert splits.group_by("subject_id").agg(pl.col("split").n_unique()).filter(pl.col("split") > 1).is_empty()
+    splits = pl.read_csv(
+        tmp_path / "mimic-cxr" / mimic.SPLIT_FILE, schema_overrides={"subject_id": pl.String}
+    )
+    assert (
+        splits.group_by("subject_id").agg(pl.col("split").n_unique()).filter(pl.col("split") > 1).is_empty()
+    )

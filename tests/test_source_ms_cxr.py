@@ -50,8 +50,9 @@ def test_every_box_is_a_phrase_box_on_a_mimic_image_with_mimics_split(clean, roo
     assert clean.boxes.height == len(rows)
     assert clean.facts["phrases"] == len({(r["dicom_id"], r["label_text"]) for r in rows}) < len(rows)
     mimic_split = dict(mimic_tables[Variant.CLEAN].images.select("image_id", "split").iter_rows())
-    assert dict(clean.images.select("image_id", "split").iter_rows()) == {r["dicom_id"]: mimic_split[r["dicom_id"]]
-                                                                          for r in rows}
+    assert dict(clean.images.select("image_id", "split").iter_rows()) == {
+        r["dicom_id"]: mimic_split[r["dicom_id"]] for r in rows
+    }
     assert set(clean.images["split"]) == {"train", "validate", "test"}
     assert set(clean.boxes["kind"]) == {"phrase"}
     assert checks.split_leak_problems(clean.images) == []
@@ -62,10 +63,14 @@ def test_a_known_box_is_normalised_from_xywh(clean, roots):
     first = csv_rows(roots[Variant.CLEAN])[0]
     x, y, w, h, width, height = (float(first[k]) for k in ("x", "y", "w", "h", "image_width", "image_height"))
     box = clean.boxes.row(0, named=True)
-    assert (box["image_id"], box["label"], box["category"]) == (first["dicom_id"], first["label_text"],
-                                                                first["category_name"])
+    assert (box["image_id"], box["label"], box["category"]) == (
+        first["dicom_id"],
+        first["label_text"],
+        first["category_name"],
+    )
     assert (box["x1"], box["y1"], box["x2"], box["y2"]) == pytest.approx(
-        (x / width, y / height, (x + w) / width, (y + h) / height))
+        (x / width, y / height, (x + w) / width, (y + h) / height)
+    )
     assert (box["px_x1"], box["px_y1"], box["px_x2"], box["px_y2"]) == (x, y, x + w, y + h)
     assert box["box_id"] == f"{first['dicom_id']}:1"
 
@@ -81,12 +86,18 @@ def test_phrases_agree_with_the_studys_labels(clean, mimic_tables):
 
 def test_dirty_sample_quarantines_each_fault_and_repairs_a_blank_width(dirty, clean, roots, mimic_tables):
     faults = mimic.faults(SEED)["ms_cxr"]
-    quarantined = {(f, r): reason for f, r, reason in dirty.quarantine.select("file", "row", "reason").iter_rows()}
+    quarantined = {
+        (f, r): reason for f, r, reason in dirty.quarantine.select("file", "row", "reason").iter_rows()
+    }
     assert quarantined == {(f.file, f.row): f.reason for f in faults.values() if f.reason is not None}
     repaired = csv_rows(roots[Variant.DIRTY])[faults["missing_image_width"].row - 1]
     assert repaired["image_width"] == ""
-    width = mimic_tables[Variant.DIRTY].images.filter(pl.col("image_id") == repaired["dicom_id"]).item(0, "width")
-    box = dirty.boxes.filter(pl.col("box_id") == f"{repaired['dicom_id']}:{faults['missing_image_width'].row}")
+    width = (
+        mimic_tables[Variant.DIRTY].images.filter(pl.col("image_id") == repaired["dicom_id"]).item(0, "width")
+    )
+    box = dirty.boxes.filter(
+        pl.col("box_id") == f"{repaired['dicom_id']}:{faults['missing_image_width'].row}"
+    )
     assert box.item(0, "x1") == pytest.approx(float(repaired["x"]) / width)
     assert dirty.facts["image_sizes_from_mimic_cxr"] == 1
     assert dirty.boxes.height == clean.boxes.height + 1 and dirty.images.equals(clean.images)
@@ -103,8 +114,12 @@ def test_a_size_disagreeing_with_mimic_is_quarantined(tmp_path, roots, mimic_tab
     shutil.copytree(roots[Variant.CLEAN] / "ms-cxr", tmp_path / "ms-cxr")
     path = tmp_path / "ms-cxr" / ms_cxr.ANNOTATIONS
     frame = pl.read_csv(path, infer_schema=False)
-    frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("999")).otherwise("image_height")
-                       .alias("image_height")).write_csv(path)
+    frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(pl.lit("999"))
+        .otherwise("image_height")
+        .alias("image_height")
+    ).write_csv(path)
     tables = ms_cxr.read(tmp_path, ReaderOptions(), mimic_tables[Variant.CLEAN].images)
     assert tables.quarantine.select("row", "reason").rows() == [(1, "image_size_mismatch")]
 

@@ -6,13 +6,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 from PIL import Image
+from sample_digests import folder_digests
 
 from radvlm_pipeline.datasets import PADCHEST_GR
 from radvlm_pipeline.sample_data import padchest
 from radvlm_pipeline.sample_data.common import Variant
 from radvlm_pipeline.sources import checks, padchest_gr
 from radvlm_pipeline.sources.base import DatasetUnavailable, ImageCheck, ReaderOptions
-from sample_digests import folder_digests
 
 SEED = 0
 
@@ -55,14 +55,18 @@ def test_frontal_images_per_split(clean_root, clean):
     split = dict(master.select("ImageID", "split").unique().iter_rows())
     frontal = [e["ImageID"] for e in entries if projection[e["ImageID"]] in ("PA", "AP")]
     renamed = {"train": "train", "validation": "validate", "test": "test"}
-    expected = pl.DataFrame({"split": [renamed[split[i]] for i in frontal]}).group_by("split").len().sort("split")
+    expected = (
+        pl.DataFrame({"split": [renamed[split[i]] for i in frontal]}).group_by("split").len().sort("split")
+    )
     assert clean.images.group_by("split").len().sort("split").rows() == expected.rows()
     assert set(clean.images["split"]) == {"train", "validate", "test"}
     assert set(clean.images["view"]) == {"PA", "AP"}
 
     laterals = len(entries) - len(frontal)
     assert laterals > 0
-    assert clean.quarantine.group_by("kind", "reason").len().rows() == [("filtered", "lateral_view", laterals)]
+    assert clean.quarantine.group_by("kind", "reason").len().rows() == [
+        ("filtered", "lateral_view", laterals)
+    ]
 
 
 def test_known_entry_becomes_image_report_and_phrase_boxes(clean_root, clean):
@@ -72,9 +76,14 @@ def test_known_entry_becomes_image_report_and_phrase_boxes(clean_root, clean):
     image = clean.images.filter(pl.col("image_id") == image_id).row(0, named=True)
     study = master.filter(pl.col("ImageID") == image_id).row(0, named=True)
     assert image["path"] == image["original_path"] == f"images_grounding/{image_id}"
-    assert (image["width"], image["height"]) == Image.open(clean_root / PADCHEST_GR.folder / image["path"]).size
+    assert (image["width"], image["height"]) == Image.open(
+        clean_root / PADCHEST_GR.folder / image["path"]
+    ).size
     assert (image["study_id"], image["subject_id"], image["sex"]) == (
-        entry["StudyID"], study["PatientID"], study["PatientSex_DICOM"])
+        entry["StudyID"],
+        study["PatientID"],
+        study["PatientSex_DICOM"],
+    )
 
     report = clean.reports.filter(pl.col("image_id") == image_id).row(0, named=True)
     assert report["report"] == " ".join(f["sentence_en"] for f in entry["findings"])
@@ -86,7 +95,10 @@ def test_known_entry_becomes_image_report_and_phrase_boxes(clean_root, clean):
     first = boxes.row(0, named=True)
     assert [first["x1"], first["y1"], first["x2"], first["y2"]] == grounded[0]["boxes"][0]
     assert (first["kind"], first["label"], first["category"]) == (
-        "phrase", grounded[0]["sentence_en"], ", ".join(grounded[0]["labels"]))
+        "phrase",
+        grounded[0]["sentence_en"],
+        ", ".join(grounded[0]["labels"]),
+    )
     assert first["px_x1"] is None and first["annotators"] == 1
 
 
@@ -109,8 +121,9 @@ def test_clean_tables_pass_the_source_checks(clean_root, clean):
 
 def test_dirty_entries_are_quarantined_with_their_reasons(dirty):
     invalid = dirty.quarantine.filter(pl.col("kind") == "invalid")
-    assert {(file, row): reason for file, row, reason in invalid.select("file", "row", "reason").iter_rows()} == \
-        padchest.DIRT[PADCHEST_GR.key]
+    assert {
+        (file, row): reason for file, row, reason in invalid.select("file", "row", "reason").iter_rows()
+    } == padchest.DIRT[PADCHEST_GR.key]
     assert checks.accounting_problems(dirty.accounting, dirty.quarantine) == []
     assert checks.box_problems(dirty.boxes) == []
     details = dict(invalid.select("row", "detail").iter_rows())
@@ -125,8 +138,12 @@ def test_exists_check_takes_sizes_from_the_padchest_table(dirty_root):
     reasons = dict(tables.quarantine.select("row", "reason").iter_rows())
     assert 1 not in reasons and reasons[2] == "missing_image"  # the truncated PNG is not decoded
     _, _, table = released(dirty_root)
-    sizes = {i: (int(c), int(r)) for i, c, r in table.select("ImageID", "Columns_DICOM", "Rows_DICOM").iter_rows()}
-    assert all(sizes[i] == (w, h) for i, w, h in tables.images.select("image_id", "width", "height").iter_rows())
+    sizes = {
+        i: (int(c), int(r)) for i, c, r in table.select("ImageID", "Columns_DICOM", "Rows_DICOM").iter_rows()
+    }
+    assert all(
+        sizes[i] == (w, h) for i, w, h in tables.images.select("image_id", "width", "height").iter_rows()
+    )
     assert tables.facts["sizes_from_png"] == 0
 
 

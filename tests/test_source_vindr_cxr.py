@@ -8,13 +8,13 @@ import polars as pl
 import pydicom
 import pytest
 from PIL import Image
+from sample_digests import folder_digests
 
 from radvlm_pipeline.datasets import DERIVED_IMAGE_ROOTS, VINDR_CXR
 from radvlm_pipeline.sample_data import vindr
 from radvlm_pipeline.sample_data.common import Variant
 from radvlm_pipeline.sources import checks, vindr_cxr
 from radvlm_pipeline.sources.base import DatasetUnavailable, ReaderOptions
-from sample_digests import folder_digests
 
 SEED = 0
 
@@ -69,8 +69,11 @@ def test_images_per_split_and_negatives(clean_root, clean):
 def test_three_radiologists_fuse_into_their_mean_box(clean_root, clean):
     image_id = vindr.image_id_for(SEED, "train", 0)
     width, height = dicom_size(clean_root, "train", image_id)
-    drawn = [r for r in annotation_rows(clean_root, vindr_cxr.TRAIN_CSV)
-             if r["image_id"] == image_id and r["class_name"] == "Cardiomegaly"]
+    drawn = [
+        r
+        for r in annotation_rows(clean_root, vindr_cxr.TRAIN_CSV)
+        if r["image_id"] == image_id and r["class_name"] == "Cardiomegaly"
+    ]
     assert len({r["rad_id"] for r in drawn}) == 3
     scale = np.array([width, height, width, height], dtype=float)
     mean = np.mean([[float(r[c]) for c in vindr_cxr.COORDINATES] for r in drawn], axis=0) / scale
@@ -84,15 +87,26 @@ def test_three_radiologists_fuse_into_their_mean_box(clean_root, clean):
 
 
 def test_test_boxes_are_the_consensus_as_released(clean_root, clean):
-    first = next(r for r in annotation_rows(clean_root, vindr_cxr.TEST_CSV) if r["class_name"] != "No finding")
+    first = next(
+        r for r in annotation_rows(clean_root, vindr_cxr.TEST_CSV) if r["class_name"] != "No finding"
+    )
     width, height = dicom_size(clean_root, "test", first["image_id"])
-    expected = [float(first["x_min"]) / width, float(first["y_min"]) / height,
-                float(first["x_max"]) / width, float(first["y_max"]) / height]
-    matches = clean.boxes.filter((pl.col("image_id") == first["image_id"]) & (pl.col("label") == first["class_name"]))
-    assert any(np.allclose(row[:4], expected) and row[4] == 1
-               for row in matches.select("x1", "y1", "x2", "y2", "annotators").iter_rows())
+    expected = [
+        float(first["x_min"]) / width,
+        float(first["y_min"]) / height,
+        float(first["x_max"]) / width,
+        float(first["y_max"]) / height,
+    ]
+    matches = clean.boxes.filter(
+        (pl.col("image_id") == first["image_id"]) & (pl.col("label") == first["class_name"])
+    )
+    assert any(
+        np.allclose(row[:4], expected) and row[4] == 1
+        for row in matches.select("x1", "y1", "x2", "y2", "annotators").iter_rows()
+    )
     assert clean.facts["test_consensus_boxes"] == sum(
-        r["class_name"] != "No finding" for r in annotation_rows(clean_root, vindr_cxr.TEST_CSV))
+        r["class_name"] != "No finding" for r in annotation_rows(clean_root, vindr_cxr.TEST_CSV)
+    )
 
 
 def test_images_table_points_at_converted_pngs(clean_root, clean, storage):
@@ -104,7 +118,9 @@ def test_images_table_points_at_converted_pngs(clean_root, clean, storage):
         assert (image["width"], image["height"]) == dicom_size(clean_root, image["split"], image["image_id"])
         assert Image.open(png_root / image["path"]).size == (image["width"], image["height"])
         assert image["width"] != image["height"]
-    no_sex = clean.images.filter(pl.col("image_id") == vindr.image_id_for(SEED, "train", 3))  # PatientSex absent
+    no_sex = clean.images.filter(
+        pl.col("image_id") == vindr.image_id_for(SEED, "train", 3)
+    )  # PatientSex absent
     assert no_sex["sex"].to_list() == [None]
     assert set(clean.images["sex"].drop_nulls()) == {"M", "F"}
     assert checks.image_problems(clean.images, clean_root, storage) == []
@@ -119,14 +135,21 @@ def test_every_png_shows_dense_tissue_bright_whatever_the_photometric(clean, sto
         pixels = np.asarray(Image.open(png_root / path), dtype=float)
         height, width = pixels.shape
         rows = slice(int(0.40 * height), int(0.55 * height))
-        lungs = (pixels[rows, int(0.20 * width):int(0.30 * width)], pixels[rows, int(0.70 * width):int(0.80 * width)])
-        spine = pixels[int(0.05 * height):int(0.15 * height), int(0.48 * width):int(0.52 * width)]
+        lungs = (
+            pixels[rows, int(0.20 * width) : int(0.30 * width)],
+            pixels[rows, int(0.70 * width) : int(0.80 * width)],
+        )
+        spine = pixels[int(0.05 * height) : int(0.15 * height), int(0.48 * width) : int(0.52 * width)]
         # The clearer lung: a nodule or effusion drawn into one lung makes that one bright.
         assert min(lung.mean() for lung in lungs) < spine.mean(), path
 
 
 def test_wbf_parameters_are_used_and_recorded(clean_root, clean, storage):
-    assert (clean.facts["wbf_iou_thr"], clean.facts["wbf_skip_box_thr"], clean.facts["wbf_conf_type"]) == (0.5, 0.0, "avg")
+    assert (clean.facts["wbf_iou_thr"], clean.facts["wbf_skip_box_thr"], clean.facts["wbf_conf_type"]) == (
+        0.5,
+        0.0,
+        "avg",
+    )
     strict = vindr_cxr.read(clean_root, ReaderOptions(storage_root=storage, wbf_iou_thr=0.95))
     assert strict.facts["wbf_iou_thr"] == 0.95
     assert strict.facts["fused_boxes"] > clean.facts["fused_boxes"]  # fewer boxes overlap enough to fuse
@@ -148,7 +171,10 @@ def test_clean_tables_pass_the_source_checks(clean):
 
 
 def test_dirty_rows_are_quarantined_with_their_reasons(dirty):
-    found = {(file, row): reason for file, row, reason in dirty.quarantine.select("file", "row", "reason").iter_rows()}
+    found = {
+        (file, row): reason
+        for file, row, reason in dirty.quarantine.select("file", "row", "reason").iter_rows()
+    }
     assert found == vindr.DIRT[VINDR_CXR.key]
     assert set(dirty.quarantine["kind"]) == {"invalid"}
     assert checks.accounting_problems(dirty.accounting, dirty.quarantine) == []
@@ -187,9 +213,14 @@ def test_write_scale_writes_paper_proportions_without_pixels(tmp_path):
     assert counts[VINDR_CXR.key]["train_images"] == 1_500 and counts[VINDR_CXR.key]["test_images"] == 300
     train = pl.read_csv(tmp_path / VINDR_CXR.folder / vindr_cxr.TRAIN_CSV)
     assert train.columns == list(vindr.COLUMNS)
-    assert train["image_id"].n_unique() == 1_500 and train.height == counts[VINDR_CXR.key]["train_annotation_rows"]
-    assert train.filter(pl.col("class_name") == "No finding")["x_min"].null_count() == train.filter(
-        pl.col("class_name") == "No finding").height
+    assert (
+        train["image_id"].n_unique() == 1_500
+        and train.height == counts[VINDR_CXR.key]["train_annotation_rows"]
+    )
+    assert (
+        train.filter(pl.col("class_name") == "No finding")["x_min"].null_count()
+        == train.filter(pl.col("class_name") == "No finding").height
+    )
     assert "rad_ID" in pl.read_csv(tmp_path / VINDR_CXR.folder / vindr_cxr.TEST_CSV).columns
     assert train.group_by("image_id").agg(pl.col("rad_id").n_unique())["rad_id"].eq(3).all()
     labels = pl.read_csv(tmp_path / VINDR_CXR.folder / "annotations" / "image_labels_train.csv")

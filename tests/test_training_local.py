@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
+from training_helpers import write_sample_corpus
 
 from assets.finetune import build_finetune_assets
 from radvlm_pipeline.training.base_model import prepare_base_model
@@ -17,7 +18,6 @@ from radvlm_pipeline.training.report import read_metrics
 from radvlm_pipeline.training.train import train
 from resources.launchers import LocalTrainingLauncher
 from resources.storage import PipelineStorage
-from training_helpers import tiny_model_dir, write_sample_corpus  # noqa: F401 (fixture)
 
 FAST_LEARNING = {"lr_vision": 1e-3, "lr_language": 1e-3}  # the paper's rates barely move a random toy
 
@@ -32,8 +32,12 @@ def roots(tmp_path) -> tuple[Path, Path]:
 def run_config(roots, model_dir, out: Path, **settings) -> TrainConfig:
     storage, data = roots
     return TrainConfig(
-        model_path=str(model_dir), output_dir=str(out), data_root=str(data), storage_root=str(storage),
-        shard_files=[str(f) for f in recipe_shard_files(storage, "all")], **{**FAST_LEARNING, **settings},
+        model_path=str(model_dir),
+        output_dir=str(out),
+        data_root=str(data),
+        storage_root=str(storage),
+        shard_files=[str(f) for f in recipe_shard_files(storage, "all")],
+        **{**FAST_LEARNING, **settings},
     )
 
 
@@ -62,7 +66,10 @@ def test_loss_goes_down_and_a_resumed_run_ends_with_the_same_weights(roots, tiny
     # Other settings never resume someone else's checkpoint.
     other = train(run_config(roots, tiny_model_dir, interrupted, **{**settings, "seed": 1}))
     assert other["resumed_from_step"] == 0
-    hashes = {json.loads(m.read_text())["config_hash"] for m in (interrupted / "checkpoints").glob("*/checkpoint.json")}
+    hashes = {
+        json.loads(m.read_text())["config_hash"]
+        for m in (interrupted / "checkpoints").glob("*/checkpoint.json")
+    }
     assert hashes == {other["config_hash"]}  # the other settings' checkpoints were cleared, not mixed in
 
 
@@ -77,12 +84,16 @@ LAUNCHERS = [
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("mode, processes, zero", LAUNCHERS)
-def test_finetuned_model_asset_trains_through_each_local_launcher(roots, tiny_model_dir, mode, processes, zero):
+def test_finetuned_model_asset_trains_through_each_local_launcher(
+    roots, tiny_model_dir, mode, processes, zero
+):
     storage, data = roots
     base_model, finetuned_model = build_finetune_assets(AssetKey("corpus"))
     run_config = {
         "ops": {
-            "finetuned_model": {"config": {**FAST_LEARNING, "micro_batch_size": 2, "epochs": 2, "deepspeed": zero}},
+            "finetuned_model": {
+                "config": {**FAST_LEARNING, "micro_batch_size": 2, "epochs": 2, "deepspeed": zero}
+            },
         }
     }
     resources = {
@@ -95,7 +106,11 @@ def test_finetuned_model_asset_trains_through_each_local_launcher(roots, tiny_mo
         else:
             prepare_base_model(storage, str(tiny_model_dir))
         result = materialize(
-            [finetuned_model], resources=resources, instance=instance, partition_key="all", run_config=run_config
+            [finetuned_model],
+            resources=resources,
+            instance=instance,
+            partition_key="all",
+            run_config=run_config,
         )
         assert result.success
         metadata = result.asset_materializations_for_node("finetuned_model")[0].metadata
@@ -103,7 +118,10 @@ def test_finetuned_model_asset_trains_through_each_local_launcher(roots, tiny_mo
     steps = 12 * 2 // (2 * processes)
     assert metadata["recipe"].value == "all"
     assert metadata["rows_per_task"].value == {
-        "classification": 4, "conversation": 2, "phrase_grounding": 2, "report_generation": 4,
+        "classification": 4,
+        "conversation": 2,
+        "phrase_grounding": 2,
+        "report_generation": 4,
     }
     assert metadata["steps"].value == steps and metadata["processes"].value == processes
     assert metadata["tokens_per_s"].value > 0 and metadata["wall_time_s"].value > 0

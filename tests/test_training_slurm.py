@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
+from training_helpers import write_sample_corpus
 
 from assets.finetune import build_finetune_assets
 from radvlm_pipeline.launch.commands import TERMINAL_STATES, job_outcome
 from radvlm_pipeline.launch.slurm import job_record, run_job
+from radvlm_pipeline.training.base_model import prepare_base_model
 from radvlm_pipeline.training.report import read_metrics
 from resources.launchers import SlurmTrainingLauncher
 from resources.storage import PipelineStorage
-from radvlm_pipeline.training.base_model import prepare_base_model
-from training_helpers import tiny_model_dir, write_sample_corpus  # noqa: F401 (fixture)
 
 START_SCRIPT = Path(__file__).parent / "slurm" / "start_slurm.sh"
 
@@ -33,7 +33,9 @@ def slurm():
     except subprocess.TimeoutExpired:
         pytest.skip("Slurm did not start within 240 s")
     if started.returncode != 0:
-        pytest.skip(f"cannot start a single-node Slurm here: {(started.stderr or started.stdout).strip()[-400:]}")
+        pytest.skip(
+            f"cannot start a single-node Slurm here: {(started.stderr or started.stdout).strip()[-400:]}"
+        )
 
 
 def batch_script(tmp_path: Path, body: str) -> Path:
@@ -45,7 +47,10 @@ def batch_script(tmp_path: Path, body: str) -> Path:
 def test_a_failing_job_reports_its_state_and_exit_code(tmp_path):
     lines = []
     _, state, exit_code = run_job(
-        batch_script(tmp_path, "echo before failing; exit 3"), tmp_path / "job.log", lines.append, poll_seconds=0.5
+        batch_script(tmp_path, "echo before failing; exit 3"),
+        tmp_path / "job.log",
+        lines.append,
+        poll_seconds=0.5,
     )
     assert (state, exit_code) == ("FAILED", 3)
     assert "before failing" in lines
@@ -60,8 +65,11 @@ def test_the_job_is_cancelled_when_the_caller_stops_waiting(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run_job(
-            batch_script(tmp_path, "echo started; sleep 120"), tmp_path / "job.log", interrupt_on_start,
-            on_submitted=submitted.append, poll_seconds=0.5,
+            batch_script(tmp_path, "echo started; sleep 120"),
+            tmp_path / "job.log",
+            interrupt_on_start,
+            on_submitted=submitted.append,
+            poll_seconds=0.5,
         )
     for _ in range(60):
         state, _ = job_outcome(job_record(submitted[0]))
@@ -86,7 +94,10 @@ def test_finetuned_model_asset_trains_as_a_slurm_job_with_two_processes(tmp_path
     with DagsterInstance.ephemeral() as instance:
         assert materialize([base_model], resources=resources, instance=instance).success
         result = materialize(
-            [finetuned_model], resources=resources, instance=instance, partition_key="conversation",
+            [finetuned_model],
+            resources=resources,
+            instance=instance,
+            partition_key="conversation",
             run_config=run_config,
         )
         assert result.success
@@ -100,7 +111,9 @@ def test_finetuned_model_asset_trains_as_a_slurm_job_with_two_processes(tmp_path
     assert metadata["slurm_job_id"].value.isdigit()
     assert metadata["launcher"].value == "slurm 1 node(s) x 2 process(es)"
     assert any(message.startswith("[slurm] job ") for message in logs)  # the batch log streamed into the run
-    assert any("recipe=conversation rows=4 processes=2" in message for message in logs)  # Pipes log from rank 0
+    assert any(
+        "recipe=conversation rows=4 processes=2" in message for message in logs
+    )  # Pipes log from rank 0
     metrics = read_metrics(storage / "models" / "conversation" / "metrics.jsonl")
     assert [m["step"] for m in metrics] == list(range(1, metadata["steps"].value + 1))
     assert (Path(metadata["output_path"].value) / "model.safetensors").exists()
@@ -115,7 +128,9 @@ def test_a_failed_training_job_fails_the_materialization_with_its_log(tmp_path, 
     resources = {
         "storage": PipelineStorage(data_root=str(data), storage_root=str(storage)),
         # A Python that cannot start: the job fails before the training ever opens Pipes.
-        "training_launcher": SlurmTrainingLauncher(cpus_per_task=1, poll_seconds=0.5, python_executable="/nonexistent/python"),
+        "training_launcher": SlurmTrainingLauncher(
+            cpus_per_task=1, poll_seconds=0.5, python_executable="/nonexistent/python"
+        ),
     }
     result = materialize([finetuned_model], resources=resources, partition_key="all", raise_on_error=False)
     assert not result.success

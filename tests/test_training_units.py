@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from training_helpers import write_sample_corpus
 
 from radvlm_pipeline.launch.commands import (
     SlurmJobSpec,
@@ -15,12 +16,11 @@ from radvlm_pipeline.launch.commands import (
     parse_sbatch_job_id,
     sbatch_script,
 )
+from radvlm_pipeline.schema import TASKS
 from radvlm_pipeline.training.data import BatchPlan, load_image, micro_batch_indices
 from radvlm_pipeline.training.processing import IGNORE_INDEX, collate, encode_conversation, to_messages
 from radvlm_pipeline.training.recipes import RECIPES, recipe_shard_files, rows_per_task
-from radvlm_pipeline.schema import TASKS
 from radvlm_pipeline.training.synthetic import write_image
-from training_helpers import tiny_model_dir, write_sample_corpus  # noqa: F401 (fixture)
 
 MULTI_TURN = [
     {"from": "human", "value": "<image>\nWhat view is this?"},
@@ -48,7 +48,9 @@ def test_only_assistant_answers_carry_labels_in_every_round(processor):
     )
     # Labels equal the input ids where set (the model shifts them itself).
     assert all(l in (IGNORE_INDEX, t) for t, l in zip(sample.input_ids, sample.labels))
-    unlabelled = processor.tokenizer.decode([t for t, l in zip(sample.input_ids, sample.labels) if l == IGNORE_INDEX])
+    unlabelled = processor.tokenizer.decode(
+        [t for t, l in zip(sample.input_ids, sample.labels) if l == IGNORE_INDEX]
+    )
     assert "What view is this?" in unlabelled and "Is there an effusion?" in unlabelled
     assert unlabelled.count("<|im_start|>assistant") == 2
 
@@ -60,7 +62,10 @@ def test_batch_labels_survive_image_expansion_and_padding(processor):
     batch = collate(processor, [MULTI_TURN, MULTI_TURN[:2]], images, max_length=4096)
     image_id = processor.image_token_id
     for row, expected in enumerate(
-        ["A frontal PA view.<|im_end|>Yes, at [0.55, 0.60, 0.90, 0.95].<|im_end|>", "A frontal PA view.<|im_end|>"]
+        [
+            "A frontal PA view.<|im_end|>Yes, at [0.55, 0.60, 0.90, 0.95].<|im_end|>",
+            "A frontal PA view.<|im_end|>",
+        ]
     ):
         ids, labels = batch["input_ids"][row].tolist(), batch["labels"][row].tolist()
         assert labelled_text(processor, ids, labels) == expected
@@ -113,7 +118,10 @@ def test_recipes_cover_every_task_and_select_their_shards(tmp_path):
     files = recipe_shard_files(tmp_path / "storage", "conversation")
     assert [f.parent.name for f in files] == ["conversation__mimic_cxr"]
     assert rows_per_task(recipe_shard_files(tmp_path / "storage", "all")) == {
-        "classification": 2, "conversation": 1, "phrase_grounding": 1, "report_generation": 2,
+        "classification": 2,
+        "conversation": 1,
+        "phrase_grounding": 1,
+        "report_generation": 2,
     }
 
 
@@ -126,24 +134,54 @@ def test_sixteen_bit_png_becomes_rgb(tmp_path):
 
 def test_local_commands():
     config = Path("/runs/a.yaml")
-    assert local_command("python", 1, config, "py") == ["py", "-m", "radvlm_pipeline.training.train", "--config", "/runs/a.yaml"]
+    assert local_command("python", 1, config, "py") == [
+        "py",
+        "-m",
+        "radvlm_pipeline.training.train",
+        "--config",
+        "/runs/a.yaml",
+    ]
     torchrun = local_command("torchrun", 2, config, "py")
     assert torchrun[:5] == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     deepspeed = local_command("deepspeed", 2, config, "py", master_port=29555)
-    assert deepspeed[:6] == ["py", "-m", "deepspeed.launcher.runner", "--num_gpus=2", "--master_port=29555", "--module"]
+    assert deepspeed[:6] == [
+        "py",
+        "-m",
+        "deepspeed.launcher.runner",
+        "--num_gpus=2",
+        "--master_port=29555",
+        "--module",
+    ]
     with pytest.raises(ValueError):
         local_command("python", 2, config, "py")
 
 
 def test_sbatch_script_runs_one_torchrun_per_node_with_a_shared_rendezvous(tmp_path):
-    script = sbatch_script(SlurmJobSpec(
-        job_name="radvlm-all", nodes=4, processes_per_node=8, gpus_per_node=8, cpus_per_task=32,
-        time_limit="12:00:00", python="/env/bin/python", workdir=tmp_path, config_path=tmp_path / "c.yaml",
-        log_path=tmp_path / "slurm.log", environment={"DAGSTER_PIPES_CONTEXT": "abc def"}, partition="gpu",
-        extra_sbatch_lines=["#SBATCH --qos=high"],
-    ))
-    for line in ["#SBATCH --nodes=4", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=8",
-                 "#SBATCH --partition=gpu", "#SBATCH --qos=high", "export DAGSTER_PIPES_CONTEXT='abc def'"]:
+    script = sbatch_script(
+        SlurmJobSpec(
+            job_name="radvlm-all",
+            nodes=4,
+            processes_per_node=8,
+            gpus_per_node=8,
+            cpus_per_task=32,
+            time_limit="12:00:00",
+            python="/env/bin/python",
+            workdir=tmp_path,
+            config_path=tmp_path / "c.yaml",
+            log_path=tmp_path / "slurm.log",
+            environment={"DAGSTER_PIPES_CONTEXT": "abc def"},
+            partition="gpu",
+            extra_sbatch_lines=["#SBATCH --qos=high"],
+        )
+    )
+    for line in [
+        "#SBATCH --nodes=4",
+        "#SBATCH --ntasks-per-node=1",
+        "#SBATCH --gpus-per-node=8",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --qos=high",
+        "export DAGSTER_PIPES_CONTEXT='abc def'",
+    ]:
         assert line in script.splitlines()
     srun = script.splitlines()[-1]
     assert srun.startswith("srun --kill-on-bad-exit=1 /env/bin/python -m torch.distributed.run")
@@ -165,10 +203,15 @@ def test_each_corpus_partition_feeds_all_and_its_task_family():
 
     assert recipe_for_corpus_partition("abnormality_detection__vindr_cxr") == ["all", "abnormality_grounding"]
     assert recipe_for_corpus_partition("grounded_conversation__ms_cxr") == ["all", "conversation"]
-    assert recipe_for_corpus_partition(MultiPartitionKey({"task": "classification", "source": "chexpert"})) == [
-        "all", "classification",
+    assert recipe_for_corpus_partition(
+        MultiPartitionKey({"task": "classification", "source": "chexpert"})
+    ) == [
+        "all",
+        "classification",
     ]
-    mapping = corpus_dependency(AssetKey("corpus"), ["report_generation__mimic_cxr", "eval__mimic_cxr"]).partition_mapping
+    mapping = corpus_dependency(
+        AssetKey("corpus"), ["report_generation__mimic_cxr", "eval__mimic_cxr"]
+    ).partition_mapping
     assert mapping.downstream_partition_keys_by_upstream_partition_key == {
         "report_generation__mimic_cxr": {"all", "report_generation"},
     }

@@ -44,8 +44,9 @@ def free_port() -> int:
 
 def graphql(port: int, query: str, variables: dict | None = None) -> dict:
     body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -56,17 +57,34 @@ def dagster_dev(tmp_path_factory):
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     port = free_port()
-    env = dict(os.environ, DAGSTER_HOME=str(home), RADVLM_STORAGE_ROOT=str(tmp_path_factory.mktemp("storage")))
+    env = dict(
+        os.environ, DAGSTER_HOME=str(home), RADVLM_STORAGE_ROOT=str(tmp_path_factory.mktemp("storage"))
+    )
     log = open(home / "dagster_dev.log", "w")
     process = subprocess.Popen(
-        [str(Path(os.sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(Path(os.sys.executable).parent / "dagster"),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 180
         while True:
             try:
-                answer = graphql(port, "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }")
+                answer = graphql(
+                    port, "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"
+                )
                 if "LOADED" in json.dumps(answer):
                     break
             except OSError:
@@ -91,8 +109,13 @@ def page():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run", "--disable-sync"],
+            args=[
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
         )
         yield browser.new_page(viewport={"width": 1600, "height": 1000})
         browser.close()
@@ -120,8 +143,11 @@ def test_materialize_a_source_asset_from_its_page(dagster_dev, page):
     deadline = time.monotonic() + 180
     status = None
     while time.monotonic() < deadline:
-        status = graphql(dagster_dev, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
-                         {"id": run_id})["data"]["runOrError"]["status"]
+        status = graphql(
+            dagster_dev,
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
+            {"id": run_id},
+        )["data"]["runOrError"]["status"]
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
             break
         time.sleep(1)

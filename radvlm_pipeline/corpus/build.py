@@ -16,7 +16,14 @@ import polars as pl
 from radvlm_pipeline.corpus.builders import BUILDERS, TASK_TEMPLATES
 from radvlm_pipeline.corpus.engine import Assembled, assemble
 from radvlm_pipeline.corpus.inputs import CorpusInputMissing, CorpusInputs
-from radvlm_pipeline.corpus.shards import EVAL, SHARDS, corpus_dir, eval_paths, write_eval_sets, write_partition
+from radvlm_pipeline.corpus.shards import (
+    EVAL,
+    SHARDS,
+    corpus_dir,
+    eval_paths,
+    write_eval_sets,
+    write_partition,
+)
 from radvlm_pipeline.corpus.table import PATIENT_NAMESPACE, CorpusConfig, TableRow
 from radvlm_pipeline.corpus.templates import templates_fingerprint
 
@@ -61,20 +68,40 @@ def held_out_subjects(storage_root: Path, source: str) -> pl.DataFrame:
     )
 
 
-def _assemble(inputs: CorpusInputs, task: str, source: str, purpose: str, splits: tuple[str, ...],
-              config: CorpusConfig, repeat: int, cap: int | None, held_out: pl.DataFrame | None) -> Assembled:
+def _assemble(
+    inputs: CorpusInputs,
+    task: str,
+    source: str,
+    purpose: str,
+    splits: tuple[str, ...],
+    config: CorpusConfig,
+    repeat: int,
+    cap: int | None,
+    held_out: pl.DataFrame | None,
+) -> Assembled:
     samples = BUILDERS[task](inputs, source, splits)
-    return assemble(samples, task=task, source=source, purpose=purpose, templates=TASK_TEMPLATES[task],
-                    seed=config.seed, repeat=repeat, cap=cap, held_out_subjects=held_out)
+    return assemble(
+        samples,
+        task=task,
+        source=source,
+        purpose=purpose,
+        templates=TASK_TEMPLATES[task],
+        seed=config.seed,
+        repeat=repeat,
+        cap=cap,
+        held_out_subjects=held_out,
+    )
 
 
-def build_partition(storage_root: Path, key: str, config: CorpusConfig = CorpusConfig()) -> PartitionResult:
+def build_partition(storage_root: Path, key: str, config: CorpusConfig | None = None) -> PartitionResult:
     """Rebuild one Table 1 row's shards; no other partition is read or touched."""
+    config = config or CorpusConfig()
     row: TableRow = config.row(key)
     inputs = CorpusInputs(storage_root)
     held_out = held_out_subjects(storage_root, row.source)
-    assembled = _assemble(inputs, row.task, row.source, row.key, config.training_splits, config,
-                          row.repeat, row.cap, held_out)
+    assembled = _assemble(
+        inputs, row.task, row.source, row.key, config.training_splits, config, row.repeat, row.cap, held_out
+    )
     manifest = {
         "partition": row.key,
         "task": row.task,
@@ -91,15 +118,27 @@ def build_partition(storage_root: Path, key: str, config: CorpusConfig = CorpusC
     return PartitionResult(rows=assembled.rows, manifest=manifest)
 
 
-def build_eval_sets(storage_root: Path, config: CorpusConfig = CorpusConfig()) -> dict[str, PartitionResult]:
+def build_eval_sets(storage_root: Path, config: CorpusConfig | None = None) -> dict[str, PartitionResult]:
     """The held-out sets, from test splits only, one file per task (same engine, one repetition)."""
+    config = config or CorpusConfig()
     inputs = CorpusInputs(storage_root)
     built: dict[str, Assembled] = {}
     records: dict[str, dict[str, Any]] = {}
     for spec in config.eval_sets:
-        built[spec.task] = _assemble(inputs, spec.task, spec.source, spec.key, ("test",), config, 1, spec.cap, None)
-        records[spec.task] = {"task": spec.task, "source": spec.source, "cap": spec.cap,
-                              "stats": built[spec.task].stats, "config_fingerprint": config.fingerprint()}
-    manifest = write_eval_sets({task: a.rows for task, a in built.items()}, corpus_dir(storage_root) / EVAL,
-                               config.zstd_level, records)
+        built[spec.task] = _assemble(
+            inputs, spec.task, spec.source, spec.key, ("test",), config, 1, spec.cap, None
+        )
+        records[spec.task] = {
+            "task": spec.task,
+            "source": spec.source,
+            "cap": spec.cap,
+            "stats": built[spec.task].stats,
+            "config_fingerprint": config.fingerprint(),
+        }
+    manifest = write_eval_sets(
+        {task: a.rows for task, a in built.items()},
+        corpus_dir(storage_root) / EVAL,
+        config.zstd_level,
+        records,
+    )
     return {task: PartitionResult(rows=built[task].rows, manifest=manifest[task]) for task in built}

@@ -36,7 +36,10 @@ def _image_lineage() -> pl.Expr:
 
 
 def _no_targets() -> list[pl.Expr]:
-    return [pl.lit(None, dtype=BOX_LIST).alias("target_boxes"), pl.lit(None, dtype=pl.List(pl.String)).alias("target_labels")]
+    return [
+        pl.lit(None, dtype=BOX_LIST).alias("target_boxes"),
+        pl.lit(None, dtype=pl.List(pl.String)).alias("target_labels"),
+    ]
 
 
 def _no_llm() -> pl.Expr:
@@ -70,18 +73,24 @@ def report_generation(inputs: CorpusInputs, source: str, splits: tuple[str, ...]
     joined = attach_to_images(inputs.images(source, splits), clean, ["report_clean", "status", "cache_key"])
     report = pl.col("report_clean").str.strip_chars()
     frame = joined.with_columns(
-        _reason=pl.when(pl.col(_FOUND).is_null()).then(pl.lit("no_clean_report"))
-        .when(pl.col("status") != "ok").then(pl.format("report_{}", pl.col("status")))
-        .when(report.is_null() | (report == "")).then(pl.lit("report_empty"))
+        _reason=pl.when(pl.col(_FOUND).is_null())
+        .then(pl.lit("no_clean_report"))
+        .when(pl.col("status") != "ok")
+        .then(pl.format("report_{}", pl.col("status")))
+        .when(report.is_null() | (report == ""))
+        .then(pl.lit("report_empty"))
     ).collect()
     samples = frame.filter(pl.col("_reason").is_null()).select(
-        "split", "subject_id", "image_dataset", "image_path",
+        "split",
+        "subject_id",
+        "image_dataset",
+        "image_path",
+        *_no_targets(),
         sample_key=pl.col("image_id"),
         source_ids=_image_lineage(),
         llm_cache_keys=pl.concat_list(pl.col("cache_key")),
         case=pl.lit("report"),
         report=report,
-        *_no_targets(),
     )
     return Samples(samples, skipped=_skipped(frame))
 
@@ -103,29 +112,46 @@ def classification(inputs: CorpusInputs, source: str, splits: tuple[str, ...]) -
         .unpivot(index="image_id", on=list(CHEXPERT_LABELS), variable_name="label")
         .filter(pl.col("value"))
         .group_by("image_id", maintain_order=True)
-        .agg(target_labels=pl.col("label"), _findings=pl.col("label").replace_strict(shown, default=None).drop_nulls())
+        .agg(
+            target_labels=pl.col("label"),
+            _findings=pl.col("label").replace_strict(shown, default=None).drop_nulls(),
+        )
     )
     no_labels = pl.lit([], dtype=pl.List(pl.String))
-    samples = usable.join(positives, on="image_id", how="left").with_columns(
-        pl.col("target_labels", "_findings").fill_null(no_labels)
-    ).select(
-        "split", "subject_id", "image_dataset", "image_path", "target_labels",
-        sample_key=pl.col("image_id"),
-        source_ids=_image_lineage(),
-        llm_cache_keys=_no_llm(),
-        case=pl.when(pl.col("_findings").list.len() == 0).then(pl.lit("none")).otherwise(pl.lit("findings")),
-        findings=readable_list(pl.col("_findings")),
-        target_boxes=pl.lit(None, dtype=BOX_LIST),
+    samples = (
+        usable.join(positives, on="image_id", how="left")
+        .with_columns(pl.col("target_labels", "_findings").fill_null(no_labels))
+        .select(
+            "split",
+            "subject_id",
+            "image_dataset",
+            "image_path",
+            "target_labels",
+            sample_key=pl.col("image_id"),
+            source_ids=_image_lineage(),
+            llm_cache_keys=_no_llm(),
+            case=pl.when(pl.col("_findings").list.len() == 0)
+            .then(pl.lit("none"))
+            .otherwise(pl.lit("findings")),
+            findings=readable_list(pl.col("_findings")),
+            target_boxes=pl.lit(None, dtype=BOX_LIST),
+        )
     )
     return Samples(samples, skipped=_skipped(frame))
 
 
 def _boxes(inputs: CorpusInputs, source: str, kind: str, splits: tuple[str, ...]) -> pl.LazyFrame:
     """Boxes of one kind on the images of some splits, with the image columns, in box_id order."""
-    boxes = inputs.table(source, "boxes").filter(pl.col("kind") == kind).select(
-        "image_id", "box_id", "label", box=pl.concat_arr("x1", "y1", "x2", "y2")
+    boxes = (
+        inputs.table(source, "boxes")
+        .filter(pl.col("kind") == kind)
+        .select("image_id", "box_id", "label", box=pl.concat_arr("x1", "y1", "x2", "y2"))
     )
-    return inputs.images(source, splits).join(boxes, on="image_id", how="inner").sort("image_id", "label", "box_id")
+    return (
+        inputs.images(source, splits)
+        .join(boxes, on="image_id", how="inner")
+        .sort("image_id", "label", "box_id")
+    )
 
 
 def _grouped_boxes(inputs: CorpusInputs, source: str, kind: str, splits: tuple[str, ...]) -> pl.DataFrame:
@@ -152,14 +178,18 @@ def anatomical_grounding(inputs: CorpusInputs, source: str, splits: tuple[str, .
     regions = inputs.table(source, "boxes").filter(pl.col("kind") == "region")
     with_regions = images.join(regions.select("image_id").unique().collect(), on="image_id", how="semi")
     samples = with_regions.select(
-        "split", "subject_id", "image_dataset", "image_path",
+        "split",
+        "subject_id",
+        "image_dataset",
+        "image_path",
         sample_key=pl.col("image_id"),
         source_ids=_image_lineage(),
         llm_cache_keys=_no_llm(),
         case=pl.lit("boxes"),
     )
-    options = regions.select("x1", "y1", "x2", "y2", "label", "box_id", sample_key=pl.col("image_id"),
-                             option_id=pl.col("box_id"))
+    options = regions.select(
+        "x1", "y1", "x2", "y2", "label", "box_id", sample_key=pl.col("image_id"), option_id=pl.col("box_id")
+    )
     option_columns = [
         pl.col("label").alias("target"),  # region names are lower case already ("right lung")
         pl.concat_list(pl.concat_arr("x1", "y1", "x2", "y2")).alias("target_boxes"),
@@ -167,21 +197,31 @@ def anatomical_grounding(inputs: CorpusInputs, source: str, splits: tuple[str, .
         pl.concat_list(pl.format("box:{}", pl.col("box_id"))).alias("option_source_ids"),
     ]
     skipped = {"no_region_boxes": images.height - with_regions.height}
-    return Samples(samples, options=options, option_columns=option_columns,
-                   skipped={k: v for k, v in skipped.items() if v})
+    return Samples(
+        samples,
+        options=options,
+        option_columns=option_columns,
+        skipped={k: v for k, v in skipped.items() if v},
+    )
 
 
 def _group_samples(groups: pl.DataFrame, sample_key: pl.Expr, shown_as: str) -> Samples:
     """One sample per (image, label) group of boxes; the label fills the template field ``shown_as``."""
-    return Samples(groups.select(
-        "split", "subject_id", "image_dataset", "image_path", "target_boxes",
-        sample_key=sample_key,
-        source_ids=_box_lineage(),
-        llm_cache_keys=_no_llm(),
-        case=pl.lit("boxes"),
-        target_labels=_labels_per_box(),
-        **{shown_as: display_labels(groups["label"])},
-    ))
+    return Samples(
+        groups.select(
+            "split",
+            "subject_id",
+            "image_dataset",
+            "image_path",
+            "target_boxes",
+            sample_key=sample_key,
+            source_ids=_box_lineage(),
+            llm_cache_keys=_no_llm(),
+            case=pl.lit("boxes"),
+            target_labels=_labels_per_box(),
+            **{shown_as: display_labels(groups["label"])},
+        )
+    )
 
 
 def _labels_per_box() -> pl.Expr:
@@ -204,7 +244,8 @@ def abnormality_detection(inputs: CorpusInputs, source: str, splits: tuple[str, 
     negative; VinDr-CXR's "No finding" rows carry no box)."""
     groups = _grouped_boxes(inputs, source, "finding", splits)
     groups = groups.with_columns(
-        box_strings(groups["target_boxes"]).alias("_box_strings"), display_labels(groups["label"]).alias("_shown")
+        box_strings(groups["target_boxes"]).alias("_box_strings"),
+        display_labels(groups["label"]).alias("_shown"),
     ).with_columns(_text=pl.format("{} at {}", pl.col("_shown"), readable_list(pl.col("_box_strings"))))
     per_image = groups.group_by("image_id", maintain_order=True).agg(
         _texts=pl.col("_text"),
@@ -215,10 +256,15 @@ def abnormality_detection(inputs: CorpusInputs, source: str, splits: tuple[str, 
     images = inputs.images(source, splits).collect().join(per_image, on="image_id", how="left")
     found = pl.col("_texts").is_not_null()
     samples = images.select(
-        "split", "subject_id", "image_dataset", "image_path",
+        "split",
+        "subject_id",
+        "image_dataset",
+        "image_path",
         sample_key=pl.col("image_id"),
         source_ids=_image_lineage().list.concat(
-            pl.col("box_ids").fill_null(pl.lit([], dtype=pl.List(pl.String))).list.eval(pl.format("box:{}", pl.element()))
+            pl.col("box_ids")
+            .fill_null(pl.lit([], dtype=pl.List(pl.String)))
+            .list.eval(pl.format("box:{}", pl.element()))
         ),
         llm_cache_keys=_no_llm(),
         case=pl.when(found).then(pl.lit("findings")).otherwise(pl.lit("none")),
@@ -250,19 +296,26 @@ def llm_conversations(inputs: CorpusInputs, source: str, splits: tuple[str, ...]
         conversations.join(images, on="image_id", how="left")
         .with_columns(_duplicate=pl.col("image_id").is_first_distinct().not_())
         .with_columns(
-            _reason=pl.when(pl.col("_duplicate")).then(pl.lit("duplicate_conversation"))
-            .when(pl.col("image_path").is_null()).then(pl.lit("image_not_in_source"))
-            .when(~alternates_human_gpt(pl.col("conversation"))).then(pl.lit("malformed_conversation"))
+            _reason=pl.when(pl.col("_duplicate"))
+            .then(pl.lit("duplicate_conversation"))
+            .when(pl.col("image_path").is_null())
+            .then(pl.lit("image_not_in_source"))
+            .when(~alternates_human_gpt(pl.col("conversation")))
+            .then(pl.lit("malformed_conversation"))
         )
         .collect()
     )
     samples = frame.filter(pl.col("_reason").is_null()).select(
-        "split", "subject_id", "image_dataset", "image_path", "conversation",
+        "split",
+        "subject_id",
+        "image_dataset",
+        "image_path",
+        "conversation",
+        *_no_targets(),
         sample_key=pl.col("image_id"),
         source_ids=_image_lineage(),
         llm_cache_keys=pl.concat_list(pl.col("cache_key")),
         case=pl.lit(None, dtype=pl.String),
-        *_no_targets(),
     )
     return Samples(samples, skipped=_skipped(frame))
 

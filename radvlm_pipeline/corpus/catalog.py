@@ -33,10 +33,18 @@ def write_catalog(root: Path) -> Path:
     staging = root / (CATALOG + ".tmp")
     staging.unlink(missing_ok=True)
     with duckdb.connect(str(staging)) as con:
-        con.execute("CREATE TABLE manifest (kind VARCHAR, name VARCHAR, file VARCHAR, rows BIGINT, bytes BIGINT, sha256 VARCHAR)")
-        records = [("training", key, f["file"], f["rows"], f["bytes"], f["sha256"])
-                   for key, p in partitions.items() for f in p["files"]]
-        records += [("evaluation", task, e["file"], e["rows"], e["bytes"], e["sha256"]) for task, e in evaluation.items()]
+        con.execute(
+            "CREATE TABLE manifest (kind VARCHAR, name VARCHAR, file VARCHAR, rows BIGINT, bytes BIGINT, sha256 VARCHAR)"
+        )
+        records = [
+            ("training", key, f["file"], f["rows"], f["bytes"], f["sha256"])
+            for key, p in partitions.items()
+            for f in p["files"]
+        ]
+        records += [
+            ("evaluation", task, e["file"], e["rows"], e["bytes"], e["sha256"])
+            for task, e in evaluation.items()
+        ]
         if records:
             con.executemany("INSERT INTO manifest VALUES (?, ?, ?, ?, ?, ?)", records)
         shard_files = [root / SHARDS / key / f["file"] for key, p in partitions.items() for f in p["files"]]
@@ -50,8 +58,12 @@ def write_catalog(root: Path) -> Path:
             )
         eval_files = {task: root / EVAL / e["file"] for task, e in evaluation.items()}
         for task, path in eval_files.items():
-            con.execute(f"CREATE VIEW eval_{task} AS SELECT * FROM read_parquet({_quote(str(path.resolve()))})")
+            con.execute(
+                f"CREATE VIEW eval_{task} AS SELECT * FROM read_parquet({_quote(str(path.resolve()))})"
+            )
         if eval_files:
-            con.execute(f"CREATE VIEW evaluation AS SELECT * FROM read_parquet({_files(list(eval_files.values()))})")
+            con.execute(
+                f"CREATE VIEW evaluation AS SELECT * FROM read_parquet({_files(list(eval_files.values()))})"
+            )
     os.replace(staging, target)
     return target

@@ -52,8 +52,12 @@ def no_held_out_patient_in_training(root: Path) -> CheckOutcome:
     if eval_paths(root):
         held = subjects_of(pl.scan_parquet(eval_paths(root))).select("namespace", "subject_id").unique()
         leaked = (
-            subjects_of(training).join(held, on=["namespace", "subject_id"], how="semi")
-            .select("id", "namespace", "subject_id").unique().sort("id").collect()
+            subjects_of(training)
+            .join(held, on=["namespace", "subject_id"], how="semi")
+            .select("id", "namespace", "subject_id")
+            .unique()
+            .sort("id")
+            .collect()
         )
         problems += [f"{r[0]}: patient {r[2]} ({r[1]}) is in an evaluation set" for r in leaked.iter_rows()]
     return _outcome(checked, problems)
@@ -65,7 +69,9 @@ def images_exist(root: Path, data_root: Path, storage_root: Path) -> CheckOutcom
     if rows is None:
         return CheckOutcome(0, 0)
     images = rows.select("image_dataset", "image_path").unique().sort("image_dataset", "image_path").collect()
-    roots = {name: image_root(name, data_root, storage_root) for name in images["image_dataset"].unique().to_list()}
+    roots = {
+        name: image_root(name, data_root, storage_root) for name in images["image_dataset"].unique().to_list()
+    }
     missing = [
         f"{dataset}/{path}: {roots[dataset] / path} does not exist"
         for dataset, path in images.iter_rows()
@@ -80,14 +86,20 @@ def boxes_in_range(root: Path) -> CheckOutcome:
     if rows is None:
         return CheckOutcome(0, 0)
     boxes = (
-        rows.select("id", "target_boxes").explode("target_boxes").drop_nulls("target_boxes")
-        .with_columns(pl.col("target_boxes").arr.to_struct(["x1", "y1", "x2", "y2"])).unnest("target_boxes")
+        rows.select("id", "target_boxes")
+        .explode("target_boxes")
+        .drop_nulls("target_boxes")
+        .with_columns(pl.col("target_boxes").arr.to_struct(["x1", "y1", "x2", "y2"]))
+        .unnest("target_boxes")
     )
     inside = pl.all_horizontal([pl.col(c).is_between(0.0, 1.0) for c in ("x1", "y1", "x2", "y2")])
     ordered = (pl.col("x1") < pl.col("x2")) & (pl.col("y1") < pl.col("y2"))
     checked = boxes.select(pl.len()).collect().item()
     bad = boxes.filter(~(inside & ordered).fill_null(False)).sort("id").collect()
-    problems = [f"{r['id']}: box [{r['x1']}, {r['y1']}, {r['x2']}, {r['y2']}]" for r in bad.head(MAX_EXAMPLES).iter_rows(named=True)]
+    problems = [
+        f"{r['id']}: box [{r['x1']}, {r['y1']}, {r['x2']}, {r['y2']}]"
+        for r in bad.head(MAX_EXAMPLES).iter_rows(named=True)
+    ]
     return _outcome(checked, problems, bad.height)
 
 
@@ -100,10 +112,11 @@ def answers_parse_back(root: Path) -> CheckOutcome:
     answered = (
         rows.filter(pl.col("target_boxes").is_not_null())
         .select(
-            "id", "target_boxes",
-            answer=pl.col("conversation").list.eval(
-                pl.element().filter(pl.element().struct.field("from") == "gpt").struct.field("value")
-            ).list.join("\n"),
+            "id",
+            "target_boxes",
+            answer=pl.col("conversation")
+            .list.eval(pl.element().filter(pl.element().struct.field("from") == "gpt").struct.field("value"))
+            .list.join("\n"),
         )
         .sort("id")
         .collect()

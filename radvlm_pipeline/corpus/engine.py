@@ -26,8 +26,8 @@ import polars as pl
 import pyarrow as pa
 
 from radvlm_pipeline.boxes import format_box
-from radvlm_pipeline.schema import CORPUS_SCHEMA, TURN
 from radvlm_pipeline.corpus.templates import TemplateSet
+from radvlm_pipeline.schema import CORPUS_SCHEMA, TURN
 
 BOX = pl.Array(pl.Float64, 4)
 BOX_LIST = pl.List(BOX)
@@ -86,7 +86,9 @@ def readable_list(items: pl.Expr, separator: str = ", ", last: str = " and ") ->
     return (
         pl.when(count <= 1)
         .then(items.list.first())
-        .otherwise(pl.concat_str([items.list.head(count - 1).list.join(separator), pl.lit(last), items.list.last()]))
+        .otherwise(
+            pl.concat_str([items.list.head(count - 1).list.join(separator), pl.lit(last), items.list.last()])
+        )
     )
 
 
@@ -139,7 +141,9 @@ def alternates_human_gpt(conversation: pl.Expr) -> pl.Expr:
     """True when turns go human, gpt, human, gpt... (even count, no empty value)."""
     expected = pl.when(pl.int_range(pl.len()) % 2 == 0).then(pl.lit("human")).otherwise(pl.lit("gpt"))
     roles_ok = conversation.list.eval(pl.element().struct.field("from") == expected).list.all()
-    values_ok = conversation.list.eval(pl.element().struct.field("value").str.strip_chars().str.len_chars() > 0).list.all()
+    values_ok = conversation.list.eval(
+        pl.element().struct.field("value").str.strip_chars().str.len_chars() > 0
+    ).list.all()
     count = conversation.list.len()
     return (count >= 2) & (count % 2 == 0) & roles_ok & values_ok
 
@@ -163,8 +167,10 @@ def assemble(
     frame = samples.frame
     duplicated = frame.filter(pl.col("sample_key").is_duplicated())["sample_key"].unique().sort()
     if duplicated.len():
-        raise ValueError(f"{purpose}: sample keys must be unique; repeated: {duplicated.head(5).to_list()} "
-                         "(an upstream table has two rows for one image, study or phrase)")
+        raise ValueError(
+            f"{purpose}: sample keys must be unique; repeated: {duplicated.head(5).to_list()} "
+            "(an upstream table has two rows for one image, study or phrase)"
+        )
     stats = {"samples": frame.height, **{f"skipped/{k}": v for k, v in sorted(samples.skipped.items())}}
 
     if held_out_subjects is not None and frame.height:
@@ -187,7 +193,10 @@ def assemble(
     frame = frame.join(pl.DataFrame({"_rep": np.arange(repeat, dtype=np.uint64)}), how="cross")
     repetition = frame["_rep"].to_numpy()
     frame = frame.with_columns(
-        [pl.Series(name, mix(frame[name].to_numpy(), repetition)) for name in ("_question", "_answer", "_option")]
+        [
+            pl.Series(name, mix(frame[name].to_numpy(), repetition))
+            for name in ("_question", "_answer", "_option")
+        ]
     )
     if samples.options is not None:
         frame = _pick_options(frame, samples.options, samples.option_columns, stats)
@@ -220,8 +229,9 @@ def assemble(
     return Assembled(rows=rows, stats=stats)
 
 
-def _pick_options(frame: pl.DataFrame, options: pl.LazyFrame, columns: list[pl.Expr],
-                  stats: dict[str, int]) -> pl.DataFrame:
+def _pick_options(
+    frame: pl.DataFrame, options: pl.LazyFrame, columns: list[pl.Expr], stats: dict[str, int]
+) -> pl.DataFrame:
     """Per (sample, repetition): the candidate at ``draw % candidates`` in option_id order."""
     kept = frame.select("sample_key").unique()
     candidates = (
@@ -238,8 +248,11 @@ def _pick_options(frame: pl.DataFrame, options: pl.LazyFrame, columns: list[pl.E
     frame = frame.join(counts, on="sample_key", how="inner")
     stats["excluded/no_option"] = before - frame.height
     frame = frame.with_columns(_rank=pl.col("_option") % pl.col("_candidates"))
-    chosen = candidates.drop("_candidates").join(frame.select("sample_key", "_rank").unique(), on=["sample_key", "_rank"],
-                                                  how="semi").with_columns(columns)
+    chosen = (
+        candidates.drop("_candidates")
+        .join(frame.select("sample_key", "_rank").unique(), on=["sample_key", "_rank"], how="semi")
+        .with_columns(columns)
+    )
     chosen = chosen.select("sample_key", "_rank", *[c.meta.output_name() for c in columns])
     frame = frame.drop([c for c in chosen.columns if c in frame.columns and c not in ("sample_key", "_rank")])
     frame = frame.join(chosen, on=["sample_key", "_rank"], how="inner")

@@ -22,7 +22,9 @@ class CorpusInputs:
 
     def table(self, source: str, name: str) -> pl.LazyFrame:
         """``images``, ``reports``, ``labels`` or ``boxes`` of one source."""
-        return self._scan(source_output_dir(self.storage_root, source) / f"{name}.parquet", f"the {source} asset")
+        return self._scan(
+            source_output_dir(self.storage_root, source) / f"{name}.parquet", f"the {source} asset"
+        )
 
     def images(self, source: str, splits: tuple[str, ...]) -> pl.LazyFrame:
         """The images of some splits, with the columns every sample carries."""

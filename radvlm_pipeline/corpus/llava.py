@@ -21,13 +21,16 @@ LLAVA = "llava"
 MIXTURE = "train.yaml"
 
 
-def image_roots(datasets: list[str], data_root: Path, storage_root: Path,
-                overrides: Mapping[str, str] | None = None) -> dict[str, Path]:
+def image_roots(
+    datasets: list[str], data_root: Path, storage_root: Path, overrides: Mapping[str, str] | None = None
+) -> dict[str, Path]:
     """Where each image root lies on the training machine: the pipeline's own roots unless overridden
     (e.g. images copied to a cluster's scratch disk)."""
     overrides = overrides or {}
-    return {name: Path(overrides[name]) if name in overrides else image_root(name, data_root, storage_root)
-            for name in datasets}
+    return {
+        name: Path(overrides[name]) if name in overrides else image_root(name, data_root, storage_root)
+        for name in datasets
+    }
 
 
 def export_llava(root: Path, roots: Mapping[str, Path]) -> dict[str, int]:
@@ -47,15 +50,22 @@ def export_llava(root: Path, roots: Mapping[str, Path]) -> dict[str, int]:
         export = rows.select(
             "id",
             image=pl.concat_str(
-                [pl.col("image_dataset").replace_strict(root_text, return_dtype=pl.String), pl.col("image_path")],
+                [
+                    pl.col("image_dataset").replace_strict(root_text, return_dtype=pl.String),
+                    pl.col("image_path"),
+                ],
                 separator="/",
             ),
             conversations=pl.col("conversation"),
         )
         export.write_json(staging / f"{key}.json")
         written[f"{key}.json"] = export.height
-    mixture = {"datasets": [{"json_path": str((out_dir / name).resolve()), "sampling_strategy": "all"}
-                            for name in sorted(written)]}
+    mixture = {
+        "datasets": [
+            {"json_path": str((out_dir / name).resolve()), "sampling_strategy": "all"}
+            for name in sorted(written)
+        ]
+    }
     (staging / MIXTURE).write_text(yaml.safe_dump(mixture, sort_keys=False))
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)

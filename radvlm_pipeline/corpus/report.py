@@ -67,7 +67,9 @@ def sample_instructions(rows: pl.DataFrame, per_task: int = 1, max_chars: int = 
             turns = "\n".join(
                 f"> **{turn['from']}**: {_cut(turn['value'], max_chars)}  " for turn in row["conversation"]
             )
-            blocks.append(f"**{task}** · `{row['id']}` · template `{row['template_id'] or 'LLM'}`\n\n{turns}\n")
+            blocks.append(
+                f"**{task}** · `{row['id']}` · template `{row['template_id'] or 'LLM'}`\n\n{turns}\n"
+            )
     return "\n".join(blocks)
 
 

@@ -40,7 +40,12 @@ def sha256_file(path: Path) -> str:
 
 def _write_parquet(frame: pl.DataFrame, path: Path, zstd_level: int) -> dict[str, Any]:
     frame.write_parquet(path, compression="zstd", compression_level=zstd_level, statistics=True)
-    return {"file": path.name, "rows": frame.height, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return {
+        "file": path.name,
+        "rows": frame.height,
+        "bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+    }
 
 
 def write_json(payload: dict, path: Path) -> None:
@@ -51,8 +56,9 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def write_partition(rows: pl.DataFrame, out_dir: Path, rows_per_shard: int, zstd_level: int,
-                    manifest: dict[str, Any]) -> dict[str, Any]:
+def write_partition(
+    rows: pl.DataFrame, out_dir: Path, rows_per_shard: int, zstd_level: int, manifest: dict[str, Any]
+) -> dict[str, Any]:
     """Replace the partition folder with shards of at most ``rows_per_shard`` rows and its manifest.
     An empty partition still gets one (empty) shard, so the schema is always there to query."""
     if rows_per_shard < 1:
@@ -79,8 +85,9 @@ def _swap_in(staging: Path, target: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
-def write_eval_sets(sets: dict[str, pl.DataFrame], out_dir: Path, zstd_level: int,
-                    records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def write_eval_sets(
+    sets: dict[str, pl.DataFrame], out_dir: Path, zstd_level: int, records: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     """Replace the evaluation folder with one file per task and its manifest."""
     staging = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -125,7 +132,9 @@ def write_corpus_manifest(root: Path) -> dict[str, Any]:
 
 
 def shard_paths(root: Path) -> list[Path]:
-    return [root / SHARDS / key / f["file"] for key, p in partition_manifests(root).items() for f in p["files"]]
+    return [
+        root / SHARDS / key / f["file"] for key, p in partition_manifests(root).items() for f in p["files"]
+    ]
 
 
 def eval_paths(root: Path) -> list[Path]:

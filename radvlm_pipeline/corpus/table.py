@@ -96,13 +96,17 @@ class CorpusConfig:
                 return row
         raise KeyError(f"no Table 1 row {key!r}; known: {[r.key for r in self.rows]}")
 
-    def with_overrides(self, repeat: dict[str, int] | None = None, cap: dict[str, int] | None = None) -> "CorpusConfig":
+    def with_overrides(
+        self, repeat: dict[str, int] | None = None, cap: dict[str, int] | None = None
+    ) -> CorpusConfig:
         """Change repetition factors or caps of some rows (keyed like partitions)."""
         repeat, cap = repeat or {}, cap or {}
         unknown = (set(repeat) | set(cap)) - {r.key for r in self.rows}
         if unknown:
             raise KeyError(f"overrides name unknown Table 1 rows: {sorted(unknown)}")
-        rows = tuple(replace(r, repeat=repeat.get(r.key, r.repeat), cap=cap.get(r.key, r.cap)) for r in self.rows)
+        rows = tuple(
+            replace(r, repeat=repeat.get(r.key, r.repeat), cap=cap.get(r.key, r.cap)) for r in self.rows
+        )
         return replace(self, rows=rows)
 
     def fingerprint(self) -> str:

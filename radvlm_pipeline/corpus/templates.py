@@ -25,9 +25,13 @@ class TemplateSet:
     def __post_init__(self):
         used = {name for text in self.all_texts() for name in _PLACEHOLDER.findall(text)}
         if used - self.fields:
-            raise ValueError(f"template set {self.name!r} uses undeclared placeholders {sorted(used - self.fields)}")
+            raise ValueError(
+                f"template set {self.name!r} uses undeclared placeholders {sorted(used - self.fields)}"
+            )
         if not self.questions or not all(self.answers.values()):
-            raise ValueError(f"template set {self.name!r} needs at least one question and one answer per case")
+            raise ValueError(
+                f"template set {self.name!r} needs at least one question and one answer per case"
+            )
 
     def all_texts(self) -> list[str]:
         return [*self.questions, *(text for texts in self.answers.values() for text in texts)]
@@ -215,7 +219,9 @@ PHRASE = TemplateSet(
     },
 )
 
-TEMPLATE_SETS: dict[str, TemplateSet] = {s.name: s for s in (REPORT, CLASSIFICATION, GROUNDING, DETECTION, PHRASE)}
+TEMPLATE_SETS: dict[str, TemplateSet] = {
+    s.name: s for s in (REPORT, CLASSIFICATION, GROUNDING, DETECTION, PHRASE)
+}
 
 
 def templates_fingerprint() -> str:

@@ -41,7 +41,9 @@ def require_model_folder(path: Path | None, title: str) -> Path:
     if path is None or not Path(path).is_dir():
         raise BaselineUnavailable(f"{title}: no model folder at {path} (configure its local path)")
     if not (Path(path) / "config.json").is_file():
-        raise BaselineUnavailable(f"{title}: {path} has no config.json, so it is not a from_pretrained folder")
+        raise BaselineUnavailable(
+            f"{title}: {path} has no config.json, so it is not a from_pretrained folder"
+        )
     return Path(path)
 
 
@@ -77,9 +79,13 @@ def load_remote_code_model(path: Path | None, title: str, device: str | None):
 
     folder = require_model_folder(path, title)
     device = pick_device(device)
-    model = AutoModelForCausalLM.from_pretrained(
-        folder, trust_remote_code=True, local_files_only=True, dtype=_dtype(device)
-    ).to(device).eval()
+    model = (
+        AutoModelForCausalLM.from_pretrained(
+            folder, trust_remote_code=True, local_files_only=True, dtype=_dtype(device)
+        )
+        .to(device)
+        .eval()
+    )
     return folder, device, model
 
 
@@ -101,7 +107,9 @@ class ModelAdapter:
         """The model's answer in the project's conventions (default: unchanged)."""
         return raw.strip()
 
-    def load(self, path: Path | None, device: str | None = None, max_new_tokens: int = 256) -> AnswerGenerator:
+    def load(
+        self, path: Path | None, device: str | None = None, max_new_tokens: int = 256
+    ) -> AnswerGenerator:
         raise NotImplementedError
 
 
@@ -129,10 +137,14 @@ class VisionChatGenerator:
         tokenizer = self.processor.tokenizer
         with torch.inference_mode():
             output = self.model.generate(
-                **inputs, do_sample=False, max_new_tokens=self.max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+                **inputs,
+                do_sample=False,
+                max_new_tokens=self.max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id
+                if tokenizer.pad_token_id is not None
+                else tokenizer.eos_token_id,
             )
-        new_tokens = output[:, inputs["input_ids"].shape[1]:]
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return [text.strip() for text in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
@@ -187,8 +199,9 @@ class LlavaMedAdapter(ModelAdapter):
         device = pick_device(device)
         model = LlavaForConditionalGeneration.from_pretrained(folder, dtype=_dtype(device))
         processor = AutoProcessor.from_pretrained(folder)
-        return VisionChatGenerator(model.to(device).eval(), processor, mistral_instruct_prompt, self, device,
-                                   max_new_tokens)
+        return VisionChatGenerator(
+            model.to(device).eval(), processor, mistral_instruct_prompt, self, device, max_new_tokens
+        )
 
 
 VICUNA_SYSTEM = (
@@ -252,7 +265,9 @@ class CheXagentAdapter(ModelAdapter):
             return request.question
         if "{}" in template:
             if request.target_label is None:
-                raise ValueError(f"{self.title} needs the grounding target of each {request.task} row (target_labels)")
+                raise ValueError(
+                    f"{self.title} needs the grounding target of each {request.task} row (target_labels)"
+                )
             return template.format(request.target_label)
         return template
 
@@ -281,14 +296,26 @@ class CheXagentGenerator:
 
         answers = []
         for request in requests:
-            query = self.tokenizer.from_list_format([{"image": str(request.image_path)},
-                                                     {"text": self.adapter.question(request)}])
-            conversation = [{"from": "system", "value": "You are a helpful assistant."}, {"from": "human", "value": query}]
-            input_ids = self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True, return_tensors="pt")
+            query = self.tokenizer.from_list_format(
+                [{"image": str(request.image_path)}, {"text": self.adapter.question(request)}]
+            )
+            conversation = [
+                {"from": "system", "value": "You are a helpful assistant."},
+                {"from": "human", "value": query},
+            ]
+            input_ids = self.tokenizer.apply_chat_template(
+                conversation, add_generation_prompt=True, return_tensors="pt"
+            )
             with torch.inference_mode():
-                output = self.model.generate(input_ids.to(self.device), do_sample=False, num_beams=1,
-                                             max_new_tokens=self.max_new_tokens)[0]
-            answers.append(self.tokenizer.decode(output[input_ids.size(1):], skip_special_tokens=True).strip())
+                output = self.model.generate(
+                    input_ids.to(self.device),
+                    do_sample=False,
+                    num_beams=1,
+                    max_new_tokens=self.max_new_tokens,
+                )[0]
+            answers.append(
+                self.tokenizer.decode(output[input_ids.size(1) :], skip_special_tokens=True).strip()
+            )
         return answers
 
 
@@ -308,10 +335,14 @@ def maira2_boxes(text: str, width: int, height: int) -> list[tuple[float, float,
     boxes = []
     for match in _MAIRA_BOX.finditer(text):
         x1, y1, x2, y2 = ((int(value) + 0.5) / MAIRA_COORDINATE_BINS for value in match.groups())
-        boxes.append((
-            (x1 * side + x_offset) / width, (y1 * side + y_offset) / height,
-            (x2 * side + x_offset) / width, (y2 * side + y_offset) / height,
-        ))
+        boxes.append(
+            (
+                (x1 * side + x_offset) / width,
+                (y1 * side + y_offset) / height,
+                (x2 * side + x_offset) / width,
+                (y2 * side + y_offset) / height,
+            )
+        )
     return boxes
 
 
@@ -334,7 +365,12 @@ class Maira2Generator:
     """MAIRA-2's model-card usage: findings from the frontal image alone, or a phrase grounded."""
 
     def __init__(self, model, processor, device: str, max_new_tokens: int):
-        self.model, self.processor, self.device, self.max_new_tokens = model, processor, device, max_new_tokens
+        self.model, self.processor, self.device, self.max_new_tokens = (
+            model,
+            processor,
+            device,
+            max_new_tokens,
+        )
 
     def answer(self, requests):
         import torch
@@ -346,11 +382,20 @@ class Maira2Generator:
                 if request.target_label is None:
                     raise ValueError(f"MAIRA-2 needs the phrase of each {request.task} row (target_labels)")
                 inputs = self.processor.format_and_preprocess_phrase_grounding_input(
-                    frontal_image=image, phrase=request.target_label, return_tensors="pt")
+                    frontal_image=image, phrase=request.target_label, return_tensors="pt"
+                )
             else:
                 inputs = self.processor.format_and_preprocess_reporting_input(
-                    current_frontal=image, current_lateral=None, prior_frontal=None, indication=None,
-                    technique=None, comparison=None, prior_report=None, return_tensors="pt", get_grounding=False)
+                    current_frontal=image,
+                    current_lateral=None,
+                    prior_frontal=None,
+                    indication=None,
+                    technique=None,
+                    comparison=None,
+                    prior_report=None,
+                    return_tensors="pt",
+                    get_grounding=False,
+                )
             inputs = inputs.to(self.device)
             with torch.inference_mode():
                 output = self.model.generate(**inputs, do_sample=False, max_new_tokens=self.max_new_tokens)
@@ -392,7 +437,8 @@ def recipe_adapters() -> dict[str, ModelAdapter]:
 
     return {
         recipe: LlavaOnevisionAdapter(
-            recipe, "RadVLM" if recipe == "all" else f"RadVLM ({recipe.replace('_', ' ')} only)",
+            recipe,
+            "RadVLM" if recipe == "all" else f"RadVLM ({recipe.replace('_', ' ')} only)",
             [task for task in EVALUATED_TASKS if task in tasks],
         )
         for recipe, tasks in RECIPES.items()

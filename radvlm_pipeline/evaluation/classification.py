@@ -30,45 +30,81 @@ SUPPORT_DEVICES = "Support Devices"
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "Atelectasis": (r"atelecta\w*", r"(?:lobar|lobe|segmental) collapse", r"collapsed? (?:lung|lobe)"),
     "Cardiomegaly": (
-        r"cardiomegaly", r"enlarged (?:heart|cardiac silhouette)", r"cardiac enlargement",
-        r"(?:heart|cardiac silhouette) is enlarged", r"enlargement of the (?:heart|cardiac silhouette)",
+        r"cardiomegaly",
+        r"enlarged (?:heart|cardiac silhouette)",
+        r"cardiac enlargement",
+        r"(?:heart|cardiac silhouette) is enlarged",
+        r"enlargement of the (?:heart|cardiac silhouette)",
     ),
     "Consolidation": (r"consolidat\w*",),
     "Edema": (r"o?edema", r"(?:pulmonary|vascular) congestion", r"heart failure"),
     "Enlarged Cardiomediastinum": (
-        r"enlarged cardiomediastinum", r"(?:widened|widening of the|enlarged) mediastinum",
-        r"mediastinal (?:widening|enlargement)", r"enlarged cardiomediastinal silhouette",
+        r"enlarged cardiomediastinum",
+        r"(?:widened|widening of the|enlarged) mediastinum",
+        r"mediastinal (?:widening|enlargement)",
+        r"enlarged cardiomediastinal silhouette",
         r"cardiomediastinal enlargement",
     ),
     "Fracture": (r"fractures?", r"fractured"),
     "Lung Lesion": (r"lung lesions?", r"pulmonary lesions?", r"nodules?", r"nodular", r"mass(?:es)?"),
     "Lung Opacity": (r"lung opacit(?:y|ies)", r"opacit(?:y|ies)", r"opacification", r"infiltrates?"),
     "Pleural Effusion": (r"pleural effusions?", r"effusions?"),
-    "Pleural Other": (r"pleural other", r"pleural thickening", r"pleural plaques?", r"fibrothorax", r"pleural scar\w*"),
+    "Pleural Other": (
+        r"pleural other",
+        r"pleural thickening",
+        r"pleural plaques?",
+        r"fibrothorax",
+        r"pleural scar\w*",
+    ),
     "Pneumonia": (r"pneumonias?", r"pneumonic"),
     "Pneumothorax": (r"pneumothora(?:x|ces)",),
     "Support Devices": (
-        r"support devices?", r"tubes?", r"catheters?", r"pacemakers?", r"picc", r"central (?:venous )?lines?",
-        r"port-?a-?cath", r"stents?", r"pacer", r"(?:sternotomy|sternal) wires?", r"drains?", r"icd",
+        r"support devices?",
+        r"tubes?",
+        r"catheters?",
+        r"pacemakers?",
+        r"picc",
+        r"central (?:venous )?lines?",
+        r"port-?a-?cath",
+        r"stents?",
+        r"pacer",
+        r"(?:sternotomy|sternal) wires?",
+        r"drains?",
+        r"icd",
     ),
     # Phrases that say the image is normal: matched as a whole, never negated by their own "no".
     NO_FINDING: (
-        r"no findings?", r"no (?:acute |significant |other )?abnormalit(?:y|ies)", r"no abnormal findings?",
-        r"nothing abnormal", r"(?:looks|appears) normal",
+        r"no findings?",
+        r"no (?:acute |significant |other )?abnormalit(?:y|ies)",
+        r"no abnormal findings?",
+        r"nothing abnormal",
+        r"(?:looks|appears) normal",
         r"no acute (?:cardiopulmonary|intrathoracic) (?:process|abnormality|disease|findings?)",
-        r"normal (?:chest|study|radiograph|x-ray|cxr)", r"no pathology", r"unremarkable (?:chest|study|radiograph)",
+        r"normal (?:chest|study|radiograph|x-ray|cxr)",
+        r"no pathology",
+        r"unremarkable (?:chest|study|radiograph)",
     ),
 }
 
 # Cues that negate what follows them in the clause ...
 _NEGATION_BEFORE = (
-    r"no", r"not", r"without", r"negative for", r"free of", r"absence of", r"rules? out", r"ruled out",
-    r"clear of", r"none",
+    r"no",
+    r"not",
+    r"without",
+    r"negative for",
+    r"free of",
+    r"absence of",
+    r"rules? out",
+    r"ruled out",
+    r"clear of",
+    r"none",
 )
 # ... and phrases that negate what precedes them ("pneumothorax is not seen").
 _NEGATION_AFTER = (
     r"not (?:seen|identified|present|visible|evident|appreciated|demonstrated|noted)",
-    r"(?:is|are|was|were) (?:absent|excluded|ruled out)", r"(?:has|have) resolved", r"resolved",
+    r"(?:is|are|was|were) (?:absent|excluded|ruled out)",
+    r"(?:has|have) resolved",
+    r"resolved",
 )
 # A negation's scope ends at the end of a clause: punctuation or a contrasting conjunction.
 _CLAUSE_BREAK = re.compile(r"[.;:!?\n]|\b(?:but|however|although|though|except|while|whereas|yet)\b")
@@ -146,7 +182,9 @@ class ClassificationScores:
     micro_f1: float
 
 
-def f1_scores(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str] = CHEXPERT_LABELS) -> ClassificationScores:
+def f1_scores(
+    truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str] = CHEXPERT_LABELS
+) -> ClassificationScores:
     tp = (truth & predicted).sum(axis=0).astype(np.float64)
     fp = (~truth & predicted).sum(axis=0).astype(np.float64)
     fn = (truth & ~predicted).sum(axis=0).astype(np.float64)

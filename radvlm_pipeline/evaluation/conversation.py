@@ -83,17 +83,31 @@ def judge_conversations(
         replies = list(complete(prompts, datasets))
     except MetricUnavailable as exc:
         return MetricValue.not_computed(JUDGE_SCORE, str(exc), unit="/10"), None, []
-    scores = np.array([
-        score if (score := parse_judge_score(reply)) is not None else np.nan for reply in replies
-    ], dtype=np.float64)
+    scores = np.array(
+        [score if (score := parse_judge_score(reply)) is not None else np.nan for reply in replies],
+        dtype=np.float64,
+    )
     failed_calls = sum(reply is None for reply in replies)
     parse_failures = int(np.isnan(scores).sum()) - failed_calls
     scored = scores[~np.isnan(scores)]
-    details = dict(failed_calls=failed_calls, parse_failures=parse_failures, prompt_version=JUDGE_PROMPT_VERSION)
+    details = dict(
+        failed_calls=failed_calls, parse_failures=parse_failures, prompt_version=JUDGE_PROMPT_VERSION
+    )
     if len(scored) == 0:
-        return MetricValue.not_computed(
-            JUDGE_SCORE, f"no parseable judge reply ({failed_calls} failed calls, {parse_failures} unparseable)",
-            unit="/10", **details,
-        ), scores, replies
-    return MetricValue.computed(JUDGE_SCORE, float(scored.mean()), unit="/10", scored=int(len(scored)),
-                                **details), scores, replies
+        return (
+            MetricValue.not_computed(
+                JUDGE_SCORE,
+                f"no parseable judge reply ({failed_calls} failed calls, {parse_failures} unparseable)",
+                unit="/10",
+                **details,
+            ),
+            scores,
+            replies,
+        )
+    return (
+        MetricValue.computed(
+            JUDGE_SCORE, float(scored.mean()), unit="/10", scored=int(len(scored)), **details
+        ),
+        scores,
+        replies,
+    )

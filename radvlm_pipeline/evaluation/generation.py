@@ -71,7 +71,7 @@ def split_turns(conversation: Sequence[dict]) -> tuple[list[str], list[str]]:
     if len(questions) != len(references) or not questions:
         raise ValueError("a conversation needs alternating human/gpt turns")
     if questions[0].startswith(IMAGE_PLACEHOLDER):
-        questions[0] = questions[0][len(IMAGE_PLACEHOLDER):]
+        questions[0] = questions[0][len(IMAGE_PLACEHOLDER) :]
     return questions, references
 
 
@@ -126,7 +126,7 @@ def generate_answers(
     for round_index in range(rounds):
         active = [i for i, (questions, _) in enumerate(turns) if len(questions) > round_index]
         for start in range(0, len(active), batch_size):
-            batch = active[start:start + batch_size]
+            batch = active[start : start + batch_size]
             requests = [
                 Request(
                     task=rows[i]["task"],
@@ -146,7 +146,8 @@ def generate_answers(
             "task": [row["task"] for row in rows],
             "model": [model] * len(rows),
             "answers": [
-                [to_answer(row["task"], text, image) for text in texts] for row, texts, image in zip(rows, raw, images)
+                [to_answer(row["task"], text, image) for text in texts]
+                for row, texts, image in zip(rows, raw, images)
             ],
             "raw_answers": raw,
         },
@@ -172,8 +173,13 @@ class GenerationOutcome:
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "status": self.status, "reason": self.reason, "model_path": self.model_path,
-                "tasks": self.tasks}
+        return {
+            "model": self.model,
+            "status": self.status,
+            "reason": self.reason,
+            "model_path": self.model_path,
+            "tasks": self.tasks,
+        }
 
     def write(self, storage_root: Path) -> Path:
         path = generation_status_path(storage_root, self.model)
@@ -187,8 +193,9 @@ def read_generation_outcome(storage_root: Path, model: str) -> GenerationOutcome
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
-    return GenerationOutcome(data["model"], data["status"], data.get("reason"), data.get("model_path"),
-                             data.get("tasks") or {})
+    return GenerationOutcome(
+        data["model"], data["status"], data.get("reason"), data.get("model_path"), data.get("tasks") or {}
+    )
 
 
 def run_generation(
@@ -212,17 +219,25 @@ def run_generation(
     try:
         generator = adapter.load(model_path, device=device, max_new_tokens=max_new_tokens)
     except BaselineUnavailable as exc:
-        outcome = GenerationOutcome(adapter.name, "not_available", str(exc), str(model_path) if model_path else None)
+        outcome = GenerationOutcome(
+            adapter.name, "not_available", str(exc), str(model_path) if model_path else None
+        )
         outcome.write(storage_root)
         return outcome
     outcome = GenerationOutcome(adapter.name, "generated", model_path=str(model_path) if model_path else None)
     resolve = image_resolver(data_root, storage_root)
     for task in EVALUATED_TASKS:
         if task not in adapter.tasks:
-            outcome.tasks[task] = {"status": "not_evaluated", "reason": f"{adapter.title} is not evaluated on {task}"}
+            outcome.tasks[task] = {
+                "status": "not_evaluated",
+                "reason": f"{adapter.title} is not evaluated on {task}",
+            }
             continue
         if not eval_set_path(storage_root, task).is_file():
-            outcome.tasks[task] = {"status": "no_eval_set", "reason": f"{eval_set_path(storage_root, task)} missing"}
+            outcome.tasks[task] = {
+                "status": "no_eval_set",
+                "reason": f"{eval_set_path(storage_root, task)} missing",
+            }
             continue
         frame = read_eval_set(storage_root, task, max_samples)
         started = time.perf_counter()
@@ -231,8 +246,13 @@ def run_generation(
         target.parent.mkdir(parents=True, exist_ok=True)
         answers.write_parquet(target, compression="zstd")
         seconds = round(time.perf_counter() - started, 3)
-        outcome.tasks[task] = {"status": "generated", "rows": answers.height, "seconds": seconds, "path": str(target),
-                               "rounds": int(answers["answers"].list.len().max() or 0)}
+        outcome.tasks[task] = {
+            "status": "generated",
+            "rows": answers.height,
+            "seconds": seconds,
+            "path": str(target),
+            "rounds": int(answers["answers"].list.len().max() or 0),
+        }
         log(f"{adapter.name}/{task}: {answers.height} answers in {seconds:.1f}s")
     outcome.write(storage_root)
     return outcome

@@ -87,7 +87,9 @@ def _masked_iou(predicted: PaddedBoxes, truth: PaddedBoxes) -> np.ndarray:
     return np.where(predicted.valid[:, :, None] & truth.valid[:, None, :], ious, -1.0)
 
 
-def paper_average_precision(predicted: PaddedBoxes, truth: PaddedBoxes, threshold: float = IOU_THRESHOLD) -> np.ndarray:
+def paper_average_precision(
+    predicted: PaddedBoxes, truth: PaddedBoxes, threshold: float = IOU_THRESHOLD
+) -> np.ndarray:
     """Per-sample AP as the RadVLM evaluation code computes it (see the module docstring)."""
     ious = _masked_iou(predicted, truth)
     best_gt = ious.argmax(axis=2)  # (N, P): first maximum, like np.argmax in the reference
@@ -96,7 +98,9 @@ def paper_average_precision(predicted: PaddedBoxes, truth: PaddedBoxes, threshol
     # A hit is a true positive unless an earlier hit of the same sample already took that box: the first
     # hit on a box always matches it, later ones find it taken.
     ranks = np.arange(best_gt.shape[1])
-    earlier_same_box = (best_gt[:, :, None] == best_gt[:, None, :]) & (ranks[None, :, None] > ranks[None, None, :])
+    earlier_same_box = (best_gt[:, :, None] == best_gt[:, None, :]) & (
+        ranks[None, :, None] > ranks[None, None, :]
+    )
     taken = (earlier_same_box & hit[:, None, :]).any(axis=2)
     true_positive = hit & ~taken
 
@@ -126,7 +130,9 @@ def coco_ap50(predicted: PaddedBoxes, truth: PaddedBoxes, threshold: float = IOU
     by sample order, as pycocotools' stable sort does with image ids in sample order. None when there is
     no ground-truth box at all (pycocotools reports -1 then).
     """
-    predicted = PaddedBoxes(predicted.boxes[:, :COCO_MAX_DETECTIONS], predicted.valid[:, :COCO_MAX_DETECTIONS])
+    predicted = PaddedBoxes(
+        predicted.boxes[:, :COCO_MAX_DETECTIONS], predicted.valid[:, :COCO_MAX_DETECTIONS]
+    )
     n_truth = int(truth.counts.sum())
     if n_truth == 0:
         return None
@@ -136,7 +142,9 @@ def coco_ap50(predicted: PaddedBoxes, truth: PaddedBoxes, threshold: float = IOU
     rows = np.arange(len(ious))
     last = ious.shape[2] - 1
     for rank in range(ious.shape[1]):
-        candidates = np.where(~matched_gt & (ious[:, rank, :] >= threshold - IOU_TOLERANCE), ious[:, rank, :], -1.0)
+        candidates = np.where(
+            ~matched_gt & (ious[:, rank, :] >= threshold - IOU_TOLERANCE), ious[:, rank, :], -1.0
+        )
         # pycocotools keeps the last box among equal best overlaps: argmax over the reversed boxes.
         choice = last - candidates[:, ::-1].argmax(axis=1)
         found = predicted.valid[:, rank] & (candidates[rows, choice] >= 0)
@@ -174,14 +182,29 @@ def pycocotools_ap50(
         return [box[0] * 1000, box[1] * 1000, (box[2] - box[0]) * 1000, (box[3] - box[1]) * 1000]
 
     boxes = [(image + 1, box) for image, sample in enumerate(truth) for box in sample]
-    annotations = [{"id": n + 1, "image_id": image, "category_id": 1, "bbox": xywh(box), "iscrowd": 0,
-                    "area": xywh(box)[2] * xywh(box)[3]} for n, (image, box) in enumerate(boxes)]
-    detections = [{"image_id": image + 1, "category_id": 1, "bbox": xywh(box), "score": 1.0 / (1 + rank)}
-                  for image, sample in enumerate(predicted) for rank, box in enumerate(sample)]
+    annotations = [
+        {
+            "id": n + 1,
+            "image_id": image,
+            "category_id": 1,
+            "bbox": xywh(box),
+            "iscrowd": 0,
+            "area": xywh(box)[2] * xywh(box)[3],
+        }
+        for n, (image, box) in enumerate(boxes)
+    ]
+    detections = [
+        {"image_id": image + 1, "category_id": 1, "bbox": xywh(box), "score": 1.0 / (1 + rank)}
+        for image, sample in enumerate(predicted)
+        for rank, box in enumerate(sample)
+    ]
     with contextlib.redirect_stdout(io.StringIO()):
         reference = COCO()
-        reference.dataset = {"images": [{"id": i + 1} for i in range(len(truth))], "annotations": annotations,
-                             "categories": [{"id": 1, "name": "finding"}]}
+        reference.dataset = {
+            "images": [{"id": i + 1} for i in range(len(truth))],
+            "annotations": annotations,
+            "categories": [{"id": 1, "name": "finding"}],
+        }
         reference.createIndex()
         evaluator = COCOeval(reference, reference.loadRes(detections), "bbox")
         evaluator.evaluate()
@@ -209,7 +232,9 @@ class GroundingScores:
     mean_iou: float
 
 
-def score_grounding(answers: Sequence[str | None], truth_boxes: Sequence[Sequence[Sequence[float]]]) -> GroundingScores:
+def score_grounding(
+    answers: Sequence[str | None], truth_boxes: Sequence[Sequence[Sequence[float]]]
+) -> GroundingScores:
     """All grounding metrics for answers (text) against their ground-truth boxes, as fractions (0-1).
 
     Acc@0.5 counts a sample as correct when its first box overlaps a ground-truth box at IoU >= 0.5 (the

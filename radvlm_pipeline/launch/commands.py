@@ -25,7 +25,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def local_command(mode: str, processes: int, config_path: Path, python: str, master_port: int | None = None) -> list[str]:
+def local_command(
+    mode: str, processes: int, config_path: Path, python: str, master_port: int | None = None
+) -> list[str]:
     """The argv that trains with ``config_path`` on this machine."""
     if mode == "python":
         if processes != 1:
@@ -33,14 +35,28 @@ def local_command(mode: str, processes: int, config_path: Path, python: str, mas
         return [python, "-m", TRAIN_MODULE, "--config", str(config_path)]
     if mode == "torchrun":
         return [
-            python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-            "-m", TRAIN_MODULE, "--config", str(config_path),
+            python,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            "-m",
+            TRAIN_MODULE,
+            "--config",
+            str(config_path),
         ]
     if mode == "deepspeed":
         # --num_gpus is the process count; on a CPU machine DeepSpeed's CPU accelerator uses gloo.
         return [
-            python, "-m", "deepspeed.launcher.runner", f"--num_gpus={processes}",
-            f"--master_port={master_port or free_port()}", "--module", TRAIN_MODULE, "--config", str(config_path),
+            python,
+            "-m",
+            "deepspeed.launcher.runner",
+            f"--num_gpus={processes}",
+            f"--master_port={master_port or free_port()}",
+            "--module",
+            TRAIN_MODULE,
+            "--config",
+            str(config_path),
         ]
     raise ValueError(f"unknown local launch mode {mode!r}; expected one of {LOCAL_MODES}")
 
@@ -82,13 +98,25 @@ def sbatch_script(spec: SlurmJobSpec) -> str:
     if spec.account:
         directives.append(f"--account={spec.account}")
     directives += [line.removeprefix("#SBATCH ").strip() for line in spec.extra_sbatch_lines]
-    exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in sorted(spec.environment.items()))
-    torchrun = " ".join([
-        shlex.quote(spec.python), "-m", "torch.distributed.run",
-        '--nnodes="$SLURM_NNODES"', f"--nproc_per_node={spec.processes_per_node}",
-        '--rdzv_id="$SLURM_JOB_ID"', "--rdzv_backend=c10d", '--rdzv_endpoint="$head_node:$rendezvous_port"',
-        "-m", TRAIN_MODULE, "--config", shlex.quote(str(spec.config_path)),
-    ])
+    exports = "".join(
+        f"export {name}={shlex.quote(value)}\n" for name, value in sorted(spec.environment.items())
+    )
+    torchrun = " ".join(
+        [
+            shlex.quote(spec.python),
+            "-m",
+            "torch.distributed.run",
+            '--nnodes="$SLURM_NNODES"',
+            f"--nproc_per_node={spec.processes_per_node}",
+            '--rdzv_id="$SLURM_JOB_ID"',
+            "--rdzv_backend=c10d",
+            '--rdzv_endpoint="$head_node:$rendezvous_port"',
+            "-m",
+            TRAIN_MODULE,
+            "--config",
+            shlex.quote(str(spec.config_path)),
+        ]
+    )
     return (
         "#!/bin/bash\n"
         + "".join(f"#SBATCH {d}\n" for d in directives)
@@ -107,7 +135,15 @@ def sbatch_script(spec: SlurmJobSpec) -> str:
 # Following a job: ``scontrol show job -o`` works without the accounting database (sacct needs slurmdbd).
 
 TERMINAL_STATES = {
-    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
 }
 # Ends the cluster imposed on a job that was running fine: a resubmission resumes from a checkpoint.
 CLUSTER_ENDED_STATES = {"TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL"}

@@ -11,7 +11,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from radvlm_pipeline.launch.commands import TERMINAL_STATES, job_outcome, parse_job_record, parse_sbatch_job_id
+from radvlm_pipeline.launch.commands import (
+    TERMINAL_STATES,
+    job_outcome,
+    parse_job_record,
+    parse_sbatch_job_id,
+)
 
 
 class SlurmError(RuntimeError):

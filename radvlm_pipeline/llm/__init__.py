@@ -12,6 +12,15 @@ from radvlm_pipeline.llm.runner import OfflineRule, Runner, run_prompts
 from radvlm_pipeline.llm.settings import LLMSettings
 
 __all__ = [
-    "GovernanceError", "LLMResult", "LLMSettings", "OfflineRule", "PromptItem", "PromptRun", "PromptTemplate",
-    "Runner", "UsageStats", "load_prompt", "run_prompts",
+    "GovernanceError",
+    "LLMResult",
+    "LLMSettings",
+    "OfflineRule",
+    "PromptItem",
+    "PromptRun",
+    "PromptTemplate",
+    "Runner",
+    "UsageStats",
+    "load_prompt",
+    "run_prompts",
 ]

@@ -57,8 +57,16 @@ CREATE TABLE IF NOT EXISTS batch_requests (
 """
 
 _RESULT_COLUMNS = (
-    "cache_key", "status", "text", "finish_reason", "error_kind", "error",
-    "prompt_tokens", "completion_tokens", "latency_s", "origin",
+    "cache_key",
+    "status",
+    "text",
+    "finish_reason",
+    "error_kind",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_s",
+    "origin",
 )
 
 
@@ -79,7 +87,7 @@ class ResponseCache:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "ResponseCache":
+    def __enter__(self) -> ResponseCache:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -90,7 +98,7 @@ class ResponseCache:
         found: dict[str, LLMResult] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 500):
-            chunk = unique[start:start + 500]
+            chunk = unique[start : start + 500]
             rows = self._db.execute(
                 f"SELECT {', '.join(_RESULT_COLUMNS)} FROM responses WHERE cache_key IN ({', '.join('?' * len(chunk))})",
                 chunk,
@@ -115,10 +123,24 @@ class ResponseCache:
                 origin = excluded.origin, updated_at = excluded.updated_at
             """,
             (
-                call.key, call.endpoint_kind, call.model, call.template_name, call.template_version,
-                json.dumps(dict(call.params), sort_keys=True), json.dumps(list(call.messages), ensure_ascii=False),
-                result.status, result.text, result.finish_reason, result.error_kind, result.error,
-                result.prompt_tokens, result.completion_tokens, result.latency_s, result.origin, now, now,
+                call.key,
+                call.endpoint_kind,
+                call.model,
+                call.template_name,
+                call.template_version,
+                json.dumps(dict(call.params), sort_keys=True),
+                json.dumps(list(call.messages), ensure_ascii=False),
+                result.status,
+                result.text,
+                result.finish_reason,
+                result.error_kind,
+                result.error,
+                result.prompt_tokens,
+                result.completion_tokens,
+                result.latency_s,
+                result.origin,
+                now,
+                now,
             ),
         )
 
@@ -135,7 +157,9 @@ class ResponseCache:
             )
 
     def set_batch_status(self, batch_id: str, status: str) -> None:
-        self._db.execute("UPDATE batches SET status = ?, updated_at = ? WHERE batch_id = ?", (status, _now(), batch_id))
+        self._db.execute(
+            "UPDATE batches SET status = ?, updated_at = ? WHERE batch_id = ?", (status, _now(), batch_id)
+        )
 
     def open_batches(self) -> dict[str, list[PendingCall]]:
         """Submitted batches whose results have not been merged yet, with their requests."""

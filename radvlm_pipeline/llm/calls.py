@@ -100,11 +100,18 @@ class UsageStats:
     failures_by_kind: Counter = field(default_factory=Counter)
     latencies_s: list[float] = field(default_factory=list)
 
-    def add(self, other: "UsageStats") -> None:
+    def add(self, other: UsageStats) -> None:
         """Fold another run's numbers into this one (a stage may run several rounds)."""
         for name in (
-            "requests_sent", "answers_recorded", "cache_hits", "offline_answers", "batch_requests",
-            "prompt_tokens", "completion_tokens", "batch_prompt_tokens", "batch_completion_tokens",
+            "requests_sent",
+            "answers_recorded",
+            "cache_hits",
+            "offline_answers",
+            "batch_requests",
+            "prompt_tokens",
+            "completion_tokens",
+            "batch_prompt_tokens",
+            "batch_completion_tokens",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.retries_by_kind.update(other.retries_by_kind)
@@ -150,8 +157,11 @@ class UsageStats:
         }
         if self.latencies_s:
             p50, p90, p99 = np.percentile(self.latencies_s, [50, 90, 99])
-            metadata |= {"llm_latency_p50_s": round(float(p50), 4), "llm_latency_p90_s": round(float(p90), 4),
-                         "llm_latency_p99_s": round(float(p99), 4)}
+            metadata |= {
+                "llm_latency_p50_s": round(float(p50), 4),
+                "llm_latency_p90_s": round(float(p90), 4),
+                "llm_latency_p99_s": round(float(p99), 4),
+            }
         else:
             metadata["llm_latency"] = "not computed: no new direct calls in this run"
         return metadata

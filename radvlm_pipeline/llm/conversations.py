@@ -42,6 +42,8 @@ NOT_GIVEN = "not given"
 
 VIEW_NAMES = {"PA": "posterior-anterior", "AP": "anterior-posterior"}
 SEX_NAMES = {"M": "male", "F": "female"}
+
+
 # For the offline composer, per CheXpert label: how to ask about it, words that tie a report sentence to
 # it, and our own one-sentence explanation of the term.
 @dataclass(frozen=True)
@@ -52,35 +54,71 @@ class LabelTerms:
 
 
 LABEL_TERMS = {
-    "Atelectasis": LabelTerms("Is there any atelectasis?", "atelecta",
-                              "Atelectasis is a partial collapse of lung tissue, so that part of the lung holds less air."),
-    "Cardiomegaly": LabelTerms("Is the heart enlarged?", "heart|cardiac|cardiomegaly",
-                               "Cardiomegaly means an enlarged heart: it looks wider than usual relative to the chest."),
-    "Consolidation": LabelTerms("Is there any consolidation?", "consolidat",
-                                "Consolidation means air spaces of the lung filled with fluid or cells, so the area "
-                                "looks white."),
-    "Edema": LabelTerms("Is there any pulmonary edema?", "edema|congestion",
-                        "Pulmonary edema is fluid in the lung tissue, seen as hazy or streaky lungs."),
-    "Enlarged Cardiomediastinum": LabelTerms("Is the mediastinum widened?", "mediastin",
-                                             "An enlarged cardiomediastinum is a widened central shadow of the chest, "
-                                             "where the heart and great vessels lie."),
-    "Fracture": LabelTerms("Is there a fracture?", "fracture", "A fracture is a break in a bone, such as a rib."),
-    "Lung Lesion": LabelTerms("Is there a lung lesion?", "nodule|mass|lesion",
-                              "A lung lesion is a localised abnormal spot in the lung, such as a nodule or a mass."),
-    "Lung Opacity": LabelTerms("Are there any lung opacities?", "opacit",
-                               "A lung opacity is an area of lung that looks whiter than it should; it has many causes."),
-    "Pleural Effusion": LabelTerms("Is there a pleural effusion?", "effusion",
-                                   "A pleural effusion is fluid between the lung and the chest wall, often blunting "
-                                   "the angles at the lung bases."),
-    "Pleural Other": LabelTerms("Is there any other pleural abnormality?", "pleural thicken|plaque",
-                                "This means a change of the pleura other than fluid, such as thickening or plaques."),
-    "Pneumonia": LabelTerms("Could this be pneumonia?", "pneumonia|infection",
-                            "Pneumonia is an infection of the lung; on an X-ray it usually shows as consolidation."),
-    "Pneumothorax": LabelTerms("Is there a pneumothorax?", "pneumothorax",
-                               "A pneumothorax is air between the lung and the chest wall, which lets the lung fall "
-                               "away from it."),
-    "Support Devices": LabelTerms("Are there any support devices?", "tube|line|catheter|pacemaker|wire|device|clip|stent",
-                                  "Support devices are tubes, lines, wires or other medical devices seen on the image."),
+    "Atelectasis": LabelTerms(
+        "Is there any atelectasis?",
+        "atelecta",
+        "Atelectasis is a partial collapse of lung tissue, so that part of the lung holds less air.",
+    ),
+    "Cardiomegaly": LabelTerms(
+        "Is the heart enlarged?",
+        "heart|cardiac|cardiomegaly",
+        "Cardiomegaly means an enlarged heart: it looks wider than usual relative to the chest.",
+    ),
+    "Consolidation": LabelTerms(
+        "Is there any consolidation?",
+        "consolidat",
+        "Consolidation means air spaces of the lung filled with fluid or cells, so the area looks white.",
+    ),
+    "Edema": LabelTerms(
+        "Is there any pulmonary edema?",
+        "edema|congestion",
+        "Pulmonary edema is fluid in the lung tissue, seen as hazy or streaky lungs.",
+    ),
+    "Enlarged Cardiomediastinum": LabelTerms(
+        "Is the mediastinum widened?",
+        "mediastin",
+        "An enlarged cardiomediastinum is a widened central shadow of the chest, "
+        "where the heart and great vessels lie.",
+    ),
+    "Fracture": LabelTerms(
+        "Is there a fracture?", "fracture", "A fracture is a break in a bone, such as a rib."
+    ),
+    "Lung Lesion": LabelTerms(
+        "Is there a lung lesion?",
+        "nodule|mass|lesion",
+        "A lung lesion is a localised abnormal spot in the lung, such as a nodule or a mass.",
+    ),
+    "Lung Opacity": LabelTerms(
+        "Are there any lung opacities?",
+        "opacit",
+        "A lung opacity is an area of lung that looks whiter than it should; it has many causes.",
+    ),
+    "Pleural Effusion": LabelTerms(
+        "Is there a pleural effusion?",
+        "effusion",
+        "A pleural effusion is fluid between the lung and the chest wall, often blunting "
+        "the angles at the lung bases.",
+    ),
+    "Pleural Other": LabelTerms(
+        "Is there any other pleural abnormality?",
+        "pleural thicken|plaque",
+        "This means a change of the pleura other than fluid, such as thickening or plaques.",
+    ),
+    "Pneumonia": LabelTerms(
+        "Could this be pneumonia?",
+        "pneumonia|infection",
+        "Pneumonia is an infection of the lung; on an X-ray it usually shows as consolidation.",
+    ),
+    "Pneumothorax": LabelTerms(
+        "Is there a pneumothorax?",
+        "pneumothorax",
+        "A pneumothorax is air between the lung and the chest wall, which lets the lung fall away from it.",
+    ),
+    "Support Devices": LabelTerms(
+        "Are there any support devices?",
+        "tube|line|catheter|pacemaker|wire|device|clip|stent",
+        "Support devices are tubes, lines, wires or other medical devices seen on the image.",
+    ),
 }
 
 
@@ -108,17 +146,25 @@ class ImageFacts:
             abnormalities = NOT_GIVEN
         else:
             abnormalities = ", ".join(self.abnormalities) or "No Finding"
-        observations = "; ".join(f"{phrase}: {', '.join(format_box(b) for b in boxes)}"
-                                 for phrase, boxes in self.observations)
-        return {"report": self.report, "abnormalities": abnormalities, "view": self.view or NOT_GIVEN,
-                "sex": self.sex or NOT_GIVEN, "observations": observations or "none"}
+        observations = "; ".join(
+            f"{phrase}: {', '.join(format_box(b) for b in boxes)}" for phrase, boxes in self.observations
+        )
+        return {
+            "report": self.report,
+            "abnormalities": abnormalities,
+            "view": self.view or NOT_GIVEN,
+            "sex": self.sex or NOT_GIVEN,
+            "observations": observations or "none",
+        }
 
     def allowed_boxes(self) -> set[str]:
         return {format_box(box) for _, boxes in self.observations for box in boxes}
 
     def item(self, seed: int) -> PromptItem:
         """The prompt for one attempt; it names MIMIC-CXR too for MS-CXR, whose facts may come from it."""
-        datasets = (self.source, SHARED_STUDIES[self.source]) if self.source in SHARED_STUDIES else (self.source,)
+        datasets = (
+            (self.source, SHARED_STUDIES[self.source]) if self.source in SHARED_STUDIES else (self.source,)
+        )
         return PromptItem(self.item_id, datasets, self.fields(), seed=seed, context=self)
 
 
@@ -136,7 +182,9 @@ _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
 _ROLE_NAMES = {"human": "human", "user": "human", "gpt": "gpt", "assistant": "gpt"}
 
 
-def parse_conversation(text: str | None, finish_reason: str | None, allowed_boxes: set[str], grounded: bool) -> list[dict]:
+def parse_conversation(
+    text: str | None, finish_reason: str | None, allowed_boxes: set[str], grounded: bool
+) -> list[dict]:
     """The turns as ``{"from": "human"|"gpt", "value": str}``, or InvalidConversation with the reason."""
     if finish_reason == "length":
         raise InvalidConversation("truncated", "the answer hit max_tokens and was cut off")
@@ -153,7 +201,9 @@ def parse_conversation(text: str | None, finish_reason: str | None, allowed_boxe
         role = _ROLE_NAMES.get(str(turn.get("from", "")).lower())
         value = turn.get("value")
         if role is None or not isinstance(value, str) or not value.strip():
-            raise InvalidConversation("bad_turn", f"turn {index + 1} lacks a known 'from' or a non-empty 'value'")
+            raise InvalidConversation(
+                "bad_turn", f"turn {index + 1} lacks a known 'from' or a non-empty 'value'"
+            )
         if role != ("human" if index % 2 == 0 else "gpt"):
             raise InvalidConversation("turns_not_alternating", f"turn {index + 1} is '{role}' out of order")
         if "<image>" in value:
@@ -161,14 +211,21 @@ def parse_conversation(text: str | None, finish_reason: str | None, allowed_boxe
         normalised.append({"from": role, "value": value.strip()})
     rounds, odd = divmod(len(normalised), 2)
     if odd or not MIN_ROUNDS <= rounds <= MAX_ROUNDS:
-        raise InvalidConversation("wrong_length", f"{len(normalised)} turns; expected {2 * MIN_ROUNDS}-{2 * MAX_ROUNDS} "
-                                  "alternating turns ending with the assistant")
+        raise InvalidConversation(
+            "wrong_length",
+            f"{len(normalised)} turns; expected {2 * MIN_ROUNDS}-{2 * MAX_ROUNDS} "
+            "alternating turns ending with the assistant",
+        )
     cited = {format_box(box) for turn in normalised for box in parse_boxes(turn["value"])}
     unknown = sorted(cited - allowed_boxes)
     if unknown:
-        raise InvalidConversation("unknown_box", f"coordinates {', '.join(unknown)} were not among the boxes given")
+        raise InvalidConversation(
+            "unknown_box", f"coordinates {', '.join(unknown)} were not among the boxes given"
+        )
     if grounded and not cited:
-        raise InvalidConversation("no_box_cited", "a grounded conversation must answer at least one 'where' with a box")
+        raise InvalidConversation(
+            "no_box_cited", "a grounded conversation must answer at least one 'where' with a box"
+        )
     return normalised
 
 
@@ -186,15 +243,22 @@ def _finding_rounds(facts: ImageFacts, sentences: Sequence[str], rng: random.Ran
     rounds = []
     if facts.abnormalities is None:
         return rounds
-    rounds.append((rng.choice(["Which abnormalities can you see?", "Is anything abnormal on this image?"]),
-                   f"I see signs of {_join([f.lower() for f in findings])}." if findings
-                   else "I do not see a clear abnormality on this image."))
+    rounds.append(
+        (
+            rng.choice(["Which abnormalities can you see?", "Is anything abnormal on this image?"]),
+            f"I see signs of {_join([f.lower() for f in findings])}."
+            if findings
+            else "I do not see a clear abnormality on this image.",
+        )
+    )
     for finding in findings[:3]:
         terms = LABEL_TERMS.get(finding)
         pattern = re.compile(terms.words if terms else re.escape(finding), re.IGNORECASE)
         evidence = [sentence for sentence in sentences if pattern.search(sentence)]
         question = terms.question if terms else f"Is there any {finding.lower()}?"
-        rounds.append((question, f"Yes. {evidence[0]}" if evidence else f"Yes, the image shows {finding.lower()}."))
+        rounds.append(
+            (question, f"Yes. {evidence[0]}" if evidence else f"Yes, the image shows {finding.lower()}.")
+        )
         if terms:
             rounds.append((f"What does {finding.lower()} mean?", terms.meaning))
     if all(finding in LABEL_TERMS for finding in findings):
@@ -214,11 +278,21 @@ def compose_conversation(facts: ImageFacts, seed: int) -> str:
 
     subject = f"{'an' if view and view[0] in 'AEIOU' else 'a'} {view + ' ' if view else ''}chest X-ray"
     opening_answer = f"This is {subject}{f' of a {sex} patient' if sex else ''}. " + " ".join(sentences[:2])
-    opening = (rng.choice(["What do you see on this chest X-ray?", "Can you describe this image?",
-                           "What are the main findings here?"]), opening_answer.strip())
+    opening = (
+        rng.choice(
+            [
+                "What do you see on this chest X-ray?",
+                "Can you describe this image?",
+                "What are the main findings here?",
+            ]
+        ),
+        opening_answer.strip(),
+    )
     box_rounds = [
-        (rng.choice([f"Where is the {phrase} on the image?", f"Can you locate the {phrase}?"]),
-         f"The {phrase} is at {' and '.join(format_box(b) for b in boxes)}.")
+        (
+            rng.choice([f"Where is the {phrase} on the image?", f"Can you locate the {phrase}?"]),
+            f"The {phrase} is at {' and '.join(format_box(b) for b in boxes)}.",
+        )
         for phrase, boxes in ((p.rstrip(". "), bs) for p, bs in facts.observations[:3])
     ]
     optional = _finding_rounds(facts, sentences, rng)
@@ -226,12 +300,18 @@ def compose_conversation(facts: ImageFacts, seed: int) -> str:
         optional.append(("Which view is this?", f"It is a {view} view."))
     if len(sentences) > 2:
         optional.append(("Is there anything else worth noting?", " ".join(sentences[2:])))
-    optional.append(("Should I be worried about this?",
-                     "I can only describe what the image shows; what it means for the patient depends on the "
-                     "clinical picture, so a physician should interpret it."))
+    optional.append(
+        (
+            "Should I be worried about this?",
+            "I can only describe what the image shows; what it means for the patient depends on the "
+            "clinical picture, so a physician should interpret it.",
+        )
+    )
     summary = f"showing {_join(findings)}" if findings else "without a clear abnormality"
     if facts.abnormalities is not None:
-        optional.append(("Can you summarise the image in one sentence?", f"{subject[0].upper()}{subject[1:]} {summary}."))
+        optional.append(
+            ("Can you summarise the image in one sentence?", f"{subject[0].upper()}{subject[1:]} {summary}.")
+        )
     for organ, words in (("lungs", r"lung|pulmonary|pneumo|effusion"), ("heart", r"heart|cardi")):
         about = [sentence for sentence in sentences if re.search(words, sentence, re.IGNORECASE)]
         if about:
@@ -241,14 +321,19 @@ def compose_conversation(facts: ImageFacts, seed: int) -> str:
     middle = essential + (box_rounds[1:] + optional)[: MAX_ROUNDS - 1 - len(essential)]
     fillers = [  # true of any frontal chest X-ray with these facts: used only to reach MIN_ROUNDS
         ("What kind of image is this?", f"It is {subject}."),
-        ("Which side of the image is the patient's left?",
-         "By convention the patient's left side is shown on the right of the image."),
+        (
+            "Which side of the image is the patient's left?",
+            "By convention the patient's left side is shown on the right of the image.",
+        ),
         ("Can you sum up the main finding briefly?", sentences[0] if sentences else "Nothing stands out."),
     ]
     middle += fillers[: max(0, MIN_ROUNDS - 1 - len(middle))]
     rng.shuffle(middle)
-    turns = [{"from": who, "value": text} for question, answer in [opening, *middle]
-             for who, text in (("human", question), ("gpt", answer))]
+    turns = [
+        {"from": who, "value": text}
+        for question, answer in [opening, *middle]
+        for who, text in (("human", question), ("gpt", answer))
+    ]
     return json.dumps(turns, ensure_ascii=False)
 
 
@@ -294,25 +379,46 @@ def standard_facts(
             if row["status"] == STATUS_FAILED:
                 reason, detail = "report_cleaning_failed", "prior-study removal failed (see its quarantine)"
             else:
-                reason, detail = "no_current_findings", "after prior-study removal nothing about the image is left"
+                reason, detail = (
+                    "no_current_findings",
+                    "after prior-study removal nothing about the image is left",
+                )
             quarantine.append(quarantine_row(row, reason, None, backend, detail))
             continue
         image = image_of_study.get(row["study_id"])
         if image is None:
-            quarantine.append(quarantine_row(row, "no_frontal_image", None, backend,
-                                             f"study {row['study_id']} has no PA/AP image in the images table"))
+            quarantine.append(
+                quarantine_row(
+                    row,
+                    "no_frontal_image",
+                    None,
+                    backend,
+                    f"study {row['study_id']} has no PA/AP image in the images table",
+                )
+            )
             continue
-        facts.append(ImageFacts(
-            source=STANDARD_SOURCE, image_id=image["image_id"], study_id=row["study_id"], split=image["split"],
-            kind=STANDARD, report=row["report_clean"], abnormalities=_abnormalities(labels_of_study.get(row["study_id"])),
-            view=image["view"], sex=image["sex"],
-        ))
+        facts.append(
+            ImageFacts(
+                source=STANDARD_SOURCE,
+                image_id=image["image_id"],
+                study_id=row["study_id"],
+                split=image["split"],
+                kind=STANDARD,
+                report=row["report_clean"],
+                abnormalities=_abnormalities(labels_of_study.get(row["study_id"])),
+                view=image["view"],
+                sex=image["sex"],
+            )
+        )
     return facts, quarantine
 
 
 def grounded_facts(
-    source: str, tables: Mapping[str, pl.DataFrame], fallback_reports: pl.DataFrame | None,
-    fallback_labels: pl.DataFrame | None, backend: str,
+    source: str,
+    tables: Mapping[str, pl.DataFrame],
+    fallback_reports: pl.DataFrame | None,
+    fallback_labels: pl.DataFrame | None,
+    backend: str,
 ) -> tuple[list[ImageFacts], list[dict]]:
     """One ImageFacts per image of ``source`` with phrase boxes; boxes of unknown images are quarantined.
 
@@ -322,16 +428,26 @@ def grounded_facts(
     images = _index(tables["images"], "image_id")
     own_reports = (_index(tables["reports"], "image_id"), _index(tables["reports"], "study_id"))
     own_labels = (_index(tables["labels"], "image_id"), _index(tables["labels"], "study_id"))
-    shared_reports = _index(fallback_reports.filter(pl.col("status") == STATUS_OK), "study_id") \
-        if fallback_reports is not None else {}
+    shared_reports = (
+        _index(fallback_reports.filter(pl.col("status") == STATUS_OK), "study_id")
+        if fallback_reports is not None
+        else {}
+    )
     shared_labels = _index(fallback_labels, "study_id")
     phrases = tables["boxes"].filter(pl.col("kind") == "phrase").sort("box_id")
     facts, quarantine = [], []
     for (image_id,), boxes in phrases.group_by("image_id", maintain_order=True):
         image = images.get(image_id)
         if image is None:
-            quarantine.append(quarantine_row({"source": source, "image_id": image_id}, "image_not_found", None, backend,
-                                             f"phrase boxes refer to image {image_id}, which is not in the images table"))
+            quarantine.append(
+                quarantine_row(
+                    {"source": source, "image_id": image_id},
+                    "image_not_found",
+                    None,
+                    backend,
+                    f"phrase boxes refer to image {image_id}, which is not in the images table",
+                )
+            )
             continue
         observations: dict[str, list[Box]] = {}
         for row in boxes.iter_rows(named=True):
@@ -346,12 +462,20 @@ def grounded_facts(
         else:
             report = " ".join(phrase.rstrip(".") + "." for phrase in observations)
         categories = tuple(sorted({c for c in boxes["category"].to_list() if c}))
-        facts.append(ImageFacts(
-            source=source, image_id=image_id, study_id=study, split=image["split"], kind=GROUNDED, report=report,
-            abnormalities=_abnormalities(label_row) if label_row else (categories or None),
-            view=image["view"], sex=image["sex"],
-            observations=tuple((phrase, tuple(bs)) for phrase, bs in observations.items()),
-        ))
+        facts.append(
+            ImageFacts(
+                source=source,
+                image_id=image_id,
+                study_id=study,
+                split=image["split"],
+                kind=GROUNDED,
+                report=report,
+                abnormalities=_abnormalities(label_row) if label_row else (categories or None),
+                view=image["view"],
+                sex=image["sex"],
+                observations=tuple((phrase, tuple(bs)) for phrase, bs in observations.items()),
+            )
+        )
     return facts, quarantine
 
 
@@ -375,21 +499,43 @@ def synthesise(
         stats.add(prompt_run.stats)
         retry = []
         for fact, result in zip(pending, prompt_run.results):
-            row = {"source": fact.source, "study_id": fact.study_id, "image_id": fact.image_id, "split": fact.split}
+            row = {
+                "source": fact.source,
+                "study_id": fact.study_id,
+                "image_id": fact.image_id,
+                "split": fact.split,
+            }
             if result.status == FAILED:
                 quarantine.append(quarantine_row(row, f"call_{result.error_kind}", result, backend))
                 continue
             try:
-                turns = parse_conversation(result.text, result.finish_reason, fact.allowed_boxes(), fact.kind == GROUNDED)
+                turns = parse_conversation(
+                    result.text, result.finish_reason, fact.allowed_boxes(), fact.kind == GROUNDED
+                )
             except InvalidConversation as invalid:
                 if seed + 1 < max_attempts:
                     retry.append(fact)
                 else:
-                    quarantine.append(quarantine_row(
-                        row, invalid.reason, result, backend, f"{invalid.detail} (after {max_attempts} attempts)"))
+                    quarantine.append(
+                        quarantine_row(
+                            row,
+                            invalid.reason,
+                            result,
+                            backend,
+                            f"{invalid.detail} (after {max_attempts} attempts)",
+                        )
+                    )
                 continue
             valid_at_attempt[seed + 1] += 1
-            rows.append({**row, "kind": fact.kind, "conversation": turns, "cache_key": result.cache_key, "backend": backend})
+            rows.append(
+                {
+                    **row,
+                    "kind": fact.kind,
+                    "conversation": turns,
+                    "cache_key": result.cache_key,
+                    "backend": backend,
+                }
+            )
         pending = retry
     return rows, quarantine, stats, valid_at_attempt
 
@@ -417,7 +563,11 @@ def build_conversations(
             continue
         shared = SHARED_STUDIES.get(source)
         found, rejected = grounded_facts(
-            source, source_tables[source], mimic_clean if shared else None, mimic["labels"] if shared else None, backend
+            source,
+            source_tables[source],
+            mimic_clean if shared else None,
+            mimic["labels"] if shared else None,
+            backend,
         )
         facts += found
         quarantine += rejected
@@ -440,5 +590,10 @@ def build_conversations(
         "valid_at_attempt": {str(k): v for k, v in sorted(valid_at_attempt.items())},
         "mean_rounds": round(sum(len(r["conversation"]) for r in rows) / (2 * len(rows)), 2) if rows else 0.0,
     }
-    return StageOutput(table, quarantine_frame, stats, summary,
-                       sample_markdown(("facts given", "conversation (first 3 rounds)"), samples))
+    return StageOutput(
+        table,
+        quarantine_frame,
+        stats,
+        summary,
+        sample_markdown(("facts given", "conversation (first 3 rounds)"), samples),
+    )

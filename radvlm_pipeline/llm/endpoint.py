@@ -52,7 +52,9 @@ def make_client(settings: LLMSettings) -> openai.AsyncOpenAI:
     """The SDK's async client on its aiohttp transport, which the SDK recommends for high concurrency:
     here it halved the client's CPU per request and doubled throughput at 64 requests in flight."""
     common = {
-        "api_key": settings.api_key or "no-key", "timeout": settings.timeout_s, "max_retries": 0,
+        "api_key": settings.api_key or "no-key",
+        "timeout": settings.timeout_s,
+        "max_retries": 0,
         "http_client": openai.DefaultAioHttpClient(timeout=settings.timeout_s),
     }
     if settings.backend == AZURE:
@@ -138,19 +140,29 @@ def _result_from_completion(call: PendingCall, completion, latency_s: float | No
     choice = completion.choices[0]
     usage = completion.usage
     return LLMResult(
-        item_id="", cache_key=call.key, status=OK, text=choice.message.content, finish_reason=choice.finish_reason,
-        prompt_tokens=usage.prompt_tokens if usage else 0, completion_tokens=usage.completion_tokens if usage else 0,
-        latency_s=latency_s, origin=origin,
+        item_id="",
+        cache_key=call.key,
+        status=OK,
+        text=choice.message.content,
+        finish_reason=choice.finish_reason,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        latency_s=latency_s,
+        origin=origin,
     )
 
 
 def _failure(call: PendingCall, kind: str, error: str, origin: str) -> LLMResult:
-    return LLMResult(item_id="", cache_key=call.key, status=FAILED, text=None, error_kind=kind, error=error, origin=origin)
+    return LLMResult(
+        item_id="", cache_key=call.key, status=FAILED, text=None, error_kind=kind, error=error, origin=origin
+    )
 
 
 class _Limits:
     def __init__(self, settings: LLMSettings):
-        self.requests = AsyncLimiter(settings.requests_per_minute, 60) if settings.requests_per_minute else None
+        self.requests = (
+            AsyncLimiter(settings.requests_per_minute, 60) if settings.requests_per_minute else None
+        )
         self.tokens = AsyncLimiter(settings.tokens_per_minute, 60) if settings.tokens_per_minute else None
 
     async def acquire(self, tokens: float) -> None:
@@ -160,14 +172,18 @@ class _Limits:
             await self.tokens.acquire(min(tokens, self.tokens.max_rate))
 
 
-async def _answer_one(client, settings: LLMSettings, call: PendingCall, limits: _Limits, stats: UsageStats) -> LLMResult:
+async def _answer_one(
+    client, settings: LLMSettings, call: PendingCall, limits: _Limits, stats: UsageStats
+) -> LLMResult:
     attempt = 0
     while True:
         await limits.acquire(_estimated_tokens(settings, call))
         stats.requests_sent += 1
         started = time.monotonic()
         try:
-            completion = await client.post(CHAT_ROUTE, body=request_body(settings, call), cast_to=ChatCompletion)
+            completion = await client.post(
+                CHAT_ROUTE, body=request_body(settings, call), cast_to=ChatCompletion
+            )
             return _result_from_completion(call, completion, time.monotonic() - started, "call")
         except CALL_ERRORS as exc:
             kind, wait = classify_error(exc)
@@ -177,8 +193,13 @@ async def _answer_one(client, settings: LLMSettings, call: PendingCall, limits: 
         if wait is None:
             wait = backoff_seconds(settings, call.key, attempt)
         elif wait > settings.max_retry_wait_s:
-            return _failure(call, kind, f"{error}; the server asked to wait {wait:.0f} s, more than "
-                            f"max_retry_wait_s={settings.max_retry_wait_s:.0f}", "call")
+            return _failure(
+                call,
+                kind,
+                f"{error}; the server asked to wait {wait:.0f} s, more than "
+                f"max_retry_wait_s={settings.max_retry_wait_s:.0f}",
+                "call",
+            )
         stats.retries_by_kind[kind] += 1
         await asyncio.sleep(wait)
         attempt += 1
@@ -203,7 +224,11 @@ async def answer_directly(
 
 
 async def answer_by_batch(
-    settings: LLMSettings, cache: ResponseCache, calls: Sequence[PendingCall], on_result: ResultSink, stats: UsageStats
+    settings: LLMSettings,
+    cache: ResponseCache,
+    calls: Sequence[PendingCall],
+    on_result: ResultSink,
+    stats: UsageStats,
 ) -> None:
     """Submit what no open batch already covers, then poll every batch that holds a wanted request.
 
@@ -216,13 +241,24 @@ async def answer_by_batch(
     fresh = [call for call in calls if call.key not in covered]
     async with make_client(settings) as client:
         for start in range(0, len(fresh), BATCH_MAX_REQUESTS):
-            chunk = fresh[start:start + BATCH_MAX_REQUESTS]
+            chunk = fresh[start : start + BATCH_MAX_REQUESTS]
             lines = [
-                json.dumps({"custom_id": c.key, "method": "POST", "url": CHAT_PATH, "body": request_body(settings, c)})
+                json.dumps(
+                    {
+                        "custom_id": c.key,
+                        "method": "POST",
+                        "url": CHAT_PATH,
+                        "body": request_body(settings, c),
+                    }
+                )
                 for c in chunk
             ]
-            upload = await client.files.create(file=("requests.jsonl", "\n".join(lines).encode()), purpose="batch")
-            batch = await client.batches.create(input_file_id=upload.id, endpoint=CHAT_PATH, completion_window="24h")
+            upload = await client.files.create(
+                file=("requests.jsonl", "\n".join(lines).encode()), purpose="batch"
+            )
+            batch = await client.batches.create(
+                input_file_id=upload.id, endpoint=CHAT_PATH, completion_window="24h"
+            )
             cache.record_batch(batch.id, chunk)
             waiting[batch.id] = chunk
             stats.requests_sent += 2
@@ -262,8 +298,18 @@ async def _batch_results(client, batch, calls: Sequence[PendingCall], stats: Usa
         record = lines.get(call.key)
         if record is None:
             errors = getattr(batch, "errors", None)
-            paired.append((_failure(call, f"batch_{batch.status}", f"batch {batch.id} ended '{batch.status}' "
-                                    f"without a result for this request; errors: {errors}", "batch"), call))
+            paired.append(
+                (
+                    _failure(
+                        call,
+                        f"batch_{batch.status}",
+                        f"batch {batch.id} ended '{batch.status}' "
+                        f"without a result for this request; errors: {errors}",
+                        "batch",
+                    ),
+                    call,
+                )
+            )
             continue
         response = record.get("response") or {}
         status_code = response.get("status_code")
@@ -273,5 +319,7 @@ async def _batch_results(client, batch, calls: Sequence[PendingCall], stats: Usa
         else:
             detail = record.get("error") or response.get("body")
             kind = status_kind(status_code) if status_code else "batch_error"
-            paired.append((_failure(call, kind, f"batch {batch.id}: status {status_code}: {detail}", "batch"), call))
+            paired.append(
+                (_failure(call, kind, f"batch {batch.id}: status {status_code}: {detail}", "batch"), call)
+            )
     return paired

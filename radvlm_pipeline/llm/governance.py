@@ -23,7 +23,9 @@ class GovernanceError(RuntimeError):
 def check_endpoint_approval(settings: LLMSettings, dataset_keys: Iterable[str]) -> None:
     if settings.backend == OFFLINE:
         return
-    endpoint = f"{settings.backend} endpoint {settings.base_url or '(SDK default URL)'} (model {settings.model})"
+    endpoint = (
+        f"{settings.backend} endpoint {settings.base_url or '(SDK default URL)'} (model {settings.model})"
+    )
     for key in sorted(set(dataset_keys)):
         dataset = DATASETS.get(key)
         if dataset is None:

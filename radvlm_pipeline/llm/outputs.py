@@ -48,10 +48,15 @@ def quarantine_row(
     if detail is None:
         detail = (result.error if result is not None and result.error else None) or reason.replace("_", " ")
     return {
-        "source": row.get("source"), "study_id": row.get("study_id"), "image_id": row.get("image_id"),
-        "split": row.get("split"), "reason": reason, "detail": detail,
+        "source": row.get("source"),
+        "study_id": row.get("study_id"),
+        "image_id": row.get("image_id"),
+        "split": row.get("split"),
+        "reason": reason,
+        "detail": detail,
         "raw_text": result.text if result is not None else None,
-        "cache_key": result.cache_key if result is not None else None, "backend": backend,
+        "cache_key": result.cache_key if result is not None else None,
+        "backend": backend,
     }
 
 

@@ -144,15 +144,30 @@ def remove_priors(reports: pl.DataFrame, run: Runner, backend: str) -> StageOutp
         else:
             status, clean, reason = interpret_answer(result)
             key = result.cache_key
-        rows.append({**{k: row[k] for k in ("source", "study_id", "subject_id", "image_id", "split", "report")},
-                     "report_clean": clean, "status": status, "cache_key": key, "backend": backend})
+        rows.append(
+            {
+                **{k: row[k] for k in ("source", "study_id", "subject_id", "image_id", "split", "report")},
+                "report_clean": clean,
+                "status": status,
+                "cache_key": key,
+                "backend": backend,
+            }
+        )
         if reason:
             quarantine.append(quarantine_row(row, reason, result, backend))
         if result is not None and len(samples) < 5 and status != STATUS_FAILED:
             samples.append((row["report"], clean or NOTHING_LEFT))
     table = pl.DataFrame(rows, schema=CLEAN_REPORTS_SCHEMA, orient="row")
-    residual = int(table.filter(pl.col("report_clean").is_not_null())["report_clean"].map_elements(
-        mentions_prior, return_dtype=pl.Boolean).sum() or 0) if table.height else 0
+    residual = (
+        int(
+            table.filter(pl.col("report_clean").is_not_null())["report_clean"]
+            .map_elements(mentions_prior, return_dtype=pl.Boolean)
+            .sum()
+            or 0
+        )
+        if table.height
+        else 0
+    )
     facts = {
         "reports_in": reports.height,
         "reports_ok": int((table["status"] == STATUS_OK).sum()),
@@ -161,5 +176,10 @@ def remove_priors(reports: pl.DataFrame, run: Runner, backend: str) -> StageOutp
         # A quality signal, not an error: cleaned reports that still use comparison words ("stable", "new"...).
         "cleaned_with_comparison_words": residual,
     }
-    return StageOutput(table, quarantine_table(quarantine), prompt_run.stats, facts,
-                       sample_markdown(("report", "without priors"), samples))
+    return StageOutput(
+        table,
+        quarantine_table(quarantine),
+        prompt_run.stats,
+        facts,
+        sample_markdown(("report", "without priors"), samples),
+    )

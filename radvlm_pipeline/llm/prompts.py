@@ -28,7 +28,7 @@ class PromptTemplate:
     version: str  # first 16 hex digits of the sha256 of the file
 
     @classmethod
-    def from_file(cls, path: Path) -> "PromptTemplate":
+    def from_file(cls, path: Path) -> PromptTemplate:
         raw = path.read_bytes()
         text = raw.decode("utf-8")
         if USER_MARKER not in text:

@@ -16,7 +16,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from radvlm_pipeline.llm.cache import ResponseCache
-from radvlm_pipeline.llm.calls import FAILED, OK, LLMResult, PendingCall, PromptItem, PromptRun, UsageStats, cache_key
+from radvlm_pipeline.llm.calls import (
+    FAILED,
+    OK,
+    LLMResult,
+    PendingCall,
+    PromptItem,
+    PromptRun,
+    UsageStats,
+    cache_key,
+)
 from radvlm_pipeline.llm.endpoint import answer_by_batch, answer_directly
 from radvlm_pipeline.llm.governance import check_endpoint_approval
 from radvlm_pipeline.llm.prompts import PromptTemplate
@@ -52,7 +61,9 @@ def run_prompts(
     calls = [pending_call(settings, template, item) for item in items]
     stats = UsageStats()
     if settings.backend == OFFLINE:
-        return PromptRun([_offline_result(item, call, offline, stats) for item, call in zip(items, calls)], stats)
+        return PromptRun(
+            [_offline_result(item, call, offline, stats) for item, call in zip(items, calls)], stats
+        )
 
     answers: dict[str, LLMResult] = {}
     with ResponseCache(cache_path) as cache:
@@ -68,16 +79,30 @@ def run_prompts(
             answers[call.key] = result
 
         if todo:
-            answer = answer_by_batch(settings, cache, todo, record, stats) if settings.use_batch else \
-                answer_directly(settings, todo, record, stats)
+            answer = (
+                answer_by_batch(settings, cache, todo, record, stats)
+                if settings.use_batch
+                else answer_directly(settings, todo, record, stats)
+            )
             asyncio.run(answer)
-    return PromptRun([replace(answers[call.key], item_id=item.item_id) for item, call in zip(items, calls)], stats)
+    return PromptRun(
+        [replace(answers[call.key], item_id=item.item_id) for item, call in zip(items, calls)], stats
+    )
 
 
-def _offline_result(item: PromptItem, call: PendingCall, offline: OfflineRule | None, stats: UsageStats) -> LLMResult:
+def _offline_result(
+    item: PromptItem, call: PendingCall, offline: OfflineRule | None, stats: UsageStats
+) -> LLMResult:
     stats.offline_answers += 1
     if offline is None:
         stats.failures_by_kind["no_offline_rule"] += 1
-        return LLMResult(item.item_id, call.key, FAILED, None, error_kind="no_offline_rule",
-                         error=f"the offline backend has no rule for prompt '{call.template_name}'", origin="offline")
+        return LLMResult(
+            item.item_id,
+            call.key,
+            FAILED,
+            None,
+            error_kind="no_offline_rule",
+            error=f"the offline backend has no rule for prompt '{call.template_name}'",
+            origin="offline",
+        )
     return LLMResult(item.item_id, call.key, OK, offline(item), finish_reason="stop", origin="offline")

@@ -39,7 +39,9 @@ class LLMSettings:
     max_retries: int = 5
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
-    max_retry_wait_s: float = 300.0  # a Retry-After longer than this fails the call instead of stalling the run
+    max_retry_wait_s: float = (
+        300.0  # a Retry-After longer than this fails the call instead of stalling the run
+    )
     retry_failed: bool = False  # answer again items whose earlier call failed (else their failure is reused)
     use_batch: bool = False
     batch_poll_interval_s: float = 30.0
@@ -52,12 +54,16 @@ class LLMSettings:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown LLM backend {self.backend!r}; expected one of {BACKENDS}")
         if self.backend == AZURE and not (self.base_url and self.azure_api_version):
-            raise ValueError("the azure backend needs base_url (the Azure OpenAI resource endpoint) and azure_api_version")
+            raise ValueError(
+                "the azure backend needs base_url (the Azure OpenAI resource endpoint) and azure_api_version"
+            )
 
     @property
     def endpoint_kind(self) -> str:
         """Part of every cache key: the same model name served by a different kind of endpoint is another model."""
-        return {OFFLINE: OFFLINE_BACKEND_NAME, OPENAI: "openai-compatible", AZURE: "azure-openai"}[self.backend]
+        return {OFFLINE: OFFLINE_BACKEND_NAME, OPENAI: "openai-compatible", AZURE: "azure-openai"}[
+            self.backend
+        ]
 
     @property
     def backend_label(self) -> str:

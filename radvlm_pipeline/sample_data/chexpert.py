@@ -51,21 +51,54 @@ PLUS_IMAGE_FOLDER = "PNG"
 
 # Column order of the released CSVs.
 CHEXPERT_LABEL_ORDER = (
-    "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
-    "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other",
-    "Fracture", "Support Devices",
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
 )
 CHEXPERT_COLUMNS = ("Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *CHEXPERT_LABEL_ORDER)
 TEST_COLUMNS = ("Path", *CHEXPERT_LABEL_ORDER)
 PLUS_REPORT_COLUMNS = (
-    "report", "section_narrative", "section_clinical_history", "section_history", "section_comparison",
-    "section_technique", "section_procedure_comments", "section_findings", "section_impression",
-    "section_end_of_impression", "section_summary", "section_accession_number",
+    "report",
+    "section_narrative",
+    "section_clinical_history",
+    "section_history",
+    "section_comparison",
+    "section_technique",
+    "section_procedure_comments",
+    "section_findings",
+    "section_impression",
+    "section_end_of_impression",
+    "section_summary",
+    "section_accession_number",
 )
 PLUS_COLUMNS = (
-    "path_to_image", "path_to_dcm", "frontal_lateral", "ap_pa", "deid_patient_id", "patient_report_date_order",
-    *PLUS_REPORT_COLUMNS, "age", "sex", "race", "ethnicity", "interpreter_needed", "insurance_type", "recent_bmi",
-    "deceased", "split",
+    "path_to_image",
+    "path_to_dcm",
+    "frontal_lateral",
+    "ap_pa",
+    "deid_patient_id",
+    "patient_report_date_order",
+    *PLUS_REPORT_COLUMNS,
+    "age",
+    "sex",
+    "race",
+    "ethnicity",
+    "interpreter_needed",
+    "insurance_type",
+    "recent_bmi",
+    "deceased",
+    "split",
 )
 
 # (release split folder, first patient number, patients). Real numbering: train patient00001-64540,
@@ -98,7 +131,9 @@ SEXES = {"M": "Male", "F": "Female"}
 RACES = ("White", "Asian", "Black", "Other", "Unknown")
 ETHNICITIES = ("Non-Hispanic/Non-Latino", "Hispanic/Latino", "Unknown")
 INSURANCE = ("Private Insurance", "Medicare", "Medicaid", "Unknown")
-SIGN_OFF = "I have personally reviewed the images for this examination and agreed with the report transcribed above."
+SIGN_OFF = (
+    "I have personally reviewed the images for this examination and agreed with the report transcribed above."
+)
 ANONYMISED = (
     "This report has been anonymized. All dates are offset from the actual dates by a fixed interval "
     "associated with the patient."
@@ -136,9 +171,13 @@ def sample_studies(seed: int) -> list[Study]:
             for study_number in range(1, study_count + 1):
                 rng = rng_for(seed, "chexpert", "study", number, study_number)
                 # Valid and test labels are radiologists' reads in the release: never uncertain.
-                case = sample_case(rng, lateral_fraction=0.0, uncertain_fraction=0.15 if split == "train" else 0.0)
+                case = sample_case(
+                    rng, lateral_fraction=0.0, uncertain_fraction=0.15 if split == "train" else 0.0
+                )
                 case.sex, case.age = sex, age + study_number - 1
-                studies.append(Study(split, f"patient{number:05d}", study_number, case, bool(rng.random() < 0.4)))
+                studies.append(
+                    Study(split, f"patient{number:05d}", study_number, case, bool(rng.random() < 0.4))
+                )
     return studies
 
 
@@ -237,14 +276,18 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]])
 def _write_chexpert_plus(root: Path, studies: list[Study], seed: int, dirty: bool) -> dict[str, int]:
     dirt = DIRT[CHEXPERT_PLUS.key] if dirty else {}
     plus_studies = [
-        s for s in studies
-        if s.split == "valid" or (s.split == "train" and int(s.patient.removeprefix("patient")) <= PLUS_TRAIN_PATIENTS)
+        s
+        for s in studies
+        if s.split == "valid"
+        or (s.split == "train" and int(s.patient.removeprefix("patient")) <= PLUS_TRAIN_PATIENTS)
     ]
     rows: list[dict[str, str]] = []
     label_lines: list[str] = []
     for study in plus_studies:
         rng = rng_for(seed, "chexpert_plus", "report", study.folder)
-        report, label_case = _plus_report(study, rng, empty="empty_report" in _faults(dirt, f"{study.folder}/view1_frontal"))
+        report, label_case = _plus_report(
+            study, rng, empty="empty_report" in _faults(dirt, f"{study.folder}/view1_frontal")
+        )
         demographics = _plus_demographics(seed, study)
         for image_id, case in study.views():
             faults = _faults(dirt, image_id)
@@ -264,7 +307,10 @@ def _write_chexpert_plus(root: Path, studies: list[Study], seed: int, dirty: boo
                 "split": study.split,
             }
             rows.append(row)
-            labels = {name: _json_label(value) for name, value in chexpert_values(label_case, CHEXPERT_LABEL_ORDER).items()}
+            labels = {
+                name: _json_label(value)
+                for name, value in chexpert_values(label_case, CHEXPERT_LABEL_ORDER).items()
+            }
             if "unknown_label_value" in faults:
                 labels["Edema"] = "yes"
             line = json.dumps({"path_to_image": f"{image_id}.jpg", **labels})
@@ -275,7 +321,11 @@ def _write_chexpert_plus(root: Path, studies: list[Study], seed: int, dirty: boo
             if "malformed_json" in faults:
                 label_lines.append(line[: len(line) // 2])
     if "unknown_image" in dirt:
-        label_lines.append(json.dumps({"path_to_image": f"{dirt['unknown_image']}.jpg", **{n: None for n in CHEXPERT_LABEL_ORDER}}))
+        label_lines.append(
+            json.dumps(
+                {"path_to_image": f"{dirt['unknown_image']}.jpg", **{n: None for n in CHEXPERT_LABEL_ORDER}}
+            )
+        )
     _write_csv(root / PLUS_CSV, PLUS_COLUMNS, rows)
     (root / PLUS_LABELS).parent.mkdir(parents=True, exist_ok=True)
     (root / PLUS_LABELS).write_text("".join(f"{line}\n" for line in label_lines), encoding="utf-8")
@@ -299,9 +349,13 @@ def _plus_report(study: Study, rng: np.random.Generator, empty: bool) -> tuple[d
     findings = "" if impression_only or empty else sections.findings.replace(". ", ".\n")
     items = [sections.impression]
     if case.has_prior and case.findings:
-        items.append(f"{case.findings[0].finding.key.replace('_', ' ').capitalize()} again seen, unchanged from the prior study.")
+        items.append(
+            f"{case.findings[0].finding.key.replace('_', ' ').capitalize()} again seen, unchanged from the prior study."
+        )
     impression = "" if empty else "\n\n".join(f"{i}. {text}" for i, text in enumerate(items, 1))
-    label_case = dataclasses.replace(case, findings=case.findings[:2], negatives=[]) if impression_only else case
+    label_case = (
+        dataclasses.replace(case, findings=case.findings[:2], negatives=[]) if impression_only else case
+    )
     views = "Chest 2 Views" if study.has_lateral else "Chest 1 View"
     summary = "2-ABNORMAL" if case.findings else "1-NORMAL"
     accession = str(int(rng.integers(1_000_000, 9_999_999)))
@@ -351,7 +405,11 @@ def _plus_demographics(seed: int, study: Study) -> dict[str, str]:
 # studies); valid 200 studies; test 500 studies. CheXpert-Plus: the train and valid images.
 TRAIN_STUDIES_PER_MIMIC_STUDY = 187_641 / 227_835
 LATERAL_SHARE = 223_414 / 187_641 - 1
-SCALE_SPLITS = (("train", 1, 3), ("valid", 64541, 1), ("test", 64741, 1))  # split, first patient, studies/patient
+SCALE_SPLITS = (
+    ("train", 1, 3),
+    ("valid", 64541, 1),
+    ("test", 64741, 1),
+)  # split, first patient, studies/patient
 SCALE_POOL = 64  # distinct synthetic studies the rows cycle through (reports and labels agree per study)
 
 
@@ -372,13 +430,20 @@ def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, 
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.select(
             pl.format("{}/{}.jpg", pl.lit(RELEASE_FOLDER), "image_id").alias("Path"),
-            "Sex", "Age", "Frontal/Lateral", "AP/PA", *label_columns,
+            "Sex",
+            "Age",
+            "Frontal/Lateral",
+            "AP/PA",
+            *label_columns,
         ).write_csv(path)
     test = frames["test"].join(pool, on="pool", how="left").sort("image_id")
     (chexpert_root / TEST_LABELS).parent.mkdir(parents=True, exist_ok=True)
     test.select(
         (pl.col("image_id") + ".jpg").alias("Path"),
-        *[(pl.col(f"chexpert_{name}") == "1.0").fill_null(False).cast(pl.Int8).alias(name) for name in CHEXPERT_LABEL_ORDER],
+        *[
+            (pl.col(f"chexpert_{name}") == "1.0").fill_null(False).cast(pl.Int8).alias(name)
+            for name in CHEXPERT_LABEL_ORDER
+        ],
     ).write_csv(chexpert_root / TEST_LABELS)
 
     plus = pl.concat([frames["train"], frames["valid"]]).join(pool, on="pool", how="left").sort("image_id")
@@ -393,10 +458,17 @@ def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, 
         *PLUS_REPORT_COLUMNS,
         pl.col("Age").cast(pl.Float64).alias("age"),
         pl.col("Sex").alias("sex"),
-        *[pl.lit(value).alias(name) for name, value in (
-            ("race", "Unknown"), ("ethnicity", "Unknown"), ("interpreter_needed", "No"),
-            ("insurance_type", "Unknown"), ("recent_bmi", None), ("deceased", "No"),
-        )],
+        *[
+            pl.lit(value).alias(name)
+            for name, value in (
+                ("race", "Unknown"),
+                ("ethnicity", "Unknown"),
+                ("interpreter_needed", "No"),
+                ("insurance_type", "Unknown"),
+                ("recent_bmi", None),
+                ("deceased", "No"),
+            )
+        ],
         pl.col("split"),
     ).write_csv(plus_root / PLUS_CSV)
     (plus_root / PLUS_LABELS).parent.mkdir(parents=True, exist_ok=True)
@@ -419,17 +491,23 @@ def _scale_pool(seed: int) -> pl.DataFrame:
         report, label_case = _plus_report(Study("train", "patient00000", 1, case, False), rng, empty=False)
         chexpert_labels = chexpert_values(case, CHEXPERT_LABEL_ORDER)
         plus_labels = chexpert_values(label_case, CHEXPERT_LABEL_ORDER)
-        records.append({
-            "pool": index,
-            **report,
-            **{f"chexpert_{name}": value for name, value in chexpert_labels.items()},
-            **{f"plus_{name}": _json_label(value) for name, value in plus_labels.items()},
-        })
+        records.append(
+            {
+                "pool": index,
+                **report,
+                **{f"chexpert_{name}": value for name, value in chexpert_labels.items()},
+                **{f"plus_{name}": _json_label(value) for name, value in plus_labels.items()},
+            }
+        )
     frame = pl.DataFrame(records)
-    return frame.with_columns(pl.col(name).replace("", None) for name in frame.columns if frame[name].dtype == pl.String)
+    return frame.with_columns(
+        pl.col(name).replace("", None) for name in frame.columns if frame[name].dtype == pl.String
+    )
 
 
-def _scale_images(seed: int, split: str, first_patient: int, per_patient: int, studies: int, pool: int) -> pl.DataFrame:
+def _scale_images(
+    seed: int, split: str, first_patient: int, per_patient: int, studies: int, pool: int
+) -> pl.DataFrame:
     """One row per image: a frontal per study plus laterals for a share of studies, vectorised."""
     rng = rng_for(seed, "chexpert", "scale", split)
     index = np.arange(studies)
@@ -437,22 +515,37 @@ def _scale_images(seed: int, split: str, first_patient: int, per_patient: int, s
     patients = int(patient.max() - first_patient + 1) if studies else 0
     sex = np.where(rng.random(patients) < 0.5, "Male", "Female")
     age = rng.integers(20, 85, size=patients)
-    study = pl.DataFrame({
-        "patient": patient,
-        "study": index % per_patient + 1,
-        "Sex": sex[patient - first_patient],
-        "Age": age[patient - first_patient] + index % per_patient,
-        "AP/PA": np.where(rng.random(studies) < 0.7, "AP", "PA"),
-        "pool": rng.integers(0, pool, size=studies),
-        "lateral": rng.random(studies) < LATERAL_SHARE,
-    })
-    frontal = study.with_columns(pl.lit("view1_frontal").alias("view"), pl.lit("Frontal").alias("Frontal/Lateral"))
+    study = pl.DataFrame(
+        {
+            "patient": patient,
+            "study": index % per_patient + 1,
+            "Sex": sex[patient - first_patient],
+            "Age": age[patient - first_patient] + index % per_patient,
+            "AP/PA": np.where(rng.random(studies) < 0.7, "AP", "PA"),
+            "pool": rng.integers(0, pool, size=studies),
+            "lateral": rng.random(studies) < LATERAL_SHARE,
+        }
+    )
+    frontal = study.with_columns(
+        pl.lit("view1_frontal").alias("view"), pl.lit("Frontal").alias("Frontal/Lateral")
+    )
     lateral = study.filter("lateral").with_columns(
-        pl.lit("view2_lateral").alias("view"), pl.lit("Lateral").alias("Frontal/Lateral"), pl.lit(None).alias("AP/PA")
+        pl.lit("view2_lateral").alias("view"),
+        pl.lit("Lateral").alias("Frontal/Lateral"),
+        pl.lit(None).alias("AP/PA"),
     )
     return pl.concat([frontal, lateral]).select(
         pl.format(
-            "{}/patient{}/study{}/{}", pl.lit(split), pl.col("patient").cast(pl.String).str.zfill(5), "study", "view"
+            "{}/patient{}/study{}/{}",
+            pl.lit(split),
+            pl.col("patient").cast(pl.String).str.zfill(5),
+            "study",
+            "view",
         ).alias("image_id"),
-        "Sex", "Age", "Frontal/Lateral", "AP/PA", "pool", pl.lit(split).alias("split"),
+        "Sex",
+        "Age",
+        "Frontal/Lateral",
+        "AP/PA",
+        "pool",
+        pl.lit(split).alias("split"),
     )

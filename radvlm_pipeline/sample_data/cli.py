@@ -33,12 +33,22 @@ def generate_scale(out_root: Path, seed: int = 0, studies: int = 400_000) -> dic
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="data root to write (dataset folders go inside)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="data root to write (dataset folders go inside)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--variant", choices=[v.value for v in Variant], default=Variant.CLEAN.value,
-                        help="'dirty' adds the faults the readers must quarantine")
-    parser.add_argument("--scale", type=int, metavar="STUDIES",
-                        help="write metadata only for about this many MIMIC-CXR studies (benchmarks)")
+    parser.add_argument(
+        "--variant",
+        choices=[v.value for v in Variant],
+        default=Variant.CLEAN.value,
+        help="'dirty' adds the faults the readers must quarantine",
+    )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        metavar="STUDIES",
+        help="write metadata only for about this many MIMIC-CXR studies (benchmarks)",
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
     if args.out.exists() and any(args.out.iterdir()):

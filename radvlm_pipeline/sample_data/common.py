@@ -63,7 +63,9 @@ REGIONS: dict[str, tuple[float, float, float, float]] = {
 }
 
 
-def region_box(name: str, rng: np.random.Generator, jitter: float = 0.02) -> tuple[float, float, float, float]:
+def region_box(
+    name: str, rng: np.random.Generator, jitter: float = 0.02
+) -> tuple[float, float, float, float]:
     x1, y1, x2, y2 = REGIONS[name]
     dx, dy = rng.uniform(-jitter, jitter, size=2)
     box = np.clip(np.array([x1 + dx, y1 + dy, x2 + dx, y2 + dy]), 0.0, 1.0)
@@ -84,42 +86,135 @@ class Finding:
 
 
 FINDINGS: tuple[Finding, ...] = (
-    Finding("cardiomegaly", ("Cardiomegaly", "Enlarged Cardiomediastinum"), "Cardiomegaly", ("cardiac silhouette",),
-            ("The heart is moderately enlarged.", "Cardiomegaly is present."),
-            "The heart size is normal.", "The heart size is borderline enlarged.", 0.25),
-    Finding("effusion", ("Pleural Effusion",), "Pleural effusion", ("right costophrenic angle", "left costophrenic angle"),
-            ("There is a small {side} pleural effusion.", "Blunting of the {side} costophrenic angle reflects a small effusion."),
-            "There is no pleural effusion.", "A trace {side} pleural effusion is possible.", 0.45),
-    Finding("pneumothorax", ("Pneumothorax",), "Pneumothorax", ("right apical zone", "left apical zone"),
-            ("There is a small {side} apical pneumothorax.",),
-            "There is no pneumothorax.", "A tiny {side} apical pneumothorax cannot be excluded.", -0.35),
-    Finding("consolidation", ("Consolidation", "Lung Opacity"), "Consolidation", ("right lower lung zone", "left lower lung zone"),
-            ("Focal consolidation is seen in the {side} lower lobe.",),
-            "There is no focal consolidation.", "Subtle {side} basilar opacity may reflect early consolidation.", 0.4),
-    Finding("atelectasis", ("Atelectasis", "Lung Opacity"), "Atelectasis", ("right lower lung zone", "left lower lung zone"),
-            ("Linear opacity at the {side} base is consistent with atelectasis.", "There is {side} basilar atelectasis."),
-            "There is no atelectasis.", "Minimal {side} basilar atelectasis is possible.", 0.3),
-    Finding("edema", ("Edema", "Lung Opacity"), "Edema", ("right mid lung zone", "left mid lung zone"),
-            ("There is mild pulmonary vascular congestion and interstitial edema.",),
-            "There is no pulmonary edema.", "Mild interstitial edema is not excluded.", 0.25),
-    Finding("pneumonia", ("Pneumonia", "Lung Opacity"), "Infiltration", ("right lower lung zone", "left lower lung zone", "right mid lung zone"),
-            ("Patchy {side} opacity is concerning for pneumonia.",),
-            "There is no evidence of pneumonia.", "Pneumonia cannot be excluded at the {side} base.", 0.35),
-    Finding("nodule", ("Lung Lesion",), "Nodule/Mass", ("right upper lung zone", "left upper lung zone", "right mid lung zone"),
-            ("A 1.5 cm nodule projects over the {side} upper lung.", "There is a rounded {side} lung nodule."),
-            "No pulmonary nodules are seen.", "A possible small {side} nodule is noted.", 0.5),
-    Finding("fracture", ("Fracture",), "Rib fracture", ("right mid lung zone", "left mid lung zone"),
-            ("There is a displaced fracture of a {side} lateral rib.",),
-            "No acute fracture is seen.", "A {side} rib fracture is questioned.", 0.2),
-    Finding("pleural_thickening", ("Pleural Other",), "Pleural thickening", ("right apical zone", "left apical zone"),
-            ("There is {side} apical pleural thickening.",),
-            "There is no pleural thickening.", "Possible {side} apical pleural thickening.", 0.3),
-    Finding("aortic_enlargement", (), "Aortic enlargement", ("aortic arch",),
-            ("The aortic knob is enlarged and tortuous.",),
-            "The aorta is unremarkable.", "The aortic arch may be mildly enlarged.", 0.3),
-    Finding("device", ("Support Devices",), None, ("svc",),
-            ("A right internal jugular central line terminates in the SVC.", "An endotracheal tube is in standard position."),
-            "There are no lines or tubes.", "A line of uncertain position projects over the mediastinum.", 0.6),
+    Finding(
+        "cardiomegaly",
+        ("Cardiomegaly", "Enlarged Cardiomediastinum"),
+        "Cardiomegaly",
+        ("cardiac silhouette",),
+        ("The heart is moderately enlarged.", "Cardiomegaly is present."),
+        "The heart size is normal.",
+        "The heart size is borderline enlarged.",
+        0.25,
+    ),
+    Finding(
+        "effusion",
+        ("Pleural Effusion",),
+        "Pleural effusion",
+        ("right costophrenic angle", "left costophrenic angle"),
+        (
+            "There is a small {side} pleural effusion.",
+            "Blunting of the {side} costophrenic angle reflects a small effusion.",
+        ),
+        "There is no pleural effusion.",
+        "A trace {side} pleural effusion is possible.",
+        0.45,
+    ),
+    Finding(
+        "pneumothorax",
+        ("Pneumothorax",),
+        "Pneumothorax",
+        ("right apical zone", "left apical zone"),
+        ("There is a small {side} apical pneumothorax.",),
+        "There is no pneumothorax.",
+        "A tiny {side} apical pneumothorax cannot be excluded.",
+        -0.35,
+    ),
+    Finding(
+        "consolidation",
+        ("Consolidation", "Lung Opacity"),
+        "Consolidation",
+        ("right lower lung zone", "left lower lung zone"),
+        ("Focal consolidation is seen in the {side} lower lobe.",),
+        "There is no focal consolidation.",
+        "Subtle {side} basilar opacity may reflect early consolidation.",
+        0.4,
+    ),
+    Finding(
+        "atelectasis",
+        ("Atelectasis", "Lung Opacity"),
+        "Atelectasis",
+        ("right lower lung zone", "left lower lung zone"),
+        (
+            "Linear opacity at the {side} base is consistent with atelectasis.",
+            "There is {side} basilar atelectasis.",
+        ),
+        "There is no atelectasis.",
+        "Minimal {side} basilar atelectasis is possible.",
+        0.3,
+    ),
+    Finding(
+        "edema",
+        ("Edema", "Lung Opacity"),
+        "Edema",
+        ("right mid lung zone", "left mid lung zone"),
+        ("There is mild pulmonary vascular congestion and interstitial edema.",),
+        "There is no pulmonary edema.",
+        "Mild interstitial edema is not excluded.",
+        0.25,
+    ),
+    Finding(
+        "pneumonia",
+        ("Pneumonia", "Lung Opacity"),
+        "Infiltration",
+        ("right lower lung zone", "left lower lung zone", "right mid lung zone"),
+        ("Patchy {side} opacity is concerning for pneumonia.",),
+        "There is no evidence of pneumonia.",
+        "Pneumonia cannot be excluded at the {side} base.",
+        0.35,
+    ),
+    Finding(
+        "nodule",
+        ("Lung Lesion",),
+        "Nodule/Mass",
+        ("right upper lung zone", "left upper lung zone", "right mid lung zone"),
+        ("A 1.5 cm nodule projects over the {side} upper lung.", "There is a rounded {side} lung nodule."),
+        "No pulmonary nodules are seen.",
+        "A possible small {side} nodule is noted.",
+        0.5,
+    ),
+    Finding(
+        "fracture",
+        ("Fracture",),
+        "Rib fracture",
+        ("right mid lung zone", "left mid lung zone"),
+        ("There is a displaced fracture of a {side} lateral rib.",),
+        "No acute fracture is seen.",
+        "A {side} rib fracture is questioned.",
+        0.2,
+    ),
+    Finding(
+        "pleural_thickening",
+        ("Pleural Other",),
+        "Pleural thickening",
+        ("right apical zone", "left apical zone"),
+        ("There is {side} apical pleural thickening.",),
+        "There is no pleural thickening.",
+        "Possible {side} apical pleural thickening.",
+        0.3,
+    ),
+    Finding(
+        "aortic_enlargement",
+        (),
+        "Aortic enlargement",
+        ("aortic arch",),
+        ("The aortic knob is enlarged and tortuous.",),
+        "The aorta is unremarkable.",
+        "The aortic arch may be mildly enlarged.",
+        0.3,
+    ),
+    Finding(
+        "device",
+        ("Support Devices",),
+        None,
+        ("svc",),
+        (
+            "A right internal jugular central line terminates in the SVC.",
+            "An endotracheal tube is in standard position.",
+        ),
+        "There are no lines or tubes.",
+        "A line of uncertain position projects over the mediastinum.",
+        0.6,
+    ),
 )
 
 FINDINGS_BY_KEY = {f.key: f for f in FINDINGS}
@@ -178,20 +273,35 @@ class Case:
         return self.view in ("PA", "AP")
 
 
-def sample_case(rng: np.random.Generator, lateral_fraction: float = 0.2, max_findings: int = 3,
-                normal_fraction: float = 0.3, uncertain_fraction: float = 0.15,
-                prior_fraction: float = 0.5) -> Case:
+def sample_case(
+    rng: np.random.Generator,
+    lateral_fraction: float = 0.2,
+    max_findings: int = 3,
+    normal_fraction: float = 0.3,
+    uncertain_fraction: float = 0.15,
+    prior_fraction: float = 0.5,
+) -> Case:
     view = "LATERAL" if rng.random() < lateral_fraction else ("PA" if rng.random() < 0.6 else "AP")
-    case = Case(sex="M" if rng.random() < 0.5 else "F", age=int(rng.integers(20, 90)), view=view,
-                has_prior=bool(rng.random() < prior_fraction))
+    case = Case(
+        sex="M" if rng.random() < 0.5 else "F",
+        age=int(rng.integers(20, 90)),
+        view=view,
+        has_prior=bool(rng.random() < prior_fraction),
+    )
     if rng.random() >= normal_fraction:
         count = int(rng.integers(1, max_findings + 1))
         chosen = rng.choice(len(FINDINGS), size=count, replace=False)
         for index in sorted(int(i) for i in chosen):
             finding = FINDINGS[index]
             region = finding.regions[int(rng.integers(len(finding.regions)))]
-            case.findings.append(PlacedFinding(finding, region, region_box(region, rng, 0.03),
-                                               uncertain=bool(rng.random() < uncertain_fraction)))
+            case.findings.append(
+                PlacedFinding(
+                    finding,
+                    region,
+                    region_box(region, rng, 0.03),
+                    uncertain=bool(rng.random() < uncertain_fraction),
+                )
+            )
     present = {p.finding.key for p in case.findings}
     others = [f for f in FINDINGS if f.key not in present]
     for index in rng.choice(len(others), size=min(3, len(others)), replace=False):
@@ -232,7 +342,11 @@ def report_sections(case: Case, rng: np.random.Generator) -> ReportSections:
     sentences: list[str] = []
     for placed in case.findings:
         finding = placed.finding
-        template = finding.uncertain if placed.uncertain else finding.sentences[int(rng.integers(len(finding.sentences)))]
+        template = (
+            finding.uncertain
+            if placed.uncertain
+            else finding.sentences[int(rng.integers(len(finding.sentences)))]
+        )
         sentences.append(template.format(side=placed.side))
     for negative in case.negatives:
         sentences.append(negative.negative)
@@ -241,14 +355,17 @@ def report_sections(case: Case, rng: np.random.Generator) -> ReportSections:
     if case.has_prior:
         if case.findings:
             name = case.findings[0].finding.key.replace("_", " ")
-            sentences.insert(int(rng.integers(len(sentences) + 1)),
-                             PRIOR_SENTENCES[int(rng.integers(len(PRIOR_SENTENCES)))].format(finding=name))
+            sentences.insert(
+                int(rng.integers(len(sentences) + 1)),
+                PRIOR_SENTENCES[int(rng.integers(len(PRIOR_SENTENCES)))].format(finding=name),
+            )
         else:
             sentences.append(PRIOR_NORMAL_SENTENCES[int(rng.integers(len(PRIOR_NORMAL_SENTENCES)))])
     comparison = "Chest radiograph from ___." if case.has_prior else "None."
     if case.findings:
         impression = " ".join(
-            (p.finding.uncertain if p.uncertain else p.finding.sentences[0]).format(side=p.side) for p in case.findings[:2]
+            (p.finding.uncertain if p.uncertain else p.finding.sentences[0]).format(side=p.side)
+            for p in case.findings[:2]
         )
     else:
         impression = "No acute cardiopulmonary process."
@@ -278,7 +395,9 @@ def render_radiograph(case: Case, width: int, height: int, rng: np.random.Genera
             image[np.abs(v - rib - 0.04 * np.cos(u * np.pi * 2)) < 0.008] += 0.08
         for placed in case.findings:
             x1, y1, x2, y2 = placed.box
-            blob = ((u - (x1 + x2) / 2) / ((x2 - x1) / 2)) ** 2 + ((v - (y1 + y2) / 2) / ((y2 - y1) / 2)) ** 2 < 1
+            blob = ((u - (x1 + x2) / 2) / ((x2 - x1) / 2)) ** 2 + (
+                (v - (y1 + y2) / 2) / ((y2 - y1) / 2)
+            ) ** 2 < 1
             image[blob] += placed.finding.intensity
     else:
         lung = ((u - 0.5) / 0.3) ** 2 + ((v - 0.5) / 0.35) ** 2 < 1

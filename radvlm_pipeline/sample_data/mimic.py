@@ -58,24 +58,51 @@ METADATA_FILE = "mimic-cxr-2.0.0-metadata.csv.gz"
 SPLIT_FILE = "mimic-cxr-2.0.0-split.csv.gz"
 CHEXPERT_FILE = "mimic-cxr-2.0.0-chexpert.csv.gz"
 METADATA_COLUMNS = (
-    "dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition", "Rows", "Columns",
-    "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning", "ViewCodeSequence_CodeMeaning",
+    "dicom_id",
+    "subject_id",
+    "study_id",
+    "PerformedProcedureStepDescription",
+    "ViewPosition",
+    "Rows",
+    "Columns",
+    "StudyDate",
+    "StudyTime",
+    "ProcedureCodeSequence_CodeMeaning",
+    "ViewCodeSequence_CodeMeaning",
     "PatientOrientationCodeSequence_CodeMeaning",
 )
 SPLIT_COLUMNS = ("dicom_id", "study_id", "subject_id", "split")
 CHEXPERT_COLUMNS = ("subject_id", "study_id", *CHEXPERT_LABELS)
 
-IMAGENOME_SPLIT_FILES = {"train": "silver_dataset/splits/train.csv", "valid": "silver_dataset/splits/valid.csv",
-                         "test": "silver_dataset/splits/test.csv"}
+IMAGENOME_SPLIT_FILES = {
+    "train": "silver_dataset/splits/train.csv",
+    "valid": "silver_dataset/splits/valid.csv",
+    "test": "silver_dataset/splits/test.csv",
+}
 IMAGENOME_SPLIT_COLUMNS = ("", "subject_id", "study_id", "dicom_id", "path", "ViewPosition")
 MS_CXR_FILE = "MS_CXR_Local_Alignment_v1.0.0.csv"
-MS_CXR_COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width", "image_height")
+MS_CXR_COLUMNS = (
+    "dicom_id",
+    "category_name",
+    "label_text",
+    "path",
+    "x",
+    "y",
+    "w",
+    "h",
+    "image_width",
+    "image_height",
+)
 
 SUBJECTS = 72
 # Study layouts (views, weight): most studies are PA + lateral or a single portable AP, as in MIMIC-CXR.
 LAYOUTS = (
-    (("PA", "LATERAL"), 0.42), (("AP",), 0.28), (("PA",), 0.08), (("AP", "LATERAL"), 0.10),
-    (("PA", "LATERAL", "LL"), 0.05), (("AP", "AP"), 0.07),
+    (("PA", "LATERAL"), 0.42),
+    (("AP",), 0.28),
+    (("PA",), 0.08),
+    (("AP", "LATERAL"), 0.10),
+    (("PA", "LATERAL", "LL"), 0.05),
+    (("AP", "AP"), 0.07),
 )
 STUDIES_PER_SUBJECT = ((1, 0.5), (2, 0.3), (3, 0.15), (4, 0.05))
 SPLIT_SHARES = (("train", 0.6), ("validate", 0.15), ("test", 0.25))  # of subjects; real: 98 / 0.8 / 1.5 %
@@ -83,12 +110,20 @@ IMAGENOME_SPLIT_SHARES = (("train", 0.65), ("valid", 0.12), ("test", 0.23))
 IMAGENOME_SUBJECT_FRACTION = 0.7
 MS_CXR_IMAGES_PER_SPLIT = {"train": 24, "validate": 8, "test": 10}
 
-VIEW_MEANINGS = {"PA": "postero-anterior", "AP": "antero-posterior", "LATERAL": "lateral", "LL": "left lateral"}
+VIEW_MEANINGS = {
+    "PA": "postero-anterior",
+    "AP": "antero-posterior",
+    "LATERAL": "lateral",
+    "LL": "left lateral",
+}
 
 # MS-CXR's eight categories cover these findings; label_text is the phrase a radiologist boxed.
 MS_CXR_PHRASES = {
     "cardiomegaly": ("Cardiomegaly", ("moderately enlarged heart", "cardiomegaly")),
-    "effusion": ("Pleural Effusion", ("small {side} pleural effusion", "blunting of the {side} costophrenic angle")),
+    "effusion": (
+        "Pleural Effusion",
+        ("small {side} pleural effusion", "blunting of the {side} costophrenic angle"),
+    ),
     "pneumothorax": ("Pneumothorax", ("small {side} apical pneumothorax",)),
     "consolidation": ("Consolidation", ("focal consolidation in the {side} lower lobe",)),
     "atelectasis": ("Atelectasis", ("{side} basilar atelectasis",)),
@@ -221,12 +256,19 @@ def plan(seed: int) -> list[MimicStudy]:
             images = []
             for position, view in enumerate(views):
                 width, height = _image_size(study_rng)
-                images.append(MimicImage(dicom_id_for(seed, "mimic", study_id, position), view, width, height))
+                images.append(
+                    MimicImage(dicom_id_for(seed, "mimic", study_id, position), view, width, height)
+                )
             seconds = int(study_rng.integers(0, 86_400))
-            hhmmss = seconds // 3600 * 10_000 + seconds // 60 % 60 * 100 + seconds % 60  # a float in the release
+            hhmmss = (
+                seconds // 3600 * 10_000 + seconds // 60 % 60 * 100 + seconds % 60
+            )  # a float in the release
             time = f"{hhmmss}.{int(study_rng.integers(0, 1000)):03d}"
-            studies.append(MimicStudy(str(subject), str(study_id), split_of[index], number, day, time, case,
-                                      tuple(images)))
+            studies.append(
+                MimicStudy(
+                    str(subject), str(study_id), split_of[index], number, day, time, case, tuple(images)
+                )
+            )
             day += timedelta(days=int(rng.integers(1, 400)))
     return studies
 
@@ -243,8 +285,10 @@ def _csv_bytes(header: Iterable[str], rows: Iterable[Iterable[object]]) -> bytes
 def _write_gzip(path: Path, payload: bytes, level: int = 9) -> None:
     """gzip without a file name or timestamp in its header, so equal payloads give equal bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
-                                               compresslevel=level) as packed:
+    with (
+        path.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=level) as packed,
+    ):
         packed.write(payload)
 
 
@@ -256,8 +300,12 @@ def _write(path: Path, payload: bytes | str) -> None:
 
 
 def _jpeg(case: Case, image: MimicImage, seed: int) -> bytes:
-    pixels = render_radiograph(dataclasses.replace(case, view=image.view), image.width, image.height,
-                               rng_for(seed, "mimic", "pixels", image.dicom_id))
+    pixels = render_radiograph(
+        dataclasses.replace(case, view=image.view),
+        image.width,
+        image.height,
+        rng_for(seed, "mimic", "pixels", image.dicom_id),
+    )
     buffer = io.BytesIO()
     Image.fromarray(to_uint8(pixels)).save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()
@@ -275,21 +323,46 @@ def report_text(study: MimicStudy, seed: int) -> str:
     rng = rng_for(seed, "mimic", "report", study.study_id)
     sections = report_sections(study.case, rng)
     style = rng.random()
-    technique = {"CHEST (PA AND LAT)": "Chest PA and lateral", "CHEST (AP AND LAT)": "Chest AP and lateral",
-                 "CHEST (PORTABLE AP)": "Portable AP chest radiograph", "CHEST (PA)": "Single PA view of the chest"}[
-        study.procedure]
+    technique = {
+        "CHEST (PA AND LAT)": "Chest PA and lateral",
+        "CHEST (AP AND LAT)": "Chest AP and lateral",
+        "CHEST (PORTABLE AP)": "Portable AP chest radiograph",
+        "CHEST (PA)": "Single PA view of the chest",
+    }[study.procedure]
     lines = ["                                 FINAL REPORT"]
     if style < 0.08:  # no FINDINGS/IMPRESSION headers: the text is the report's last paragraph
-        lines += [f" {study.procedure.replace('(', '').replace(')', '')}, ___", " ",
-                  f" COMPARISON:  {sections.comparison}", " ", *_wrapped(sections.findings), " "]
+        lines += [
+            f" {study.procedure.replace('(', '').replace(')', '')}, ___",
+            " ",
+            f" COMPARISON:  {sections.comparison}",
+            " ",
+            *_wrapped(sections.findings),
+            " ",
+        ]
         return "\n".join(lines) + "\n"
-    lines += [f" EXAMINATION:  {study.procedure}", " ", *_wrapped(f"INDICATION:  {sections.indication}"), " ",
-              f" TECHNIQUE:  {technique}", " ", f" COMPARISON:  {sections.comparison}", " "]
+    lines += [
+        f" EXAMINATION:  {study.procedure}",
+        " ",
+        *_wrapped(f"INDICATION:  {sections.indication}"),
+        " ",
+        f" TECHNIQUE:  {technique}",
+        " ",
+        f" COMPARISON:  {sections.comparison}",
+        " ",
+    ]
     if style < 0.2:  # impression only: it then carries every statement
         lines += [" IMPRESSION: ", " ", *_wrapped(sections.findings), " "]
     else:
-        lines += [" FINDINGS: ", " ", *_wrapped(sections.findings), " ", " IMPRESSION: ", " ",
-                  *_wrapped(sections.impression), " "]
+        lines += [
+            " FINDINGS: ",
+            " ",
+            *_wrapped(sections.findings),
+            " ",
+            " IMPRESSION: ",
+            " ",
+            *_wrapped(sections.impression),
+            " ",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -325,7 +398,9 @@ def _dirt_images(studies: list[MimicStudy], seed: int) -> list[_DirtImage]:
         _DirtImage("missing_view", image("missing_view", "PA"), "", subject, study),
         _DirtImage("missing_subject", image("missing_subject", "PA"), "PA", "", study),
         _DirtImage("missing_split", image("missing_split", "PA"), "PA", subject, orphan_study),
-        _DirtImage("image_size_mismatch", image("image_size_mismatch", "AP"), "AP", subject, study, rows_offset=37),
+        _DirtImage(
+            "image_size_mismatch", image("image_size_mismatch", "AP"), "AP", subject, study, rows_offset=37
+        ),
     ]
 
 
@@ -333,15 +408,29 @@ def _unreadable_image(studies: list[MimicStudy], seed: int) -> MimicImage:
     return next(d.image for d in _dirt_images(studies, seed) if d.fault == "unreadable_image")
 
 
-def _metadata_row(study: MimicStudy, image: MimicImage, subject_id: str | None = None,
-                  study_id: str | None = None, view: str | None = None, rows: int | None = None) -> list[object]:
+def _metadata_row(
+    study: MimicStudy,
+    image: MimicImage,
+    subject_id: str | None = None,
+    study_id: str | None = None,
+    view: str | None = None,
+    rows: int | None = None,
+) -> list[object]:
     view = image.view if view is None else view
     orientation = "Recumbent" if view == "AP" and study.procedure == "CHEST (PORTABLE AP)" else "Erect"
     return [
-        image.dicom_id, study.subject_id if subject_id is None else subject_id,
-        study.study_id if study_id is None else study_id, study.procedure, view,
-        image.height if rows is None else rows, image.width, study.study_date.strftime("%Y%m%d"), study.study_time,
-        study.procedure, VIEW_MEANINGS.get(view, ""), orientation if view else "",
+        image.dicom_id,
+        study.subject_id if subject_id is None else subject_id,
+        study.study_id if study_id is None else study_id,
+        study.procedure,
+        view,
+        image.height if rows is None else rows,
+        image.width,
+        study.study_date.strftime("%Y%m%d"),
+        study.study_time,
+        study.procedure,
+        VIEW_MEANINGS.get(view, ""),
+        orientation if view else "",
     ]
 
 
@@ -360,11 +449,22 @@ def _write_mimic(root: Path, studies: list[MimicStudy], seed: int, dirty: bool) 
         host = _dirt_host(studies, "train")
         metadata.append(list(metadata[0]))  # duplicate_row
         for dirt in _dirt_images(studies, seed):
-            metadata.append(_metadata_row(host, dirt.image, subject_id=dirt.metadata_subject, study_id=dirt.study_id,
-                                          view=dirt.metadata_view, rows=dirt.image.height + dirt.rows_offset))
+            metadata.append(
+                _metadata_row(
+                    host,
+                    dirt.image,
+                    subject_id=dirt.metadata_subject,
+                    study_id=dirt.study_id,
+                    view=dirt.metadata_view,
+                    rows=dirt.image.height + dirt.rows_offset,
+                )
+            )
             if dirt.fault != "missing_split":
                 splits.append([dirt.image.dicom_id, dirt.study_id, host.subject_id, host.split])
-            path = root / f"files/p{host.subject_id[:2]}/p{host.subject_id}/s{dirt.study_id}/{dirt.image.dicom_id}.jpg"
+            path = (
+                root
+                / f"files/p{host.subject_id[:2]}/p{host.subject_id}/s{dirt.study_id}/{dirt.image.dicom_id}.jpg"
+            )
             jpeg = _jpeg(host.case, dirt.image, seed)
             if dirt.fault == "unreadable_image":
                 _write(path, jpeg[: len(jpeg) // 2])
@@ -376,13 +476,20 @@ def _write_mimic(root: Path, studies: list[MimicStudy], seed: int, dirty: bool) 
             if row[1] == _dirt_host(studies, "test").study_id:
                 row[edema] = "2.0"  # unknown_label_value
         labels.append(list(labels[0]))  # duplicate_label_row
-        _write(root / _dirt_host(studies, "validate").report_path, "                                 FINAL REPORT\n \n")
+        _write(
+            root / _dirt_host(studies, "validate").report_path,
+            "                                 FINAL REPORT\n \n",
+        )
 
     _write_gzip(root / METADATA_FILE, _csv_bytes(METADATA_COLUMNS, metadata))
     _write_gzip(root / SPLIT_FILE, _csv_bytes(SPLIT_COLUMNS, splits))
     _write_gzip(root / CHEXPERT_FILE, _csv_bytes(CHEXPERT_COLUMNS, labels))
-    return {"images": len(metadata), "studies": len(labels), "subjects": len({s.subject_id for s in studies}),
-            "reports": len(studies)}
+    return {
+        "images": len(metadata),
+        "studies": len(labels),
+        "subjects": len({s.subject_id for s in studies}),
+        "reports": len(studies),
+    }
 
 
 # --- Chest ImaGenome ----------------------------------------------------------------------------------
@@ -390,8 +497,12 @@ def _imagenome_splits(studies: list[MimicStudy], seed: int) -> dict[str, str]:
     """Chest ImaGenome's own patient split (train / valid / test), independent of MIMIC-CXR's."""
     subjects = sorted({s.subject_id for s in studies})
     rng = rng_for(seed, "imagenome", "subjects")
-    chosen = [subjects[int(i)] for i in sorted(rng.choice(len(subjects), size=round(len(subjects) * IMAGENOME_SUBJECT_FRACTION),
-                                                         replace=False))]
+    chosen = [
+        subjects[int(i)]
+        for i in sorted(
+            rng.choice(len(subjects), size=round(len(subjects) * IMAGENOME_SUBJECT_FRACTION), replace=False)
+        )
+    ]
     order = rng.permutation(len(chosen))
     split_of, start = {}, 0
     for split, share in IMAGENOME_SPLIT_SHARES:
@@ -420,50 +531,99 @@ def scene_graph(study: MimicStudy, image: MimicImage, seed: int) -> dict:
     objects = []
     for name in regions:
         x1, y1, x2, y2 = region_box(name, rng)
-        box = [round(x1 * image.width), round(y1 * image.height), round(x2 * image.width), round(y2 * image.height)]
+        box = [
+            round(x1 * image.width),
+            round(y1 * image.height),
+            round(x2 * image.width),
+            round(y2 * image.height),
+        ]
         if overhang and name == "abdomen":
             box[3] = round(image.height * 1.04)
-        scaled = [round(box[0] * ratio + pad_x), round(box[1] * ratio + pad_y),
-                  round(box[2] * ratio + pad_x), round(box[3] * ratio + pad_y)]
-        objects.append({
-            "object_id": f"{image.dicom_id}_{name}", "x1": scaled[0], "y1": scaled[1], "x2": scaled[2],
-            "y2": scaled[3], "width": scaled[2] - scaled[0], "height": scaled[3] - scaled[1], "bbox_name": name,
-            "synsets": [], "name": name.capitalize(), "original_x1": box[0], "original_y1": box[1],
-            "original_x2": box[2], "original_y2": box[3], "original_width": box[2] - box[0],
-            "original_height": box[3] - box[1],
-        })
+        scaled = [
+            round(box[0] * ratio + pad_x),
+            round(box[1] * ratio + pad_y),
+            round(box[2] * ratio + pad_x),
+            round(box[3] * ratio + pad_y),
+        ]
+        objects.append(
+            {
+                "object_id": f"{image.dicom_id}_{name}",
+                "x1": scaled[0],
+                "y1": scaled[1],
+                "x2": scaled[2],
+                "y2": scaled[3],
+                "width": scaled[2] - scaled[0],
+                "height": scaled[3] - scaled[1],
+                "bbox_name": name,
+                "synsets": [],
+                "name": name.capitalize(),
+                "original_x1": box[0],
+                "original_y1": box[1],
+                "original_x2": box[2],
+                "original_y2": box[3],
+                "original_width": box[2] - box[0],
+                "original_height": box[3] - box[1],
+            }
+        )
     attributes = [
         {
-            "bbox_name": placed.region, "synsets": [], "name": placed.region.capitalize(),
-            "attributes": [[f"anatomicalfinding|{'yes' if not placed.uncertain else 'maybe'}|"
-                            f"{placed.finding.key.replace('_', ' ')}"]],
-            "attributes_ids": [[placed.finding.key]], "phrases": [placed.finding.sentences[0].format(side=placed.side)],
-            "phrase_IDs": [f"{study.study_id}|{index}"], "sections": ["finalreport"], "comparison_cues": [[]],
-            "temporal_cues": [[]], "severity_cues": [[]], "texture_cues": [[]],
+            "bbox_name": placed.region,
+            "synsets": [],
+            "name": placed.region.capitalize(),
+            "attributes": [
+                [
+                    f"anatomicalfinding|{'yes' if not placed.uncertain else 'maybe'}|"
+                    f"{placed.finding.key.replace('_', ' ')}"
+                ]
+            ],
+            "attributes_ids": [[placed.finding.key]],
+            "phrases": [placed.finding.sentences[0].format(side=placed.side)],
+            "phrase_IDs": [f"{study.study_id}|{index}"],
+            "sections": ["finalreport"],
+            "comparison_cues": [[]],
+            "temporal_cues": [[]],
+            "severity_cues": [[]],
+            "texture_cues": [[]],
             "object_id": f"{image.dicom_id}_{placed.region}",
         }
         for index, placed in enumerate(study.case.findings)
     ]
     decade = study.case.age // 10 * 10
     return {
-        "image_id": image.dicom_id, "viewpoint": image.view, "patient_id": int(study.subject_id),
-        "study_id": int(study.study_id), "gender": study.case.sex, "age_decile": f"{decade}-{decade + 10}",
-        "reason_for_exam": "___ with shortness of breath", "StudyOrder": study.order,
-        "StudyDateTime": f"{study.study_date.isoformat()} 00:00:00 UTC", "objects": objects,
-        "attributes": attributes, "relationships": [],
+        "image_id": image.dicom_id,
+        "viewpoint": image.view,
+        "patient_id": int(study.subject_id),
+        "study_id": int(study.study_id),
+        "gender": study.case.sex,
+        "age_decile": f"{decade}-{decade + 10}",
+        "reason_for_exam": "___ with shortness of breath",
+        "StudyOrder": study.order,
+        "StudyDateTime": f"{study.study_date.isoformat()} 00:00:00 UTC",
+        "objects": objects,
+        "attributes": attributes,
+        "relationships": [],
     }
 
 
 def _imagenome_row(study: MimicStudy, image: MimicImage) -> list[object]:
     """A split-file row; its path names MIMIC-CXR's DICOM, as the release does."""
-    return [study.subject_id, study.study_id, image.dicom_id, f"{study.folder}/{image.dicom_id}.dcm", image.view]
+    return [
+        study.subject_id,
+        study.study_id,
+        image.dicom_id,
+        f"{study.folder}/{image.dicom_id}.dcm",
+        image.view,
+    ]
 
 
 def _imagenome_box_fault_image(studies: list[MimicStudy], seed: int) -> MimicImage:
     """The first Chest ImaGenome train image whose scene graph has the two regions the dirt breaks."""
     split_of = _imagenome_splits(studies, seed)
     return next(
-        image for study in studies if split_of.get(study.subject_id) == "train" for image in study.frontal_images()
+        image
+        for study in studies
+        if split_of.get(study.subject_id) == "train"
+        for image in study.frontal_images()
         if {"trachea", "aortic arch"} <= {o["bbox_name"] for o in scene_graph(study, image, seed)["objects"]}
     )
 
@@ -504,8 +664,10 @@ def _write_imagenome(root: Path, studies: list[MimicStudy], seed: int, dirty: bo
         _write(root / file, _csv_bytes(IMAGENOME_SPLIT_COLUMNS, ([i, *r] for i, r in enumerate(rows[split]))))
     for dicom_id, graph in graphs.items():
         text = json.dumps(graph)
-        _write(root / "silver_dataset" / "scene_graph" / f"{dicom_id}_SceneGraph.json",
-               text[: len(text) // 2] if dicom_id in malformed else text)
+        _write(
+            root / "silver_dataset" / "scene_graph" / f"{dicom_id}_SceneGraph.json",
+            text[: len(text) // 2] if dicom_id in malformed else text,
+        )
     return {"images": sum(len(r) for r in rows.values()), "scene_graphs": len(graphs)}
 
 
@@ -516,7 +678,8 @@ def _ms_cxr_rows(studies: list[MimicStudy], seed: int) -> list[list[object]]:
     for split, wanted in MS_CXR_IMAGES_PER_SPLIT.items():
         eligible = [
             (study, image)
-            for study in studies if study.split == split
+            for study in studies
+            if study.split == split
             for image in study.frontal_images()[:1]
             if any(p.finding.key in MS_CXR_PHRASES and not p.uncertain for p in study.case.findings)
         ]
@@ -525,7 +688,9 @@ def _ms_cxr_rows(studies: list[MimicStudy], seed: int) -> list[list[object]]:
         for index in picks:
             study, image = eligible[int(index)]
             phrase_rng = rng_for(seed, "ms-cxr", "phrases", image.dicom_id)
-            for placed in [p for p in study.case.findings if p.finding.key in MS_CXR_PHRASES and not p.uncertain][:2]:
+            for placed in [
+                p for p in study.case.findings if p.finding.key in MS_CXR_PHRASES and not p.uncertain
+            ][:2]:
                 category, phrases = MS_CXR_PHRASES[placed.finding.key]
                 text = phrases[int(phrase_rng.integers(len(phrases)))].format(side=placed.side)
                 x1, y1, x2, y2 = placed.box
@@ -536,8 +701,20 @@ def _ms_cxr_rows(studies: list[MimicStudy], seed: int) -> list[list[object]]:
                     upper = round(h * 0.55)
                     parts = [(x, y, w, upper), (x, y + h - upper, w, upper)]
                 for px, py, pw, ph in parts:
-                    rows.append([image.dicom_id, category, text, study.image_path(image), px, py, pw, ph,
-                                 image.width, image.height])
+                    rows.append(
+                        [
+                            image.dicom_id,
+                            category,
+                            text,
+                            study.image_path(image),
+                            px,
+                            py,
+                            pw,
+                            ph,
+                            image.width,
+                            image.height,
+                        ]
+                    )
     return rows
 
 
@@ -548,13 +725,31 @@ def _write_ms_cxr(root: Path, studies: list[MimicStudy], seed: int, dirty: bool)
         width = base[8]
         rows.append([*base[:4], width + 5, base[5], 20, 20, *base[8:]])  # box_outside_image
         rows.append([*base[:4], base[4] + 20, base[5], -20, base[7], *base[8:]])  # inverted_box
-        rows.append([*base[:4], base[4] + 2, base[5] + 2, base[6], base[7], "", base[9]])  # missing_image_width
+        rows.append(
+            [*base[:4], base[4] + 2, base[5] + 2, base[6], base[7], "", base[9]]
+        )  # missing_image_width
         rows.append(list(base))  # duplicate_row
         host, image = _dirt_host(studies, "train"), _unreadable_image(studies, seed)
-        rows.append([image.dicom_id, "Pleural Effusion", "small right pleural effusion",
-                     host.image_path(image), 10, 60, 20, 20, image.width, image.height])  # not_in_mimic_images
+        rows.append(
+            [
+                image.dicom_id,
+                "Pleural Effusion",
+                "small right pleural effusion",
+                host.image_path(image),
+                10,
+                60,
+                20,
+                20,
+                image.width,
+                image.height,
+            ]
+        )  # not_in_mimic_images
     _write(root / MS_CXR_FILE, _csv_bytes(MS_CXR_COLUMNS, rows))
-    return {"rows": len(rows), "images": len({r[0] for r in rows}), "phrases": len({(r[0], r[2]) for r in rows})}
+    return {
+        "rows": len(rows),
+        "images": len({r[0] for r in rows}),
+        "phrases": len({(r[0], r[2]) for r in rows}),
+    }
 
 
 # --- Entry points -------------------------------------------------------------------------------------
@@ -580,7 +775,10 @@ def _hex_ids(rng: np.random.Generator, count: int) -> pl.Series:
     """``count`` MIMIC-style dicom_ids, built on byte arrays (a Python loop takes seconds at paper scale)."""
     digits = np.frombuffer(rng.bytes(count * 20).hex().encode(), dtype=np.uint8).reshape(count, 40)
     dash = np.full((count, 1), ord("-"), dtype=np.uint8)
-    parts = [digits[:, i : i + 8] if k % 2 == 0 else dash for k, i in enumerate(np.repeat(np.arange(0, 40, 8), 2)[:-1])]
+    parts = [
+        digits[:, i : i + 8] if k % 2 == 0 else dash
+        for k, i in enumerate(np.repeat(np.arange(0, 40, 8), 2)[:-1])
+    ]
     return pl.Series(np.ascontiguousarray(np.concatenate(parts, axis=1)).view("S44").ravel()).cast(pl.String)
 
 
@@ -605,68 +803,119 @@ def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, 
     scene-graph files (the release keeps those apart); vectorised, seconds at paper scale."""
     rng = rng_for(seed, "mimic", "scale")
     n_subjects = max(3, round(studies * SCALE_SUBJECTS_PER_STUDY))
-    subjects = pl.DataFrame({
-        "subject_id": np.sort(10_000_000 + rng.choice(10_000_000, size=n_subjects, replace=False)),
-        "split": _draw(rng, SCALE_SPLIT_SHARES, n_subjects),
-        "imagenome": _draw(rng, (*IMAGENOME_SPLIT_SHARES, ("", 1 - IMAGENOME_SUBJECT_FRACTION)), n_subjects),
-    }).with_columns(pl.col("subject_id").cast(pl.String))
+    subjects = pl.DataFrame(
+        {
+            "subject_id": np.sort(10_000_000 + rng.choice(10_000_000, size=n_subjects, replace=False)),
+            "split": _draw(rng, SCALE_SPLIT_SHARES, n_subjects),
+            "imagenome": _draw(
+                rng, (*IMAGENOME_SPLIT_SHARES, ("", 1 - IMAGENOME_SUBJECT_FRACTION)), n_subjects
+            ),
+        }
+    ).with_columns(pl.col("subject_id").cast(pl.String))
     layout_views = [list(views) for views, _ in LAYOUTS]
-    study_frame = pl.DataFrame({
-        "subject": np.sort(np.concatenate([np.arange(n_subjects), rng.integers(0, n_subjects, studies - n_subjects)])),
-        "study_id": 50_000_000 + rng.choice(10_000_000, size=studies, replace=False),
-        "layout": rng.choice(len(LAYOUTS), size=studies, p=np.asarray([w for _, w in LAYOUTS])),
-        "day": rng.integers(0, 365 * 90, size=studies),
-    }).with_columns(
-        pl.col("study_id").cast(pl.String),
-        pl.col("layout").replace_strict(dict(enumerate(layout_views)), return_dtype=pl.List(pl.String)).alias("views"),
-        (pl.date(2110, 1, 1) + pl.duration(days="day")).dt.strftime("%Y%m%d").alias("StudyDate"),
-    ).join(subjects.with_row_index("subject"), on="subject", how="left", maintain_order="left")
+    study_frame = (
+        pl.DataFrame(
+            {
+                "subject": np.sort(
+                    np.concatenate([np.arange(n_subjects), rng.integers(0, n_subjects, studies - n_subjects)])
+                ),
+                "study_id": 50_000_000 + rng.choice(10_000_000, size=studies, replace=False),
+                "layout": rng.choice(len(LAYOUTS), size=studies, p=np.asarray([w for _, w in LAYOUTS])),
+                "day": rng.integers(0, 365 * 90, size=studies),
+            }
+        )
+        .with_columns(
+            pl.col("study_id").cast(pl.String),
+            pl.col("layout")
+            .replace_strict(dict(enumerate(layout_views)), return_dtype=pl.List(pl.String))
+            .alias("views"),
+            (pl.date(2110, 1, 1) + pl.duration(days="day")).dt.strftime("%Y%m%d").alias("StudyDate"),
+        )
+        .join(subjects.with_row_index("subject"), on="subject", how="left", maintain_order="left")
+    )
     images = study_frame.explode("views").rename({"views": "ViewPosition"})
     n_images = images.height
     metadata = images.select(
-        _hex_ids(rng, n_images).alias("dicom_id"), "subject_id", "study_id",
-        pl.when(pl.len().over("study_id") > 1).then(pl.lit("CHEST (PA AND LAT)")).otherwise(pl.lit("CHEST (PORTABLE AP)"))
+        _hex_ids(rng, n_images).alias("dicom_id"),
+        "subject_id",
+        "study_id",
+        pl.when(pl.len().over("study_id") > 1)
+        .then(pl.lit("CHEST (PA AND LAT)"))
+        .otherwise(pl.lit("CHEST (PORTABLE AP)"))
         .alias("PerformedProcedureStepDescription"),
-        "ViewPosition", pl.Series("Rows", rng.integers(2000, 3057, size=n_images)),
-        pl.Series("Columns", rng.integers(1700, 3057, size=n_images)), "StudyDate",
+        "ViewPosition",
+        pl.Series("Rows", rng.integers(2000, 3057, size=n_images)),
+        pl.Series("Columns", rng.integers(1700, 3057, size=n_images)),
+        "StudyDate",
         _study_times(rng, n_images),
     ).with_columns(
         pl.col("PerformedProcedureStepDescription").alias("ProcedureCodeSequence_CodeMeaning"),
-        pl.col("ViewPosition").replace_strict(VIEW_MEANINGS, default="").alias("ViewCodeSequence_CodeMeaning"),
+        pl.col("ViewPosition")
+        .replace_strict(VIEW_MEANINGS, default="")
+        .alias("ViewCodeSequence_CodeMeaning"),
         pl.lit("Erect").alias("PatientOrientationCodeSequence_CodeMeaning"),
     )
     mimic_root = MIMIC_CXR.root(out_root)
     mimic_root.mkdir(parents=True, exist_ok=True)
     _gzip_frame(mimic_root / METADATA_FILE, metadata)
-    _gzip_frame(mimic_root / SPLIT_FILE, metadata.select("dicom_id", "study_id", "subject_id", images["split"]))
-    _gzip_frame(mimic_root / CHEXPERT_FILE, study_frame.select(
-        "subject_id", "study_id", *(_draw(rng, SCALE_LABEL_VALUES, studies).alias(name) for name in CHEXPERT_LABELS)))
+    _gzip_frame(
+        mimic_root / SPLIT_FILE, metadata.select("dicom_id", "study_id", "subject_id", images["split"])
+    )
+    _gzip_frame(
+        mimic_root / CHEXPERT_FILE,
+        study_frame.select(
+            "subject_id",
+            "study_id",
+            *(_draw(rng, SCALE_LABEL_VALUES, studies).alias(name) for name in CHEXPERT_LABELS),
+        ),
+    )
 
-    frontal = metadata.with_columns(images["imagenome"], path=pl.format(
-        "files/p{}/p{}/s{}/{}", pl.col("subject_id").str.slice(0, 2), "subject_id", "study_id", "dicom_id"),
+    frontal = metadata.with_columns(
+        images["imagenome"],
+        path=pl.format(
+            "files/p{}/p{}/s{}/{}", pl.col("subject_id").str.slice(0, 2), "subject_id", "study_id", "dicom_id"
+        ),
     ).filter(pl.col("ViewPosition").is_in(["PA", "AP"]))
     imagenome = frontal.filter(pl.col("imagenome") != "")
     imagenome_root = CHEST_IMAGENOME.root(out_root)
     for name, file in IMAGENOME_SPLIT_FILES.items():
         (imagenome_root / file).parent.mkdir(parents=True, exist_ok=True)
         imagenome.filter(pl.col("imagenome") == name).select(
-            "subject_id", "study_id", "dicom_id", pl.col("path") + ".dcm", "ViewPosition",
-        ).with_row_index("").write_csv(imagenome_root / file, quote_style="never")  # header starts ",subject_id"
+            "subject_id",
+            "study_id",
+            "dicom_id",
+            pl.col("path") + ".dcm",
+            "ViewPosition",
+        ).with_row_index("").write_csv(
+            imagenome_root / file, quote_style="never"
+        )  # header starts ",subject_id"
 
-    boxes = frontal.sample(n=min(frontal.height, max(1, round(studies * SCALE_MS_CXR_BOXES_PER_STUDY))),
-                           seed=int(rng.integers(2**31)))
+    boxes = frontal.sample(
+        n=min(frontal.height, max(1, round(studies * SCALE_MS_CXR_BOXES_PER_STUDY))),
+        seed=int(rng.integers(2**31)),
+    )
     ms_cxr = boxes.select(
-        "dicom_id", pl.lit("Pleural Effusion").alias("category_name"),
-        pl.lit("small right pleural effusion").alias("label_text"), pl.col("path") + ".jpg",
-        (pl.col("Columns") * 0.1).round().cast(pl.Int64).alias("x"), (pl.col("Rows") * 0.5).round().cast(pl.Int64).alias("y"),
-        (pl.col("Columns") * 0.3).round().cast(pl.Int64).alias("w"), (pl.col("Rows") * 0.3).round().cast(pl.Int64).alias("h"),
-        pl.col("Columns").alias("image_width"), pl.col("Rows").alias("image_height"))
+        "dicom_id",
+        pl.lit("Pleural Effusion").alias("category_name"),
+        pl.lit("small right pleural effusion").alias("label_text"),
+        pl.col("path") + ".jpg",
+        (pl.col("Columns") * 0.1).round().cast(pl.Int64).alias("x"),
+        (pl.col("Rows") * 0.5).round().cast(pl.Int64).alias("y"),
+        (pl.col("Columns") * 0.3).round().cast(pl.Int64).alias("w"),
+        (pl.col("Rows") * 0.3).round().cast(pl.Int64).alias("h"),
+        pl.col("Columns").alias("image_width"),
+        pl.col("Rows").alias("image_height"),
+    )
     MS_CXR.root(out_root).mkdir(parents=True, exist_ok=True)
     ms_cxr.write_csv(MS_CXR.root(out_root) / MS_CXR_FILE)
     return {
         MIMIC_CXR.key: {"images": n_images, "studies": studies, "subjects": n_subjects, "reports": 0},
         CHEST_IMAGENOME.key: {"images": imagenome.height, "scene_graphs": 0},
-        MS_CXR.key: {"rows": ms_cxr.height, "images": ms_cxr["dicom_id"].n_unique(), "phrases": ms_cxr.height},
+        MS_CXR.key: {
+            "rows": ms_cxr.height,
+            "images": ms_cxr["dicom_id"].n_unique(),
+            "phrases": ms_cxr.height,
+        },
     }
 
 
@@ -682,15 +931,19 @@ def faults(seed: int) -> dict[str, dict[str, Fault]]:
     studies = plan(seed)
     images = sum(len(s.images) for s in studies)
     metadata_reason = {"missing_view": "missing_value", "missing_subject": "missing_value"}
-    metadata = {dirt.fault: Fault(METADATA_FILE, images + 2 + i, metadata_reason.get(dirt.fault, dirt.fault))
-                for i, dirt in enumerate(_dirt_images(studies, seed))}
+    metadata = {
+        dirt.fault: Fault(METADATA_FILE, images + 2 + i, metadata_reason.get(dirt.fault, dirt.fault))
+        for i, dirt in enumerate(_dirt_images(studies, seed))
+    }
     label_row = {s.study_id: i + 1 for i, s in enumerate(studies)}
     split_of = _imagenome_splits(studies, seed)
     imagenome_train = sum(len(s.frontal_images()) for s in studies if split_of.get(s.subject_id) == "train")
     target = _imagenome_box_fault_image(studies, seed)
     target_study = next(s for s in studies if target in s.images)
     graph = f"silver_dataset/scene_graph/{target.dicom_id}_SceneGraph.json"
-    region_row = {o["bbox_name"]: n for n, o in enumerate(scene_graph(target_study, target, seed)["objects"], start=1)}
+    region_row = {
+        o["bbox_name"]: n for n, o in enumerate(scene_graph(target_study, target, seed)["objects"], start=1)
+    }
     train_csv = IMAGENOME_SPLIT_FILES["train"]
     ms_rows = len(_ms_cxr_rows(studies, seed))
     return {
@@ -699,8 +952,9 @@ def faults(seed: int) -> dict[str, dict[str, Fault]]:
             **metadata,
             # the five appended images with a split row come first, then the repeated first row
             "duplicate_split_row": Fault(SPLIT_FILE, images + 6, "duplicate_row"),
-            "unknown_label_value": Fault(CHEXPERT_FILE, label_row[_dirt_host(studies, "test").study_id],
-                                         "unknown_label_value"),
+            "unknown_label_value": Fault(
+                CHEXPERT_FILE, label_row[_dirt_host(studies, "test").study_id], "unknown_label_value"
+            ),
             "duplicate_label_row": Fault(CHEXPERT_FILE, len(studies) + 1, "duplicate_row"),
             "empty_report": Fault(_dirt_host(studies, "validate").report_path, 1, "empty_report"),
         },

@@ -47,22 +47,52 @@ PAPER_STUDIES, PAPER_PADCHEST_IMAGES = 4_555, 160_861
 # Finding key -> (English sentence, Spanish sentence, PadChest label, location), as the release writes them.
 GROUNDED_SENTENCES = {
     "cardiomegaly": ("Cardiomegaly.", "Cardiomegalia.", "cardiomegaly", "cardiac"),
-    "effusion": ("{Side} pleural effusion.", "Derrame pleural {lado}.", "pleural effusion", "costophrenic angle"),
+    "effusion": (
+        "{Side} pleural effusion.",
+        "Derrame pleural {lado}.",
+        "pleural effusion",
+        "costophrenic angle",
+    ),
     "pneumothorax": ("{Side} apical pneumothorax.", "Neumotórax apical {lado}.", "pneumothorax", "apical"),
-    "consolidation": ("Consolidation in the {side} lower lobe.", "Consolidación en lóbulo inferior {lado}.",
-                      "consolidation", "lower lobe"),
-    "atelectasis": ("Laminar atelectasis at the {side} base.", "Atelectasia laminar basal {lado}.",
-                    "laminar atelectasis", "lower lobe"),
-    "edema": ("Signs of interstitial edema.", "Signos de edema intersticial.", "pulmonary edema", "bilateral"),
-    "pneumonia": ("{Side} lung infiltrate suggestive of pneumonia.", "Infiltrado pulmonar {lado} sugestivo de neumonía.",
-                  "pneumonia", "lung field"),
+    "consolidation": (
+        "Consolidation in the {side} lower lobe.",
+        "Consolidación en lóbulo inferior {lado}.",
+        "consolidation",
+        "lower lobe",
+    ),
+    "atelectasis": (
+        "Laminar atelectasis at the {side} base.",
+        "Atelectasia laminar basal {lado}.",
+        "laminar atelectasis",
+        "lower lobe",
+    ),
+    "edema": (
+        "Signs of interstitial edema.",
+        "Signos de edema intersticial.",
+        "pulmonary edema",
+        "bilateral",
+    ),
+    "pneumonia": (
+        "{Side} lung infiltrate suggestive of pneumonia.",
+        "Infiltrado pulmonar {lado} sugestivo de neumonía.",
+        "pneumonia",
+        "lung field",
+    ),
     "nodule": ("{Side} pulmonary nodule.", "Nódulo pulmonar {lado}.", "nodule", "upper lobe"),
     "fracture": ("{Side} rib fracture.", "Fractura costal {lado}.", "rib fracture", "rib"),
-    "pleural_thickening": ("{Side} apical pleural thickening.", "Engrosamiento pleural apical {lado}.",
-                           "apical pleural thickening", "apical"),
+    "pleural_thickening": (
+        "{Side} apical pleural thickening.",
+        "Engrosamiento pleural apical {lado}.",
+        "apical pleural thickening",
+        "apical",
+    ),
     "aortic_enlargement": ("Aortic elongation.", "Elongación aórtica.", "aortic elongation", "aortic"),
-    "device": ("Central venous catheter in place.", "Catéter venoso central.", "central venous catheter",
-               "superior vena cava"),
+    "device": (
+        "Central venous catheter in place.",
+        "Catéter venoso central.",
+        "central venous catheter",
+        "superior vena cava",
+    ),
 }
 # Finding key a report denies -> the normal sentence pair (no box).
 NORMAL_SENTENCES = {
@@ -90,18 +120,63 @@ DIRT = {
 }
 
 MASTER_COLUMNS = (
-    "StudyID", "ImageID", "label", "boxes_count", "extra_boxes_count", "locations", "prior_study",
-    "progression_status", "prior_imageID", "sentence_en", "sentence_es", "study_is_benchmark",
-    "study_is_validation", "split", "PatientID", "patient_is_benchmark", "PatientBirth", "PatientSex_DICOM",
-    "StudyDate_DICOM", "StudyDate", "PatientAge", "label_group", "Year",
+    "StudyID",
+    "ImageID",
+    "label",
+    "boxes_count",
+    "extra_boxes_count",
+    "locations",
+    "prior_study",
+    "progression_status",
+    "prior_imageID",
+    "sentence_en",
+    "sentence_es",
+    "study_is_benchmark",
+    "study_is_validation",
+    "split",
+    "PatientID",
+    "patient_is_benchmark",
+    "PatientBirth",
+    "PatientSex_DICOM",
+    "StudyDate_DICOM",
+    "StudyDate",
+    "PatientAge",
+    "label_group",
+    "Year",
 )
 LABELS_COLUMNS = (
-    "ImageID", "ImageDir", "StudyDate_DICOM", "StudyID", "PatientID", "PatientBirth", "PatientSex_DICOM",
-    "ViewPosition_DICOM", "Projection", "Modality_DICOM", "Manufacturer_DICOM", "PhotometricInterpretation_DICOM",
-    "PixelRepresentation_DICOM", "PixelAspectRatio_DICOM", "SpatialResolution_DICOM", "BitsStored_DICOM",
-    "WindowCenter_DICOM", "WindowWidth_DICOM", "Rows_DICOM", "Columns_DICOM", "XRayTubeCurrent_DICOM",
-    "Exposure_DICOM", "ExposureInuAs_DICOM", "ExposureTime_DICOM", "RelativeXRayExposure_DICOM", "ReportID",
-    "Report", "MethodLabel", "Labels", "Localizations", "LabelsLocalizationsBySentence", "LabelCUIS",
+    "ImageID",
+    "ImageDir",
+    "StudyDate_DICOM",
+    "StudyID",
+    "PatientID",
+    "PatientBirth",
+    "PatientSex_DICOM",
+    "ViewPosition_DICOM",
+    "Projection",
+    "Modality_DICOM",
+    "Manufacturer_DICOM",
+    "PhotometricInterpretation_DICOM",
+    "PixelRepresentation_DICOM",
+    "PixelAspectRatio_DICOM",
+    "SpatialResolution_DICOM",
+    "BitsStored_DICOM",
+    "WindowCenter_DICOM",
+    "WindowWidth_DICOM",
+    "Rows_DICOM",
+    "Columns_DICOM",
+    "XRayTubeCurrent_DICOM",
+    "Exposure_DICOM",
+    "ExposureInuAs_DICOM",
+    "ExposureTime_DICOM",
+    "RelativeXRayExposure_DICOM",
+    "ReportID",
+    "Report",
+    "MethodLabel",
+    "Labels",
+    "Localizations",
+    "LabelsLocalizationsBySentence",
+    "LabelCUIS",
     "LocalizationsCUIS",
 )
 VIEW_POSITIONS = {"PA": "POSTEROANTERIOR", "AP": "ANTEROPOSTERIOR", "L": "LATERAL"}
@@ -126,12 +201,24 @@ def _findings(case: Case, rng: np.random.Generator) -> list[dict]:
     """The grounded sentences of one study: one per finding (with its box), then a few normal ones."""
     findings = [_grounded(p, rng, case.has_prior) for p in case.findings]
     present = {p.finding.key for p in case.findings}
-    normal = [NORMAL_SENTENCES[f.key] for f in case.negatives if f.key in NORMAL_SENTENCES and f.key not in present]
+    normal = [
+        NORMAL_SENTENCES[f.key] for f in case.negatives if f.key in NORMAL_SENTENCES and f.key not in present
+    ]
     if not findings and not normal:
         normal = [NOTHING_FOUND]
     for english, spanish in normal[:2]:
-        findings.append({"sentence_en": english, "sentence_es": spanish, "abnormal": False, "boxes": [],
-                         "extra_boxes": [], "labels": [], "locations": [], "progression": None})
+        findings.append(
+            {
+                "sentence_en": english,
+                "sentence_es": spanish,
+                "abnormal": False,
+                "boxes": [],
+                "extra_boxes": [],
+                "labels": [],
+                "locations": [],
+                "progression": None,
+            }
+        )
     return findings
 
 
@@ -175,16 +262,22 @@ def write(out_root: Path, seed: int, variant: Variant) -> dict[str, dict[str, in
         width, height = int(rng.integers(100, 129)), int(rng.integers(112, 149))
         if dirty:
             findings, split = _inject_fault(study + 1, findings, split)
-        entry = {"StudyID": _digits(seed, "study", study, length=39), "ImageID": image_id,
-                 "PreviousStudyID": _digits(seed, "study", study, "prior", length=39) if case.has_prior else None,
-                 "PreviousImageID": None, "findings": findings}
+        entry = {
+            "StudyID": _digits(seed, "study", study, length=39),
+            "ImageID": image_id,
+            "PreviousStudyID": _digits(seed, "study", study, "prior", length=39) if case.has_prior else None,
+            "PreviousImageID": None,
+            "findings": findings,
+        }
         entries.append(entry)
         meta = _study_metadata(seed, study, patient, case, rng)
         master_rows += [_master_row(entry, finding, split, meta) for finding in findings or [None]]
         table_rows.append(_table_row(entry, case, meta, width, height, findings))
         if case.frontal and rng.random() < 0.35:  # the study's lateral, which PadChest-GR left out
             lateral = {**entry, "ImageID": image_id_for(seed, study, "L")}
-            table_rows.append(_table_row(lateral, Case(case.sex, case.age, "LATERAL"), meta, width, height, findings))
+            table_rows.append(
+                _table_row(lateral, Case(case.sex, case.age, "LATERAL"), meta, width, height, findings)
+            )
         if not (dirty and study == 1):
             pixels = to_uint16(render_radiograph(case, width, height, rng), bits=12)
             Image.fromarray(pixels).save(image_dir / image_id, format="PNG")
@@ -196,8 +289,14 @@ def write(out_root: Path, seed: int, variant: Variant) -> dict[str, dict[str, in
     _write_json(root / GROUNDED_JSON, entries)
     _write_table(root / MASTER_TABLE, master_rows, MASTER_COLUMNS)
     _write_table(root / LABELS_CSV, table_rows, LABELS_COLUMNS)
-    return {PADCHEST_GR.key: {"grounded_entries": len(entries), "master_rows": len(master_rows),
-                              "padchest_rows": len(table_rows), "images": len(list(image_dir.iterdir()))}}
+    return {
+        PADCHEST_GR.key: {
+            "grounded_entries": len(entries),
+            "master_rows": len(master_rows),
+            "padchest_rows": len(table_rows),
+            "images": len(list(image_dir.iterdir())),
+        }
+    }
 
 
 def _inject_fault(row: int, findings: list[dict], split: str) -> tuple[list[dict], str]:
@@ -218,26 +317,52 @@ def _inject_fault(row: int, findings: list[dict], split: str) -> tuple[list[dict
 def _study_metadata(seed: int, study: int, patient: int, case: Case, rng: np.random.Generator) -> dict:
     year = 2009 + int(rng.integers(0, 9))
     date = f"{year}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
-    return {"PatientID": _digits(seed, "patient", patient, length=39), "PatientSex_DICOM": case.sex,
-            "PatientBirth": str(year - case.age), "PatientAge": str(case.age), "StudyDate_DICOM": date,
-            "Year": str(year), "ReportID": _digits(seed, "report", study, length=18)}
+    return {
+        "PatientID": _digits(seed, "patient", patient, length=39),
+        "PatientSex_DICOM": case.sex,
+        "PatientBirth": str(year - case.age),
+        "PatientAge": str(case.age),
+        "StudyDate_DICOM": date,
+        "Year": str(year),
+        "ReportID": _digits(seed, "report", study, length=18),
+    }
 
 
 def _master_row(entry: dict, finding: dict | None, split: str, meta: dict) -> dict:
-    finding = finding or {"sentence_en": "", "sentence_es": "", "boxes": [], "extra_boxes": [], "labels": [],
-                          "locations": [], "progression": None}
+    finding = finding or {
+        "sentence_en": "",
+        "sentence_es": "",
+        "boxes": [],
+        "extra_boxes": [],
+        "labels": [],
+        "locations": [],
+        "progression": None,
+    }
     label = finding["labels"][0] if finding["labels"] else "Normal"
     return {
-        "StudyID": entry["StudyID"], "ImageID": entry["ImageID"], "label": label,
-        "boxes_count": str(len(finding["boxes"])), "extra_boxes_count": str(len(finding["extra_boxes"])),
-        "locations": ", ".join(finding["locations"]), "prior_study": str(entry["PreviousStudyID"] is not None),
-        "progression_status": finding["progression"] or "", "prior_imageID": entry["PreviousImageID"] or "",
-        "sentence_en": finding["sentence_en"], "sentence_es": finding["sentence_es"],
-        "study_is_benchmark": "False", "study_is_validation": str(split == "validation"), "split": split,
-        "PatientID": meta["PatientID"], "patient_is_benchmark": "False", "PatientBirth": meta["PatientBirth"],
-        "PatientSex_DICOM": meta["PatientSex_DICOM"], "StudyDate_DICOM": meta["StudyDate_DICOM"],
+        "StudyID": entry["StudyID"],
+        "ImageID": entry["ImageID"],
+        "label": label,
+        "boxes_count": str(len(finding["boxes"])),
+        "extra_boxes_count": str(len(finding["extra_boxes"])),
+        "locations": ", ".join(finding["locations"]),
+        "prior_study": str(entry["PreviousStudyID"] is not None),
+        "progression_status": finding["progression"] or "",
+        "prior_imageID": entry["PreviousImageID"] or "",
+        "sentence_en": finding["sentence_en"],
+        "sentence_es": finding["sentence_es"],
+        "study_is_benchmark": "False",
+        "study_is_validation": str(split == "validation"),
+        "split": split,
+        "PatientID": meta["PatientID"],
+        "patient_is_benchmark": "False",
+        "PatientBirth": meta["PatientBirth"],
+        "PatientSex_DICOM": meta["PatientSex_DICOM"],
+        "StudyDate_DICOM": meta["StudyDate_DICOM"],
         "StudyDate": f"{meta['StudyDate_DICOM'][:4]}-{meta['StudyDate_DICOM'][4:6]}-{meta['StudyDate_DICOM'][6:]}",
-        "PatientAge": meta["PatientAge"], "label_group": label.capitalize(), "Year": meta["Year"],
+        "PatientAge": meta["PatientAge"],
+        "label_group": label.capitalize(),
+        "Year": meta["Year"],
     }
 
 
@@ -245,20 +370,39 @@ def _table_row(entry: dict, case: Case, meta: dict, width: int, height: int, fin
     projection = _projection(case)
     labels = sorted({label for f in findings for label in f["labels"]}) or ["normal"]
     return {
-        "ImageID": entry["ImageID"], "ImageDir": "0", "StudyDate_DICOM": meta["StudyDate_DICOM"],
-        "StudyID": entry["StudyID"], "PatientID": meta["PatientID"], "PatientBirth": meta["PatientBirth"],
-        "PatientSex_DICOM": meta["PatientSex_DICOM"], "ViewPosition_DICOM": VIEW_POSITIONS[projection],
-        "Projection": projection, "Modality_DICOM": "CR", "Manufacturer_DICOM": "PhilipsMedicalSystems",
-        "PhotometricInterpretation_DICOM": "MONOCHROME2", "PixelRepresentation_DICOM": "0",
-        "PixelAspectRatio_DICOM": "", "SpatialResolution_DICOM": "0.143", "BitsStored_DICOM": "12",
-        "WindowCenter_DICOM": "2048", "WindowWidth_DICOM": "4096", "Rows_DICOM": str(height),
-        "Columns_DICOM": str(width), "XRayTubeCurrent_DICOM": "250", "Exposure_DICOM": "4",
-        "ExposureInuAs_DICOM": "4000", "ExposureTime_DICOM": "16", "RelativeXRayExposure_DICOM": "",
-        "ReportID": meta["ReportID"], "Report": " ".join(f["sentence_es"].lower() for f in findings),
-        "MethodLabel": "Physician", "Labels": repr(labels), "Localizations": repr(sorted(
-            {f"loc {loc}" for f in findings for loc in f["locations"]})),
+        "ImageID": entry["ImageID"],
+        "ImageDir": "0",
+        "StudyDate_DICOM": meta["StudyDate_DICOM"],
+        "StudyID": entry["StudyID"],
+        "PatientID": meta["PatientID"],
+        "PatientBirth": meta["PatientBirth"],
+        "PatientSex_DICOM": meta["PatientSex_DICOM"],
+        "ViewPosition_DICOM": VIEW_POSITIONS[projection],
+        "Projection": projection,
+        "Modality_DICOM": "CR",
+        "Manufacturer_DICOM": "PhilipsMedicalSystems",
+        "PhotometricInterpretation_DICOM": "MONOCHROME2",
+        "PixelRepresentation_DICOM": "0",
+        "PixelAspectRatio_DICOM": "",
+        "SpatialResolution_DICOM": "0.143",
+        "BitsStored_DICOM": "12",
+        "WindowCenter_DICOM": "2048",
+        "WindowWidth_DICOM": "4096",
+        "Rows_DICOM": str(height),
+        "Columns_DICOM": str(width),
+        "XRayTubeCurrent_DICOM": "250",
+        "Exposure_DICOM": "4",
+        "ExposureInuAs_DICOM": "4000",
+        "ExposureTime_DICOM": "16",
+        "RelativeXRayExposure_DICOM": "",
+        "ReportID": meta["ReportID"],
+        "Report": " ".join(f["sentence_es"].lower() for f in findings),
+        "MethodLabel": "Physician",
+        "Labels": repr(labels),
+        "Localizations": repr(sorted({f"loc {loc}" for f in findings for loc in f["locations"]})),
         "LabelsLocalizationsBySentence": repr([[*f["labels"]] or ["normal"] for f in findings]),
-        "LabelCUIS": "", "LocalizationsCUIS": "",
+        "LabelCUIS": "",
+        "LocalizationsCUIS": "",
     }
 
 
@@ -288,30 +432,63 @@ def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, 
         for index in chosen:
             english, spanish, label, location = GROUNDED_SENTENCES[keys[int(index)]]
             x1, y1 = rng.uniform(0.05, 0.6, size=2)
-            box = [round(float(v), 4) for v in (x1, y1, x1 + rng.uniform(0.1, 0.35), y1 + rng.uniform(0.1, 0.35))]
-            findings.append({"sentence_en": english.format(side="left", Side="Left"),
-                             "sentence_es": spanish.format(lado="izquierdo"), "abnormal": True, "boxes": [box],
-                             "extra_boxes": [], "labels": [label], "locations": [location], "progression": None})
-        entry = {"StudyID": _digits(seed, "scale-study", study, length=39),
-                 "ImageID": image_id_for(seed, f"scale-{study}", "PA"), "PreviousStudyID": None, "PreviousImageID": None,
-                 "findings": findings}
+            box = [
+                round(float(v), 4) for v in (x1, y1, x1 + rng.uniform(0.1, 0.35), y1 + rng.uniform(0.1, 0.35))
+            ]
+            findings.append(
+                {
+                    "sentence_en": english.format(side="left", Side="Left"),
+                    "sentence_es": spanish.format(lado="izquierdo"),
+                    "abnormal": True,
+                    "boxes": [box],
+                    "extra_boxes": [],
+                    "labels": [label],
+                    "locations": [location],
+                    "progression": None,
+                }
+            )
+        entry = {
+            "StudyID": _digits(seed, "scale-study", study, length=39),
+            "ImageID": image_id_for(seed, f"scale-{study}", "PA"),
+            "PreviousStudyID": None,
+            "PreviousImageID": None,
+            "findings": findings,
+        }
         entries.append(entry)
-        meta = {"PatientID": _digits(seed, "scale-patient", study, length=39), "PatientSex_DICOM": "MF"[study % 2],
-                "PatientBirth": "1950", "PatientAge": "66", "StudyDate_DICOM": "20160101", "Year": "2016"}
+        meta = {
+            "PatientID": _digits(seed, "scale-patient", study, length=39),
+            "PatientSex_DICOM": "MF"[study % 2],
+            "PatientBirth": "1950",
+            "PatientAge": "66",
+            "StudyDate_DICOM": "20160101",
+            "Year": "2016",
+        }
         split = PATIENT_SPLITS[study % len(PATIENT_SPLITS)]
         master_rows += [_master_row(entry, finding, split, meta) for finding in findings]
     _write_json(root / GROUNDED_JSON, entries)
     _write_table(root / MASTER_TABLE, master_rows, MASTER_COLUMNS)
     table_size = max(grounded, round(PAPER_PADCHEST_IMAGES * fraction))
-    image_ids = [e["ImageID"] for e in entries] + [image_id_for(seed, f"scale-other-{i}", "PA")
-                                                     for i in range(table_size - grounded)]
-    table = pl.DataFrame({"ImageID": image_ids}).with_columns(
-        [pl.lit(None, dtype=pl.String).alias(name) for name in LABELS_COLUMNS[1:]]
-    ).with_columns(
-        Projection=pl.Series(np.where(np.arange(table_size) < grounded, "PA", rng.choice(["PA", "AP", "L"], table_size))),
-        Report=pl.lit("cardiomegalia ."), Rows_DICOM=pl.lit("2800"), Columns_DICOM=pl.lit("2500"),
-        PatientSex_DICOM=pl.lit("M"),
+    image_ids = [e["ImageID"] for e in entries] + [
+        image_id_for(seed, f"scale-other-{i}", "PA") for i in range(table_size - grounded)
+    ]
+    table = (
+        pl.DataFrame({"ImageID": image_ids})
+        .with_columns([pl.lit(None, dtype=pl.String).alias(name) for name in LABELS_COLUMNS[1:]])
+        .with_columns(
+            Projection=pl.Series(
+                np.where(np.arange(table_size) < grounded, "PA", rng.choice(["PA", "AP", "L"], table_size))
+            ),
+            Report=pl.lit("cardiomegalia ."),
+            Rows_DICOM=pl.lit("2800"),
+            Columns_DICOM=pl.lit("2500"),
+            PatientSex_DICOM=pl.lit("M"),
+        )
     )
     table.select(LABELS_COLUMNS).write_csv(root / LABELS_CSV)
-    return {PADCHEST_GR.key: {"grounded_entries": grounded, "master_rows": len(master_rows),
-                              "padchest_rows": table_size}}
+    return {
+        PADCHEST_GR.key: {
+            "grounded_entries": grounded,
+            "master_rows": len(master_rows),
+            "padchest_rows": table_size,
+        }
+    }

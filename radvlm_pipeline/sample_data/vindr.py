@@ -66,10 +66,19 @@ def image_id_for(seed: int, split: str, index: int) -> str:
     return hashlib.md5(f"vindr-cxr/{seed}/{split}/{index}".encode()).hexdigest()
 
 
-def write_dicom(path: Path, stored: np.ndarray, *, photometric: str, bits_stored: int,
-                window: tuple[float, float] | None, voi_lut: np.ndarray | None = None,
-                sex: str | None = None, view: str | None = None, age: int | None = None,
-                uid_key: str = "") -> None:
+def write_dicom(
+    path: Path,
+    stored: np.ndarray,
+    *,
+    photometric: str,
+    bits_stored: int,
+    window: tuple[float, float] | None,
+    voi_lut: np.ndarray | None = None,
+    sex: str | None = None,
+    view: str | None = None,
+    age: int | None = None,
+    uid_key: str = "",
+) -> None:
     """An uncompressed explicit VR little endian DX image; UIDs derived from ``uid_key`` (deterministic).
 
     ``voi_lut`` (one output value per stored value, 12-bit entries) becomes a VOI LUT Sequence, which a
@@ -156,8 +165,13 @@ def _case(split: str, index: int, rng: np.random.Generator) -> Case:
     """Train image 0 always shows cardiomegaly and a left effusion and test images 0-1 are normal, so
     the dirty variant's faults land on known rows; every other case is sampled."""
     if (split, index) == ("train", 0):
-        placed = [PlacedFinding(FINDINGS_BY_KEY[key], region, region_box(region, rng))
-                  for key, region in (("cardiomegaly", "cardiac silhouette"), ("effusion", "left costophrenic angle"))]
+        placed = [
+            PlacedFinding(FINDINGS_BY_KEY[key], region, region_box(region, rng))
+            for key, region in (
+                ("cardiomegaly", "cardiac silhouette"),
+                ("effusion", "left costophrenic angle"),
+            )
+        ]
         return Case(sex="F", age=64, view="PA", findings=placed)
     if split == "test" and index < 2:
         return Case(sex="M", age=41, view="PA")
@@ -209,8 +223,9 @@ def _label_columns(split: str) -> list[str]:
     return names if split == "train" else [("Other disease" if n == "Other diseases" else n) for n in names]
 
 
-def _write_case_dicom(path: Path, case: Case, width: int, height: int, index: int, rng: np.random.Generator,
-                      uid_key: str) -> None:
+def _write_case_dicom(
+    path: Path, case: Case, width: int, height: int, index: int, rng: np.random.Generator, uid_key: str
+) -> None:
     bits = 12 if index % 2 == 0 else 14
     stored = to_uint16(render_radiograph(case, width, height, rng), bits)
     photometric = "MONOCHROME1" if index % 3 == 1 else "MONOCHROME2"
@@ -221,8 +236,18 @@ def _write_case_dicom(path: Path, case: Case, width: int, height: int, index: in
     voi_lut = None
     if index == 4 and bits == 12:  # one image per split carries a VOI LUT Sequence
         voi_lut = np.round(4095 * (np.arange(full) / (full - 1)) ** 0.8).astype(np.uint16)
-    write_dicom(path, stored, photometric=photometric, bits_stored=bits, window=window, voi_lut=voi_lut,
-                sex=None if index % 7 == 3 else case.sex, view=case.view, age=case.age, uid_key=uid_key)
+    write_dicom(
+        path,
+        stored,
+        photometric=photometric,
+        bits_stored=bits,
+        window=window,
+        voi_lut=voi_lut,
+        sex=None if index % 7 == 3 else case.sex,
+        view=case.view,
+        age=case.age,
+        uid_key=uid_key,
+    )
 
 
 def _inject_train_faults(rows: list[list[str]], width: int) -> None:
@@ -264,7 +289,9 @@ def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, 
         row_rater = np.repeat(np.arange(image_of_rater.size), rows_per_rater)
         has_box = boxes_per_rater[row_rater] > 0
         classes = np.array(LOCAL_CLASSES + (NO_FINDING,))
-        class_index = np.where(has_box, rng.integers(0, len(LOCAL_CLASSES), size=row_rater.size), len(LOCAL_CLASSES))
+        class_index = np.where(
+            has_box, rng.integers(0, len(LOCAL_CLASSES), size=row_rater.size), len(LOCAL_CLASSES)
+        )
         width, height = rng.integers(2000, 3072, size=size), rng.integers(2000, 3072, size=size)
         row_image = image_of_rater[row_rater]
         x1 = rng.uniform(0.05, 0.6, size=row_rater.size) * width[row_image]
@@ -272,13 +299,17 @@ def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, 
         x2 = x1 + rng.uniform(0.05, 0.35, size=row_rater.size) * width[row_image]
         y2 = y1 + rng.uniform(0.05, 0.35, size=row_rater.size) * height[row_image]
         rad_column = "rad_id" if split == "train" else "rad_ID"
-        annotations = pl.DataFrame({
-            "image_id": ids[row_image],
-            rad_column: np.char.add("R", rater[row_rater].astype(str)),
-            "class_name": classes[class_index],
-            **{name: pl.Series(values).round(2).set(pl.Series(~has_box), None)
-               for name, values in (("x_min", x1), ("y_min", y1), ("x_max", x2), ("y_max", y2))},
-        })
+        annotations = pl.DataFrame(
+            {
+                "image_id": ids[row_image],
+                rad_column: np.char.add("R", rater[row_rater].astype(str)),
+                "class_name": classes[class_index],
+                **{
+                    name: pl.Series(values).round(2).set(pl.Series(~has_box), None)
+                    for name, values in (("x_min", x1), ("y_min", y1), ("x_max", x2), ("y_max", y2))
+                },
+            }
+        )
         file = TRAIN_CSV if split == "train" else TEST_CSV
         (root / file).parent.mkdir(parents=True, exist_ok=True)
         annotations.write_csv(root / file, float_precision=2)

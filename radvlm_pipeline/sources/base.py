@@ -109,7 +109,9 @@ def write_tables(tables: SourceTables, out_dir: Path) -> dict[str, Path]:
         target = out_dir / f"{name}.parquet"
         conform(frame, TABLE_SCHEMAS[name]).write_parquet(target, compression="zstd", statistics=True)
         written[name] = target
-    (out_dir / "facts.json").write_text(json.dumps(tables.facts, indent=2, sort_keys=True, default=str) + "\n")
+    (out_dir / "facts.json").write_text(
+        json.dumps(tables.facts, indent=2, sort_keys=True, default=str) + "\n"
+    )
     return written
 
 

@@ -24,7 +24,9 @@ def accounting_problems(accounting: pl.DataFrame, quarantine: pl.DataFrame) -> l
     for file, rows_in, rows_out, filtered, invalid in unbalanced.select(
         "file", "rows_in", "rows_out", "rows_filtered", "rows_invalid"
     ).iter_rows():
-        problems.append(f"{file}: {rows_in} rows in != {rows_out} out + {filtered} filtered + {invalid} invalid")
+        problems.append(
+            f"{file}: {rows_in} rows in != {rows_out} out + {filtered} filtered + {invalid} invalid"
+        )
     quarantined = quarantine.group_by("file", "kind").len()
     expected = accounting.unpivot(
         index="file", on=["rows_filtered", "rows_invalid"], variable_name="kind", value_name="expected"
@@ -32,9 +34,11 @@ def accounting_problems(accounting: pl.DataFrame, quarantine: pl.DataFrame) -> l
     compared = expected.join(quarantined, on=["file", "kind"], how="full", coalesce=True).with_columns(
         pl.col("expected").fill_null(0), pl.col("len").fill_null(0)
     )
-    for file, kind, want, have in compared.filter(pl.col("expected") != pl.col("len")).select(
-        "file", "kind", "expected", "len"
-    ).iter_rows():
+    for file, kind, want, have in (
+        compared.filter(pl.col("expected") != pl.col("len"))
+        .select("file", "kind", "expected", "len")
+        .iter_rows()
+    ):
         problems.append(f"{file}: accounting says {want} {kind} rows, quarantine table holds {have}")
     return problems
 
@@ -51,12 +55,19 @@ def box_problems(boxes: pl.DataFrame) -> list[str]:
     )
     return [
         f"box {box_id} of image {image_id}: [{x1}, {y1}, {x2}, {y2}]"
-        for box_id, image_id, x1, y1, x2, y2 in bad.select("box_id", "image_id", "x1", "y1", "x2", "y2").iter_rows()
+        for box_id, image_id, x1, y1, x2, y2 in bad.select(
+            "box_id", "image_id", "x1", "y1", "x2", "y2"
+        ).iter_rows()
     ]
 
 
-def image_problems(images: pl.DataFrame, data_root: Path, storage_root: Path,
-                   level: ImageCheck = ImageCheck.DECODE, workers: int = 8) -> list[str]:
+def image_problems(
+    images: pl.DataFrame,
+    data_root: Path,
+    storage_root: Path,
+    level: ImageCheck = ImageCheck.DECODE,
+    workers: int = 8,
+) -> list[str]:
     """Every referenced image exists and decodes (Pillow releases the GIL while decoding, hence threads)."""
 
     def problem(dataset: str, path: str) -> str | None:

@@ -67,10 +67,29 @@ def read(data_root: Path, options: ReaderOptions, mimic_images: pl.DataFrame) ->
     dicom_ids = rows["dicom_id"].to_list()
     graphs = [_load_scene_graph(root, dicom_id) for dicom_id in dicom_ids]
     objects = {dicom_id: graph[0] for dicom_id, graph in zip(dicom_ids, graphs) if graph[0] is not None}
-    rows = pl.concat([rows, pl.DataFrame([g[1:] for g in graphs], orient="row", schema={
-        "gender": pl.String, "graph_problem": pl.String, "graph_detail": pl.String})], how="horizontal")
-    rows = screen(ledger, rows, [
-        Rule(INVALID, pl.col("graph_problem"), pl.col("graph_problem").is_not_null(), pl.col("graph_detail"))])
+    rows = pl.concat(
+        [
+            rows,
+            pl.DataFrame(
+                [g[1:] for g in graphs],
+                orient="row",
+                schema={"gender": pl.String, "graph_problem": pl.String, "graph_detail": pl.String},
+            ),
+        ],
+        how="horizontal",
+    )
+    rows = screen(
+        ledger,
+        rows,
+        [
+            Rule(
+                INVALID,
+                pl.col("graph_problem"),
+                pl.col("graph_problem").is_not_null(),
+                pl.col("graph_detail"),
+            )
+        ],
+    )
     keep(ledger, rows)
 
     boxes = _object_rows(rows, objects)
@@ -84,15 +103,19 @@ def read(data_root: Path, options: ReaderOptions, mimic_images: pl.DataFrame) ->
     sex = pl.when(pl.col("gender").is_in(["M", "F"])).then(pl.col("gender")).otherwise(pl.col("mimic_sex"))
     return SourceTables(
         images=annotated_images(rows.with_columns(mimic_sex=sex), CHEST_IMAGENOME.key, pl.col("split")),
-        boxes=annotation_boxes(boxes, CHEST_IMAGENOME.key, "region", pl.col("bbox_name"),
-                               pl.lit(None, dtype=pl.String)),
-        quarantine=quarantine, accounting=accounting,
+        boxes=annotation_boxes(
+            boxes, CHEST_IMAGENOME.key, "region", pl.col("bbox_name"), pl.lit(None, dtype=pl.String)
+        ),
+        quarantine=quarantine,
+        accounting=accounting,
         facts={
             "release": CHEST_IMAGENOME.release,
             "split": "Chest ImaGenome's own (silver_dataset/splits), not MIMIC-CXR's",
             "regions": boxes["bbox_name"].n_unique(),
             "boxes_clipped": int(boxes["clipped"].sum()),
-            "images_split_differently_from_mimic_cxr": rows.filter(pl.col("split") != pl.col("mimic_split")).height,
+            "images_split_differently_from_mimic_cxr": rows.filter(
+                pl.col("split") != pl.col("mimic_split")
+            ).height,
         },
     )
 
@@ -102,8 +125,10 @@ def _split_rows(root: Path, stem: str, split: str) -> pl.DataFrame:
     frame = read_csv_records(require_file(CHEST_IMAGENOME, root, relative), CHEST_IMAGENOME)
     missing = [column for column in SPLIT_COLUMNS if column not in frame.columns]
     if missing:
-        raise DatasetUnavailable(f"{CHEST_IMAGENOME.title}: {relative} lacks the columns {missing} of the "
-                                 f"{CHEST_IMAGENOME.release} release.")
+        raise DatasetUnavailable(
+            f"{CHEST_IMAGENOME.title}: {relative} lacks the columns {missing} of the "
+            f"{CHEST_IMAGENOME.release} release."
+        )
     return frame.select(pl.lit(relative).alias(FILE), ROW, *SPLIT_COLUMNS, pl.lit(split).alias("split"))
 
 
@@ -144,8 +169,30 @@ def _object_rows(images: pl.DataFrame, objects: dict[str, list]) -> pl.DataFrame
         for number, obj in enumerate(objects[dicom_id], start=1):
             obj = obj if isinstance(obj, dict) else {}
             name = obj.get("bbox_name")
-            records.append((scene_graph_file(dicom_id), number, dicom_id, name if isinstance(name, str) else None,
-                            *(_number(obj.get(corner)) for corner in CORNERS), width, height))
-    return pl.DataFrame(records, orient="row", schema={
-        FILE: pl.String, ROW: pl.Int64, "dicom_id": pl.String, "bbox_name": pl.String, "px_x1": pl.Float64,
-        "px_y1": pl.Float64, "px_x2": pl.Float64, "px_y2": pl.Float64, "width": pl.Int32, "height": pl.Int32})
+            records.append(
+                (
+                    scene_graph_file(dicom_id),
+                    number,
+                    dicom_id,
+                    name if isinstance(name, str) else None,
+                    *(_number(obj.get(corner)) for corner in CORNERS),
+                    width,
+                    height,
+                )
+            )
+    return pl.DataFrame(
+        records,
+        orient="row",
+        schema={
+            FILE: pl.String,
+            ROW: pl.Int64,
+            "dicom_id": pl.String,
+            "bbox_name": pl.String,
+            "px_x1": pl.Float64,
+            "px_y1": pl.Float64,
+            "px_x2": pl.Float64,
+            "px_y2": pl.Float64,
+            "width": pl.Int32,
+            "height": pl.Int32,
+        },
+    )

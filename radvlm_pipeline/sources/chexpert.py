@@ -46,7 +46,16 @@ from radvlm_pipeline.sources.base import (
     read_csv_records,
     require_folder,
 )
-from radvlm_pipeline.sources.screening import FILE, Rule, blank, declare, duplicates, keep, missing_values, screen
+from radvlm_pipeline.sources.screening import (
+    FILE,
+    Rule,
+    blank,
+    declare,
+    duplicates,
+    keep,
+    missing_values,
+    screen,
+)
 
 RELEASE_FOLDERS = ("CheXpert-v1.0-small", "CheXpert-v1.0")
 TEST_FOLDER = "CheXpert"
@@ -76,10 +85,14 @@ def read(data_root: Path, options: ReaderOptions) -> SourceTables:
             f"{CHEXPERT.title}: neither {' nor '.join(RELEASE_FOLDERS)} found under {root} "
             f"({CHEXPERT.release} layout expected: <release>/train.csv, valid.csv and the images)."
         )
-    files = [LabelFile(f"{release}/{split}.csv", split, "", f"{release}/", True) for split in ("train", "valid")]
+    files = [
+        LabelFile(f"{release}/{split}.csv", split, "", f"{release}/", True) for split in ("train", "valid")
+    ]
     for file in files:
         if not (root / file.csv).is_file():
-            raise DatasetUnavailable(f"{CHEXPERT.title}: {root / file.csv} is missing ({CHEXPERT.release} layout).")
+            raise DatasetUnavailable(
+                f"{CHEXPERT.title}: {root / file.csv} is missing ({CHEXPERT.release} layout)."
+            )
     if (root / TEST_LABELS).is_file():
         files.append(LabelFile(TEST_LABELS, "test", TEST_FOLDER, "", False))
         test_set = f"{TEST_LABELS} (CheXlocalize release)"
@@ -114,26 +127,42 @@ def _read_label_file(
     root: Path, file: LabelFile, ledger: Ledger, options: ReaderOptions
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     raw = read_csv_records(root / file.csv, CHEXPERT)
-    require_columns(raw, ["Path", *(METADATA_COLUMNS if file.has_metadata else ()), *CHEXPERT_LABELS], CHEXPERT, file.csv)
-    rows = parse_image_paths(raw.with_columns(pl.lit(file.csv).alias(FILE)), "Path", file.release_prefix, (file.split,))
+    require_columns(
+        raw, ["Path", *(METADATA_COLUMNS if file.has_metadata else ()), *CHEXPERT_LABELS], CHEXPERT, file.csv
+    )
+    rows = parse_image_paths(
+        raw.with_columns(pl.lit(file.csv).alias(FILE)), "Path", file.release_prefix, (file.split,)
+    )
     declare(ledger, rows)
     if file.has_metadata:
         view_rules = [
             missing_values(["Frontal/Lateral"]),
             unknown_value("Frontal/Lateral", ("Frontal", "Lateral")),
-            Rule(FILTERED, "lateral_view", stripped("Frontal/Lateral") == "Lateral",
-                 pl.format("lateral view {}; the paper keeps frontal (PA/AP) views only", pl.col("Path"))),
+            Rule(
+                FILTERED,
+                "lateral_view",
+                stripped("Frontal/Lateral") == "Lateral",
+                pl.format("lateral view {}; the paper keeps frontal (PA/AP) views only", pl.col("Path")),
+            ),
         ]
     else:  # the test labels have no view column: the file name says frontal or lateral
         view_rules = [
-            Rule(FILTERED, "lateral_view", pl.col("orientation") == "lateral",
-                 pl.format("lateral view {} (by its file name); the paper keeps frontal views only", pl.col("Path"))),
+            Rule(
+                FILTERED,
+                "lateral_view",
+                pl.col("orientation") == "lateral",
+                pl.format(
+                    "lateral view {} (by its file name); the paper keeps frontal views only", pl.col("Path")
+                ),
+            ),
         ]
     rows = screen(ledger, rows, [*path_rules("Path", f"{file.release_prefix}{file.split}/"), *view_rules])
     rows = screen(ledger, rows, [duplicates(["Path"])])
     rows = screen_labels(ledger, rows, options)
     folder = f"{file.image_folder}/" if file.image_folder else ""
-    rows = screen_images(ledger, rows.with_columns((pl.lit(folder) + pl.col("Path")).alias("path")), root, options.image_check)
+    rows = screen_images(
+        ledger, rows.with_columns((pl.lit(folder) + pl.col("Path")).alias("path")), root, options.image_check
+    )
     keep(ledger, rows)
 
     rows = rows.with_columns(
@@ -151,10 +180,14 @@ def _read_label_file(
 def require_columns(raw: pl.DataFrame, columns: list[str], dataset: Dataset, file: str) -> None:
     missing = [name for name in columns if name not in raw.columns]
     if missing:
-        raise DatasetUnavailable(f"{dataset.title}: {file} lacks columns {missing}; is it the {dataset.release} file?")
+        raise DatasetUnavailable(
+            f"{dataset.title}: {file} lacks columns {missing}; is it the {dataset.release} file?"
+        )
 
 
-def parse_image_paths(raw: pl.DataFrame, column: str, release_prefix: str, splits: tuple[str, ...]) -> pl.DataFrame:
+def parse_image_paths(
+    raw: pl.DataFrame, column: str, release_prefix: str, splits: tuple[str, ...]
+) -> pl.DataFrame:
     """Add image_id, subject_id, study_id and orientation from a CheXpert image path (null where the
     path does not have the released form)."""
     pattern = (
@@ -166,7 +199,9 @@ def parse_image_paths(raw: pl.DataFrame, column: str, release_prefix: str, split
     return raw.with_columns(
         parts.struct.field("image_id"),
         parts.struct.field("subject_id"),
-        pl.concat_str(parts.struct.field("subject_id"), parts.struct.field("study"), separator="/").alias("study_id"),
+        pl.concat_str(parts.struct.field("subject_id"), parts.struct.field("study"), separator="/").alias(
+            "study_id"
+        ),
         parts.struct.field("orientation"),
     )
 
@@ -181,24 +216,40 @@ def sex_expression(column: str) -> pl.Expr:
 
 
 def unknown_value(column: str, allowed: tuple[str, ...]) -> Rule:
-    return Rule(INVALID, "unknown_value", ~stripped(column).is_in(allowed),
-                pl.format("{} is '{}'; expected one of {}", pl.lit(column), pl.col(column), pl.lit(", ".join(allowed))))
+    return Rule(
+        INVALID,
+        "unknown_value",
+        ~stripped(column).is_in(allowed),
+        pl.format(
+            "{} is '{}'; expected one of {}", pl.lit(column), pl.col(column), pl.lit(", ".join(allowed))
+        ),
+    )
 
 
 def path_rules(column: str, expected_start: str) -> list[Rule]:
     """A blank image path, or one not of the released form (``parse_image_paths`` found no image_id)."""
     return [
         missing_values([column]),
-        Rule(INVALID, "unexpected_path", pl.col("image_id").is_null(),
-             pl.format("{} '{}' is not of the released form {}patientNNNNN/studyN/viewN_frontal.jpg (or _lateral)",
-                       pl.lit(column), pl.col(column), pl.lit(expected_start))),
+        Rule(
+            INVALID,
+            "unexpected_path",
+            pl.col("image_id").is_null(),
+            pl.format(
+                "{} '{}' is not of the released form {}patientNNNNN/studyN/viewN_frontal.jpg (or _lateral)",
+                pl.lit(column),
+                pl.col(column),
+                pl.lit(expected_start),
+            ),
+        ),
     ]
 
 
 def screen_labels(ledger: Ledger, rows: pl.DataFrame, options: ReaderOptions) -> pl.DataFrame:
     """The 14 label columns as booleans (uncertain per the options); rows with an unknown value quarantined."""
     parsed, unknown = parse_label_columns(rows, options.uncertain)
-    for file, row, reason, detail in unknown.join(rows.select(ROW, FILE), on=ROW).select(FILE, ROW, "reason", "detail").iter_rows():
+    for file, row, reason, detail in (
+        unknown.join(rows.select(ROW, FILE), on=ROW).select(FILE, ROW, "reason", "detail").iter_rows()
+    ):
         ledger.reject(file, row, INVALID, reason, detail)
     return parsed
 
@@ -215,15 +266,36 @@ def screen_images(ledger: Ledger, rows: pl.DataFrame, root: Path, level: ImageCh
             try:
                 results.append((*check_image(root / relative, level), None, None))
             except ImageProblem as problem:
-                results.append((None, None, problem.reason, problem.detail.replace(str(root / relative), relative)))
+                results.append(
+                    (None, None, problem.reason, problem.detail.replace(str(root / relative), relative))
+                )
         return results
 
     paths = rows["path"].to_list()
     batches = [paths[start : start + IMAGE_BATCH] for start in range(0, len(paths), IMAGE_BATCH)]
     with ThreadPoolExecutor(max_workers=8) as pool:  # Pillow releases the GIL while decoding
         results = [result for batch in pool.map(check_batch, batches) for result in batch]
-    checked = rows.hstack(pl.DataFrame(results, orient="row", schema={
-        "width": pl.Int32, "height": pl.Int32, "image_problem": pl.String, "image_problem_detail": pl.String}))
-    return screen(ledger, checked, [
-        Rule(INVALID, pl.col("image_problem"), pl.col("image_problem").is_not_null(), pl.col("image_problem_detail")),
-    ])
+    checked = rows.hstack(
+        pl.DataFrame(
+            results,
+            orient="row",
+            schema={
+                "width": pl.Int32,
+                "height": pl.Int32,
+                "image_problem": pl.String,
+                "image_problem_detail": pl.String,
+            },
+        )
+    )
+    return screen(
+        ledger,
+        checked,
+        [
+            Rule(
+                INVALID,
+                pl.col("image_problem"),
+                pl.col("image_problem").is_not_null(),
+                pl.col("image_problem_detail"),
+            ),
+        ],
+    )

@@ -32,8 +32,22 @@ import polars as pl
 
 from radvlm_pipeline.datasets import CHEXPERT_PLUS
 from radvlm_pipeline.ledger import FILTERED, INVALID, Ledger
-from radvlm_pipeline.schema import CHEXPERT_LABELS, IMAGES_SCHEMA, LABELS_SCHEMA, REPORTS_SCHEMA, conform, empty
-from radvlm_pipeline.sources.base import ROW, ReaderOptions, SourceTables, read_csv_records, require_file, require_folder
+from radvlm_pipeline.schema import (
+    CHEXPERT_LABELS,
+    IMAGES_SCHEMA,
+    LABELS_SCHEMA,
+    REPORTS_SCHEMA,
+    conform,
+    empty,
+)
+from radvlm_pipeline.sources.base import (
+    ROW,
+    ReaderOptions,
+    SourceTables,
+    read_csv_records,
+    require_file,
+    require_folder,
+)
 from radvlm_pipeline.sources.chexpert import (
     SPLIT_NAMES,
     parse_image_paths,
@@ -52,7 +66,15 @@ LABELS_FILE = "chexbert_labels/report_fixed.json"
 IMAGE_FOLDER = "PNG"
 RELEASE_SPLITS = ("train", "valid")
 EXPECTED_START = "{train,valid}/"
-REQUIRED_COLUMNS = ["path_to_image", "frontal_lateral", "ap_pa", "section_findings", "section_impression", "sex", "split"]
+REQUIRED_COLUMNS = [
+    "path_to_image",
+    "frontal_lateral",
+    "ap_pa",
+    "section_findings",
+    "section_impression",
+    "sex",
+    "split",
+]
 
 
 def read(data_root: Path, options: ReaderOptions) -> SourceTables:
@@ -61,7 +83,14 @@ def read(data_root: Path, options: ReaderOptions) -> SourceTables:
     ledger = Ledger(CHEXPERT_PLUS.key)
     images, csv_rows = _read_images(root, csv_path, ledger, options)
     reports = images.select(
-        "source", "study_id", "subject_id", "image_id", "split", "report", "findings", "impression",
+        "source",
+        "study_id",
+        "subject_id",
+        "image_id",
+        "split",
+        "report",
+        "findings",
+        "impression",
         pl.lit(REPORTS_CSV).alias("path"),
     )
     facts = {
@@ -76,7 +105,9 @@ def read(data_root: Path, options: ReaderOptions) -> SourceTables:
         facts["images_without_labels"] = images.join(labels, on="image_id", how="anti").height
     else:
         labels = empty(LABELS_SCHEMA)
-        facts["labels_file"] = f"absent: no {LABELS_FILE} under {root} (chexbert_labels of the release); no label rows"
+        facts["labels_file"] = (
+            f"absent: no {LABELS_FILE} under {root} (chexbert_labels of the release); no label rows"
+        )
     quarantine, accounting = ledger.finish()
     return SourceTables(
         images=conform(images, IMAGES_SCHEMA),
@@ -95,20 +126,42 @@ def _read_images(
     the first CSV row of each path_to_image (row, frontal_lateral), for the label lines to follow."""
     raw = read_csv_records(csv_path, CHEXPERT_PLUS)
     require_columns(raw, REQUIRED_COLUMNS, CHEXPERT_PLUS, REPORTS_CSV)
-    rows = parse_image_paths(raw.with_columns(pl.lit(REPORTS_CSV).alias(FILE)), "path_to_image", "", RELEASE_SPLITS)
-    rows = rows.with_columns(stripped("section_findings").alias("findings"), stripped("section_impression").alias("impression"))
+    rows = parse_image_paths(
+        raw.with_columns(pl.lit(REPORTS_CSV).alias(FILE)), "path_to_image", "", RELEASE_SPLITS
+    )
+    rows = rows.with_columns(
+        stripped("section_findings").alias("findings"), stripped("section_impression").alias("impression")
+    )
     declare(ledger, rows)
-    first_rows = rows.filter(pl.col("path_to_image").is_first_distinct()).select("path_to_image", ROW, "frontal_lateral")
-    rows = screen(ledger, rows, [
-        *path_rules("path_to_image", EXPECTED_START),
-        missing_values(["split", "frontal_lateral"]),
-        unknown_value("split", RELEASE_SPLITS),
-        unknown_value("frontal_lateral", ("Frontal", "Lateral")),
-        Rule(FILTERED, "lateral_view", stripped("frontal_lateral") == "Lateral",
-             pl.format("lateral view {}; the paper keeps frontal (PA/AP) views only", pl.col("path_to_image"))),
-        Rule(INVALID, "empty_report", pl.col("findings").is_null() & pl.col("impression").is_null(),
-             pl.format("report of {} has neither a findings nor an impression section", pl.col("path_to_image"))),
-    ])
+    first_rows = rows.filter(pl.col("path_to_image").is_first_distinct()).select(
+        "path_to_image", ROW, "frontal_lateral"
+    )
+    rows = screen(
+        ledger,
+        rows,
+        [
+            *path_rules("path_to_image", EXPECTED_START),
+            missing_values(["split", "frontal_lateral"]),
+            unknown_value("split", RELEASE_SPLITS),
+            unknown_value("frontal_lateral", ("Frontal", "Lateral")),
+            Rule(
+                FILTERED,
+                "lateral_view",
+                stripped("frontal_lateral") == "Lateral",
+                pl.format(
+                    "lateral view {}; the paper keeps frontal (PA/AP) views only", pl.col("path_to_image")
+                ),
+            ),
+            Rule(
+                INVALID,
+                "empty_report",
+                pl.col("findings").is_null() & pl.col("impression").is_null(),
+                pl.format(
+                    "report of {} has neither a findings nor an impression section", pl.col("path_to_image")
+                ),
+            ),
+        ],
+    )
     rows = screen(ledger, rows, [duplicates(["path_to_image"])])
     png = pl.format("{}/{}.png", pl.lit(IMAGE_FOLDER), pl.col("path_to_image").str.strip_suffix(".jpg"))
     rows = screen_images(ledger, rows.with_columns(png.alias("path")), root, options.image_check)
@@ -134,27 +187,55 @@ def _read_labels(
     for row, detail in malformed:
         ledger.reject(LABELS_FILE, row, INVALID, "malformed_json", detail)
     lines = parse_image_paths(lines, "path_to_image", "", RELEASE_SPLITS).join(
-        csv_rows.rename({ROW: "csv_row", "frontal_lateral": "csv_view"}), on="path_to_image", how="left",
+        csv_rows.rename({ROW: "csv_row", "frontal_lateral": "csv_view"}),
+        on="path_to_image",
+        how="left",
         maintain_order="left",
     )
     image = pl.col("path_to_image")
-    lines = screen(ledger, lines, [
-        *path_rules("path_to_image", EXPECTED_START),
-        Rule(INVALID, "unknown_image", pl.col("csv_row").is_null(),
-             pl.format("label line for {}, which has no row in {}", image, pl.lit(REPORTS_CSV))),
-    ])
+    lines = screen(
+        ledger,
+        lines,
+        [
+            *path_rules("path_to_image", EXPECTED_START),
+            Rule(
+                INVALID,
+                "unknown_image",
+                pl.col("csv_row").is_null(),
+                pl.format("label line for {}, which has no row in {}", image, pl.lit(REPORTS_CSV)),
+            ),
+        ],
+    )
     lines = screen(ledger, lines, [duplicates(["path_to_image"])])
     lines = screen_labels(ledger, lines, options)
-    lines = screen(ledger, lines, [
-        Rule(FILTERED, "lateral_view", stripped("csv_view") == "Lateral",
-             pl.format("label line for the lateral image {}; the paper keeps frontal views only", image)),
-        Rule(INVALID, "image_rejected", ~image.is_in(images["path_to_image"].implode()),
-             pl.format("label line for {}, whose row {} in {} is in quarantine (see that row)", image,
-                       pl.col("csv_row"), pl.lit(REPORTS_CSV))),
-    ])
+    lines = screen(
+        ledger,
+        lines,
+        [
+            Rule(
+                FILTERED,
+                "lateral_view",
+                stripped("csv_view") == "Lateral",
+                pl.format("label line for the lateral image {}; the paper keeps frontal views only", image),
+            ),
+            Rule(
+                INVALID,
+                "image_rejected",
+                ~image.is_in(images["path_to_image"].implode()),
+                pl.format(
+                    "label line for {}, whose row {} in {} is in quarantine (see that row)",
+                    image,
+                    pl.col("csv_row"),
+                    pl.lit(REPORTS_CSV),
+                ),
+            ),
+        ],
+    )
     keep(ledger, lines)
-    labelled = lines.join(images.select("path_to_image", "source", "study_id", "subject_id", "image_id", "split"),
-                          on="path_to_image")
+    labelled = lines.join(
+        images.select("path_to_image", "source", "study_id", "subject_id", "image_id", "split"),
+        on="path_to_image",
+    )
     return conform(labelled, LABELS_SCHEMA)
 
 
@@ -180,7 +261,10 @@ def _label_lines(path: Path) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
         for name in fields:
             values[name].append(record.get(name))
     lines = pl.DataFrame(
-        [pl.Series(ROW, rows, pl.Int64), *(pl.Series(name, values[name], pl.String, strict=False) for name in fields)]
+        [
+            pl.Series(ROW, rows, pl.Int64),
+            *(pl.Series(name, values[name], pl.String, strict=False) for name in fields),
+        ]
     )
     return lines.with_columns(pl.lit(LABELS_FILE).alias(FILE)), malformed
 

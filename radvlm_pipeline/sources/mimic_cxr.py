@@ -47,7 +47,16 @@ from radvlm_pipeline.sources.base import (
     require_file,
     require_folder,
 )
-from radvlm_pipeline.sources.screening import FILE, Rule, blank, declare, duplicates, keep, missing_values, screen
+from radvlm_pipeline.sources.screening import (
+    FILE,
+    Rule,
+    blank,
+    declare,
+    duplicates,
+    keep,
+    missing_values,
+    screen,
+)
 
 METADATA = "mimic-cxr-2.0.0-metadata.csv"
 SPLIT = "mimic-cxr-2.0.0-split.csv"
@@ -59,7 +68,9 @@ IMAGE_CHECK_CHUNK = 64
 def read(data_root: Path, options: ReaderOptions) -> SourceTables:
     root = require_folder(MIMIC_CXR, data_root)
     ledger = Ledger(MIMIC_CXR.key)
-    metadata = _records(root, METADATA, ("dicom_id", "subject_id", "study_id", "ViewPosition", "Rows", "Columns"))
+    metadata = _records(
+        root, METADATA, ("dicom_id", "subject_id", "study_id", "ViewPosition", "Rows", "Columns")
+    )
     splits = _records(root, SPLIT, ("dicom_id", "study_id", "subject_id", "split"))
     chexpert = _records(root, CHEXPERT, ("subject_id", "study_id", *CHEXPERT_LABELS))
 
@@ -69,7 +80,11 @@ def read(data_root: Path, options: ReaderOptions) -> SourceTables:
     reports, without_report = _read_reports(root, studies, ledger)
     quarantine, accounting = ledger.finish()
     return SourceTables(
-        images=images, reports=reports, labels=labels, quarantine=quarantine, accounting=accounting,
+        images=images,
+        reports=reports,
+        labels=labels,
+        quarantine=quarantine,
+        accounting=accounting,
         facts={
             "release": MIMIC_CXR.release,
             "views_kept": list(VIEWS_FRONTAL),
@@ -88,20 +103,31 @@ def _records(root: Path, name: str, required: tuple[str, ...]) -> pl.DataFrame:
     frame = read_csv_records(path, MIMIC_CXR)
     missing = [column for column in required if column not in frame.columns]
     if missing:
-        raise DatasetUnavailable(f"{MIMIC_CXR.title}: {path.name} lacks the columns {missing} of the "
-                                 f"{MIMIC_CXR.release} release.")
+        raise DatasetUnavailable(
+            f"{MIMIC_CXR.title}: {path.name} lacks the columns {missing} of the {MIMIC_CXR.release} release."
+        )
     return frame.with_columns(pl.lit(path.name).alias(FILE))
 
 
 # --- Images -------------------------------------------------------------------------------------------
-def _read_images(root: Path, metadata: pl.DataFrame, splits: pl.DataFrame, ledger: Ledger,
-                 image_check: ImageCheck) -> pl.DataFrame:
+def _read_images(
+    root: Path, metadata: pl.DataFrame, splits: pl.DataFrame, ledger: Ledger, image_check: ImageCheck
+) -> pl.DataFrame:
     declare(ledger, splits)
     split_rows = screen(ledger, splits, [missing_values(["dicom_id"])])
     split_rows = screen(ledger, split_rows, [duplicates(["dicom_id"])])
-    split_rows = screen(ledger, split_rows, [Rule(
-        INVALID, "no_metadata_row", ~pl.col("dicom_id").is_in(metadata["dicom_id"].drop_nulls().implode()),
-        pl.format("dicom_id {} has no row in {}", pl.col("dicom_id"), pl.lit(f"{METADATA}.gz")))])
+    split_rows = screen(
+        ledger,
+        split_rows,
+        [
+            Rule(
+                INVALID,
+                "no_metadata_row",
+                ~pl.col("dicom_id").is_in(metadata["dicom_id"].drop_nulls().implode()),
+                pl.format("dicom_id {} has no row in {}", pl.col("dicom_id"), pl.lit(f"{METADATA}.gz")),
+            )
+        ],
+    )
     keep(ledger, split_rows)
 
     declare(ledger, metadata)
@@ -109,35 +135,89 @@ def _read_images(root: Path, metadata: pl.DataFrame, splits: pl.DataFrame, ledge
     rows = screen(ledger, rows, [duplicates(["dicom_id"])])
     keys = ["dicom_id", "subject_id", "study_id"]
     rows = rows.join(split_rows.select(*keys, "split"), on=keys, how="left", maintain_order="left")
-    rows = screen(ledger, rows, [
-        *frontal_only(),
-        Rule(INVALID, "missing_split", pl.col("split").is_null(),
-             pl.format("no row for dicom_id {}, subject_id {}, study_id {} in {}", *[pl.col(k) for k in keys],
-                       pl.lit(f"{SPLIT}.gz"))),
-        Rule(INVALID, "unknown_split", ~pl.col("split").is_in(SPLITS),
-             pl.format("split {} is not one of train, validate, test", pl.col("split"))),
-    ])
-    rows = rows.with_columns(path=pl.format("files/p{}/p{}/s{}/{}.jpg", pl.col("subject_id").str.slice(0, 2),
-                                            "subject_id", "study_id", "dicom_id"))
+    rows = screen(
+        ledger,
+        rows,
+        [
+            *frontal_only(),
+            Rule(
+                INVALID,
+                "missing_split",
+                pl.col("split").is_null(),
+                pl.format(
+                    "no row for dicom_id {}, subject_id {}, study_id {} in {}",
+                    *[pl.col(k) for k in keys],
+                    pl.lit(f"{SPLIT}.gz"),
+                ),
+            ),
+            Rule(
+                INVALID,
+                "unknown_split",
+                ~pl.col("split").is_in(SPLITS),
+                pl.format("split {} is not one of train, validate, test", pl.col("split")),
+            ),
+        ],
+    )
+    rows = rows.with_columns(
+        path=pl.format(
+            "files/p{}/p{}/s{}/{}.jpg",
+            pl.col("subject_id").str.slice(0, 2),
+            "subject_id",
+            "study_id",
+            "dicom_id",
+        )
+    )
     rows = pl.concat([rows, _check_files(root, rows["path"].to_list(), image_check)], how="horizontal")
     stated_width = pl.col("Columns").cast(pl.Int32, strict=False)
     stated_height = pl.col("Rows").cast(pl.Int32, strict=False)
-    rows = rows.with_columns(width=pl.coalesce(stated_width, "file_width"),
-                             height=pl.coalesce(stated_height, "file_height"))
-    rows = screen(ledger, rows, [
-        Rule(INVALID, pl.col("image_problem"), pl.col("image_problem").is_not_null(), pl.col("image_problem_detail")),
-        Rule(INVALID, "image_size_mismatch",
-             (stated_width != pl.col("file_width")) | (stated_height != pl.col("file_height")),
-             pl.format("metadata says Columns x Rows = {} x {}, the JPEG {} is {} x {}", pl.col("Columns"),
-                       pl.col("Rows"), pl.col("path"), pl.col("file_width"), pl.col("file_height"))),
-        Rule(INVALID, "missing_image_size", pl.col("width").is_null() | pl.col("height").is_null(),
-             pl.format("Columns/Rows are blank and the JPEG {} was not opened to measure it", pl.col("path"))),
-    ])
+    rows = rows.with_columns(
+        width=pl.coalesce(stated_width, "file_width"), height=pl.coalesce(stated_height, "file_height")
+    )
+    rows = screen(
+        ledger,
+        rows,
+        [
+            Rule(
+                INVALID,
+                pl.col("image_problem"),
+                pl.col("image_problem").is_not_null(),
+                pl.col("image_problem_detail"),
+            ),
+            Rule(
+                INVALID,
+                "image_size_mismatch",
+                (stated_width != pl.col("file_width")) | (stated_height != pl.col("file_height")),
+                pl.format(
+                    "metadata says Columns x Rows = {} x {}, the JPEG {} is {} x {}",
+                    pl.col("Columns"),
+                    pl.col("Rows"),
+                    pl.col("path"),
+                    pl.col("file_width"),
+                    pl.col("file_height"),
+                ),
+            ),
+            Rule(
+                INVALID,
+                "missing_image_size",
+                pl.col("width").is_null() | pl.col("height").is_null(),
+                pl.format(
+                    "Columns/Rows are blank and the JPEG {} was not opened to measure it", pl.col("path")
+                ),
+            ),
+        ],
+    )
     keep(ledger, rows)
-    return conform(rows.with_columns(
-        source=pl.lit(MIMIC_CXR.key), dataset=pl.lit(MIMIC_CXR.key), image_id=pl.col("dicom_id"),
-        original_path=pl.col("path"), view=pl.col("ViewPosition"), sex=pl.lit(None, dtype=pl.String),
-    ), IMAGES_SCHEMA)
+    return conform(
+        rows.with_columns(
+            source=pl.lit(MIMIC_CXR.key),
+            dataset=pl.lit(MIMIC_CXR.key),
+            image_id=pl.col("dicom_id"),
+            original_path=pl.col("path"),
+            view=pl.col("ViewPosition"),
+            sex=pl.lit(None, dtype=pl.String),
+        ),
+        IMAGES_SCHEMA,
+    )
 
 
 def _check_files(root: Path, paths: list[str], level: ImageCheck) -> pl.DataFrame:
@@ -155,11 +235,25 @@ def _check_files(root: Path, paths: list[str], level: ImageCheck) -> pl.DataFram
     if level is ImageCheck.EXISTS:  # a stat each: threads would only add overhead
         results = [check(path) for path in paths]
     else:
-        chunks = [paths[start : start + IMAGE_CHECK_CHUNK] for start in range(0, len(paths), IMAGE_CHECK_CHUNK)]
+        chunks = [
+            paths[start : start + IMAGE_CHECK_CHUNK] for start in range(0, len(paths), IMAGE_CHECK_CHUNK)
+        ]
         with ThreadPoolExecutor(max_workers=IMAGE_CHECK_THREADS) as pool:
-            results = [result for chunk in pool.map(lambda chunk: [check(p) for p in chunk], chunks) for result in chunk]
-    return pl.DataFrame(results, orient="row", schema={
-        "file_width": pl.Int32, "file_height": pl.Int32, "image_problem": pl.String, "image_problem_detail": pl.String})
+            results = [
+                result
+                for chunk in pool.map(lambda chunk: [check(p) for p in chunk], chunks)
+                for result in chunk
+            ]
+    return pl.DataFrame(
+        results,
+        orient="row",
+        schema={
+            "file_width": pl.Int32,
+            "file_height": pl.Int32,
+            "image_problem": pl.String,
+            "image_problem_detail": pl.String,
+        },
+    )
 
 
 def frontal_only() -> list[Rule]:
@@ -177,9 +271,11 @@ def frontal_only() -> list[Rule]:
 def _study_outcomes(metadata: pl.DataFrame, images: pl.DataFrame) -> pl.DataFrame:
     """Per (subject_id, study_id) seen in the metadata: whether any view is frontal, and the split of its
     kept images (null when none was kept)."""
-    seen = (metadata.filter(~blank("subject_id") & ~blank("study_id"))
-            .group_by("subject_id", "study_id", maintain_order=True)
-            .agg(any_frontal=pl.col("ViewPosition").is_in(VIEWS_FRONTAL).any()))
+    seen = (
+        metadata.filter(~blank("subject_id") & ~blank("study_id"))
+        .group_by("subject_id", "study_id", maintain_order=True)
+        .agg(any_frontal=pl.col("ViewPosition").is_in(VIEWS_FRONTAL).any())
+    )
     kept = images.group_by("subject_id", "study_id", maintain_order=True).agg(pl.col("split").first())
     return seen.join(kept, on=["subject_id", "study_id"], how="left", maintain_order="left")
 
@@ -189,74 +285,149 @@ def _study_rules(label: str) -> list[Rule]:
     study = pl.format("study {} of subject {}", pl.col("study_id"), pl.col("subject_id"))
     no_image = pl.col("split").is_null()
     return [
-        Rule(INVALID, "unknown_study", no_image & pl.col("any_frontal").is_null(),
-             pl.format("{} has no image in {}, so this {} has no image to go with", study, pl.lit(f"{METADATA}.gz"),
-                       pl.lit(label))),
-        Rule(FILTERED, "no_frontal_image", no_image & ~pl.col("any_frontal"),
-             pl.format("{} has no frontal (PA/AP) image; the paper keeps frontal views only", study)),
-        Rule(INVALID, "no_usable_image", no_image,
-             pl.format("none of the frontal images of {} passed the checks (their metadata rows are in "
-                       "quarantine)", study)),
+        Rule(
+            INVALID,
+            "unknown_study",
+            no_image & pl.col("any_frontal").is_null(),
+            pl.format(
+                "{} has no image in {}, so this {} has no image to go with",
+                study,
+                pl.lit(f"{METADATA}.gz"),
+                pl.lit(label),
+            ),
+        ),
+        Rule(
+            FILTERED,
+            "no_frontal_image",
+            no_image & ~pl.col("any_frontal"),
+            pl.format("{} has no frontal (PA/AP) image; the paper keeps frontal views only", study),
+        ),
+        Rule(
+            INVALID,
+            "no_usable_image",
+            no_image,
+            pl.format(
+                "none of the frontal images of {} passed the checks (their metadata rows are in quarantine)",
+                study,
+            ),
+        ),
     ]
 
 
-def _read_labels(chexpert: pl.DataFrame, studies: pl.DataFrame, ledger: Ledger,
-                 options: ReaderOptions) -> pl.DataFrame:
+def _read_labels(
+    chexpert: pl.DataFrame, studies: pl.DataFrame, ledger: Ledger, options: ReaderOptions
+) -> pl.DataFrame:
     declare(ledger, chexpert)
     rows = screen(ledger, chexpert, [missing_values(["subject_id", "study_id"])])
     rows = screen(ledger, rows, [duplicates(["subject_id", "study_id"])])
     parsed, unknown = parse_label_columns(rows, options.uncertain)
-    for file, row, reason, detail in unknown.join(rows.select(ROW, FILE), on=ROW).select(
-            FILE, ROW, "reason", "detail").iter_rows():
+    for file, row, reason, detail in (
+        unknown.join(rows.select(ROW, FILE), on=ROW).select(FILE, ROW, "reason", "detail").iter_rows()
+    ):
         ledger.reject(file, row, INVALID, reason, detail)
     rows = parsed.join(studies, on=["subject_id", "study_id"], how="left", maintain_order="left")
     rows = screen(ledger, rows, _study_rules("label row"))
     keep(ledger, rows)
-    return conform(rows.with_columns(source=pl.lit(MIMIC_CXR.key), image_id=pl.lit(None, dtype=pl.String)),
-                   LABELS_SCHEMA)
+    return conform(
+        rows.with_columns(source=pl.lit(MIMIC_CXR.key), image_id=pl.lit(None, dtype=pl.String)), LABELS_SCHEMA
+    )
 
 
 def _read_reports(root: Path, studies: pl.DataFrame, ledger: Ledger) -> tuple[pl.DataFrame, int]:
     """One report file per study of the metadata (``files/p10/p10000032/s50414267.txt``); returns the
     reports and how many studies with kept images have no report file."""
     candidates = studies.with_columns(
-        pl.format("files/p{}/p{}/s{}.txt", pl.col("subject_id").str.slice(0, 2), "subject_id", "study_id").alias(FILE),
+        pl.format(
+            "files/p{}/p{}/s{}.txt", pl.col("subject_id").str.slice(0, 2), "subject_id", "study_id"
+        ).alias(FILE),
         pl.lit(1, dtype=pl.Int64).alias(ROW),
     ).sort(FILE)
-    present = candidates.filter(pl.Series([os.path.isfile(os.path.join(root, f)) for f in candidates[FILE]],
-                                          dtype=pl.Boolean))
-    without_report = candidates.filter(pl.col("split").is_not_null()).height - present.filter(
-        pl.col("split").is_not_null()).height
+    present = candidates.filter(
+        pl.Series([os.path.isfile(os.path.join(root, f)) for f in candidates[FILE]], dtype=pl.Boolean)
+    )
+    without_report = (
+        candidates.filter(pl.col("split").is_not_null()).height
+        - present.filter(pl.col("split").is_not_null()).height
+    )
     declare(ledger, present)
     rows = screen(ledger, present, _study_rules("report"))
     sections = [parse_report_file(root / file) for file in rows[FILE].to_list()]
-    rows = pl.concat([rows, pl.DataFrame(sections, orient="row", schema={
-        "findings": pl.String, "impression": pl.String, "report": pl.String, "problem": pl.String})],
-        how="horizontal")
-    rows = screen(ledger, rows, [
-        Rule(INVALID, "unreadable_report", pl.col("problem").is_not_null(), pl.col("problem")),
-        Rule(INVALID, "empty_report", pl.col("report").is_null(),
-             pl.lit("the report has no findings, impression or final paragraph with text")),
-    ])
+    rows = pl.concat(
+        [
+            rows,
+            pl.DataFrame(
+                sections,
+                orient="row",
+                schema={
+                    "findings": pl.String,
+                    "impression": pl.String,
+                    "report": pl.String,
+                    "problem": pl.String,
+                },
+            ),
+        ],
+        how="horizontal",
+    )
+    rows = screen(
+        ledger,
+        rows,
+        [
+            Rule(INVALID, "unreadable_report", pl.col("problem").is_not_null(), pl.col("problem")),
+            Rule(
+                INVALID,
+                "empty_report",
+                pl.col("report").is_null(),
+                pl.lit("the report has no findings, impression or final paragraph with text"),
+            ),
+        ],
+    )
     keep(ledger, rows)
-    return conform(rows.with_columns(source=pl.lit(MIMIC_CXR.key), image_id=pl.lit(None, dtype=pl.String),
-                                     path=pl.col(FILE)), REPORTS_SCHEMA), without_report
+    return conform(
+        rows.with_columns(
+            source=pl.lit(MIMIC_CXR.key), image_id=pl.lit(None, dtype=pl.String), path=pl.col(FILE)
+        ),
+        REPORTS_SCHEMA,
+    ), without_report
 
 
 # --- Report sections, as MIT-LCP's section_parser finds them -------------------------------------------
 _HEADER = re.compile(r"\n ([A-Z ()/,-]+):\s")
 # Header spellings of the real reports that the sectioning maps to another section.
 _SECTION_ALIASES = {
-    "reason for examination": "indication", "reason for exam": "indication", "clinical indication": "indication",
-    "idication": "indication", "clinical information": "history", "pfi": "history", "exam": "examination",
-    "type of examination": "examination", "reference exam": "comparison", "conclusion": "impression",
-    "ndication": "impression", "recommendation(s)": "recommendations", "recommendation": "recommendations",
-    "wetread": "wet read", "finding": "findings", "findins": "findings", "findindgs": "findings",
-    "findgings": "findings", "findngs": "findings", "findnings": "findings", "finidngs": "findings",
-    "impresson": "impression", "imprression": "impression", "imoression": "impression", "impressoin": "impression",
-    "imprssion": "impression", "impresion": "impression", "imperssion": "impression", "mpression": "impression",
-    "impession": "impression", "comparision": "comparison", "comparsion": "comparison",
-    "comparrison": "comparison", "comparisions": "comparison",
+    "reason for examination": "indication",
+    "reason for exam": "indication",
+    "clinical indication": "indication",
+    "idication": "indication",
+    "clinical information": "history",
+    "pfi": "history",
+    "exam": "examination",
+    "type of examination": "examination",
+    "reference exam": "comparison",
+    "conclusion": "impression",
+    "ndication": "impression",
+    "recommendation(s)": "recommendations",
+    "recommendation": "recommendations",
+    "wetread": "wet read",
+    "finding": "findings",
+    "findins": "findings",
+    "findindgs": "findings",
+    "findgings": "findings",
+    "findngs": "findings",
+    "findnings": "findings",
+    "finidngs": "findings",
+    "impresson": "impression",
+    "imprression": "impression",
+    "imoression": "impression",
+    "impressoin": "impression",
+    "imprssion": "impression",
+    "impresion": "impression",
+    "imperssion": "impression",
+    "mpression": "impression",
+    "impession": "impression",
+    "comparision": "comparison",
+    "comparsion": "comparison",
+    "comparrison": "comparison",
+    "comparisions": "comparison",
 }
 _MAIN_SECTIONS = ("impression", "findings", "history", "comparison", "addendum")  # matched inside a header
 # A header describing the views ("PA AND LATERAL CHEST:") introduces the findings.
@@ -289,9 +460,13 @@ def split_sections(text: str) -> list[tuple[str, str]]:
             start = header.end()
             line_end = text.find("\n", start)
             following = _HEADER.search(text, line_end if line_end != -1 else start)
-            sections.append((section_name(header.group(1)), text[start : following.start() if following else len(text)]))
+            sections.append(
+                (section_name(header.group(1)), text[start : following.start() if following else len(text)])
+            )
             header = following
-    sections = [(name, body) for name, body in sections if name not in ("findings", "impression") or body.strip()]
+    sections = [
+        (name, body) for name, body in sections if name not in ("findings", "impression") or body.strip()
+    ]
     names = {name for name, _ in sections}
     if "findings" not in names and "impression" not in names and "\n \n" in sections[-1][1]:
         name, body = sections[-1]
@@ -334,41 +509,81 @@ def parse_report_file(path: Path) -> tuple[str | None, str | None, str | None, s
 
 
 # --- For the readers of datasets that annotate MIMIC-CXR images (Chest ImaGenome, MS-CXR) ------------------
-MIMIC_IMAGE_COLUMNS = ("image_id", "subject_id", "study_id", "split", "path", "width", "height", "view", "sex")
+MIMIC_IMAGE_COLUMNS = (
+    "image_id",
+    "subject_id",
+    "study_id",
+    "split",
+    "path",
+    "width",
+    "height",
+    "view",
+    "sex",
+)
 
 
 def join_mimic_images(frame: pl.DataFrame, mimic_images: pl.DataFrame) -> pl.DataFrame:
     """Add the MIMIC-CXR image's columns, prefixed ``mimic_``, by ``dicom_id`` (null where MIMIC-CXR's
     images table lacks it)."""
-    lookup = mimic_images.select(
-        [pl.col(c).alias(f"mimic_{c}") for c in MIMIC_IMAGE_COLUMNS]
-    ).unique("mimic_image_id", keep="first", maintain_order=True)
-    return frame.join(lookup, left_on="dicom_id", right_on="mimic_image_id", how="left", maintain_order="left")
+    lookup = mimic_images.select([pl.col(c).alias(f"mimic_{c}") for c in MIMIC_IMAGE_COLUMNS]).unique(
+        "mimic_image_id", keep="first", maintain_order=True
+    )
+    return frame.join(
+        lookup, left_on="dicom_id", right_on="mimic_image_id", how="left", maintain_order="left"
+    )
 
 
 def not_in_mimic_images() -> Rule:
     """For a frame from ``join_mimic_images``: the annotated image is not among MIMIC-CXR's kept images."""
-    return Rule(INVALID, "not_in_mimic_images", pl.col("mimic_path").is_null(), pl.format(
-        "dicom_id {} is not among MIMIC-CXR's kept frontal images (absent from the MIMIC-CXR release, or "
-        "quarantined by the mimic_cxr reader: see its quarantine table)", pl.col("dicom_id")))
+    return Rule(
+        INVALID,
+        "not_in_mimic_images",
+        pl.col("mimic_path").is_null(),
+        pl.format(
+            "dicom_id {} is not among MIMIC-CXR's kept frontal images (absent from the MIMIC-CXR release, or "
+            "quarantined by the mimic_cxr reader: see its quarantine table)",
+            pl.col("dicom_id"),
+        ),
+    )
 
 
 def annotated_images(rows: pl.DataFrame, source: str, split: pl.Expr) -> pl.DataFrame:
     """The images table of a dataset annotating MIMIC-CXR images: one row per distinct dicom_id of
     ``rows`` (a ``join_mimic_images`` frame), the image living under the MIMIC-CXR root."""
-    return conform(rows.unique("dicom_id", keep="first", maintain_order=True).with_columns(
-        source=pl.lit(source), dataset=pl.lit(MIMIC_CXR.key), image_id=pl.col("dicom_id"),
-        subject_id=pl.col("mimic_subject_id"), study_id=pl.col("mimic_study_id"), split=split,
-        path=pl.col("mimic_path"), original_path=pl.col("mimic_path"), width=pl.col("mimic_width"),
-        height=pl.col("mimic_height"), view=pl.col("mimic_view"), sex=pl.col("mimic_sex"),
-    ), IMAGES_SCHEMA)
+    return conform(
+        rows.unique("dicom_id", keep="first", maintain_order=True).with_columns(
+            source=pl.lit(source),
+            dataset=pl.lit(MIMIC_CXR.key),
+            image_id=pl.col("dicom_id"),
+            subject_id=pl.col("mimic_subject_id"),
+            study_id=pl.col("mimic_study_id"),
+            split=split,
+            path=pl.col("mimic_path"),
+            original_path=pl.col("mimic_path"),
+            width=pl.col("mimic_width"),
+            height=pl.col("mimic_height"),
+            view=pl.col("mimic_view"),
+            sex=pl.col("mimic_sex"),
+        ),
+        IMAGES_SCHEMA,
+    )
 
 
-def annotation_boxes(rows: pl.DataFrame, source: str, kind: str, label: pl.Expr, category: pl.Expr) -> pl.DataFrame:
+def annotation_boxes(
+    rows: pl.DataFrame, source: str, kind: str, label: pl.Expr, category: pl.Expr
+) -> pl.DataFrame:
     """The boxes table from a frame of ``boxes.normalise_pixel_boxes``; ``box_id`` is the dicom_id and the
     row of the box in its file, stable across runs of one release."""
-    return conform(rows.with_columns(
-        source=pl.lit(source), image_id=pl.col("dicom_id"), box_id=pl.format("{}:{}", pl.col("dicom_id"), pl.col(ROW)),
-        kind=pl.lit(kind), label=label, category=category, annotators=pl.lit(1, dtype=pl.Int32),
-        score=pl.lit(1.0),
-    ), BOXES_SCHEMA)
+    return conform(
+        rows.with_columns(
+            source=pl.lit(source),
+            image_id=pl.col("dicom_id"),
+            box_id=pl.format("{}:{}", pl.col("dicom_id"), pl.col(ROW)),
+            kind=pl.lit(kind),
+            label=label,
+            category=category,
+            annotators=pl.lit(1, dtype=pl.Int32),
+            score=pl.lit(1.0),
+        ),
+        BOXES_SCHEMA,
+    )

@@ -44,7 +44,18 @@ from radvlm_pipeline.sources.screening import (
 )
 
 ANNOTATIONS = "MS_CXR_Local_Alignment_v1.0.0.csv"
-COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width", "image_height")
+COLUMNS = (
+    "dicom_id",
+    "category_name",
+    "label_text",
+    "path",
+    "x",
+    "y",
+    "w",
+    "h",
+    "image_width",
+    "image_height",
+)
 
 
 def read(data_root: Path, options: ReaderOptions, mimic_images: pl.DataFrame) -> SourceTables:
@@ -52,8 +63,9 @@ def read(data_root: Path, options: ReaderOptions, mimic_images: pl.DataFrame) ->
     rows = read_csv_records(require_file(MS_CXR, root, ANNOTATIONS), MS_CXR)
     missing = [column for column in COLUMNS if column not in rows.columns]
     if missing:
-        raise DatasetUnavailable(f"{MS_CXR.title}: {ANNOTATIONS} lacks the columns {missing} of the {MS_CXR.release} "
-                                 f"release.")
+        raise DatasetUnavailable(
+            f"{MS_CXR.title}: {ANNOTATIONS} lacks the columns {missing} of the {MS_CXR.release} release."
+        )
     rows = rows.with_columns(pl.lit(ANNOTATIONS).alias(FILE))
     ledger = Ledger(MS_CXR.key)
     declare(ledger, rows)
@@ -68,21 +80,34 @@ def read(data_root: Path, options: ReaderOptions, mimic_images: pl.DataFrame) ->
         size_from_mimic=stated_width.is_null() | stated_height.is_null(),
     )
     rows = normalise_pixel_boxes(xywh_to_corners(rows, "x", "y", "w", "h"))
-    rows = screen(ledger, rows, [
-        not_in_mimic_images(),
-        Rule(INVALID, "image_size_mismatch",
-             (stated_width != pl.col("mimic_width")) | (stated_height != pl.col("mimic_height")),
-             pl.format("image_width x image_height = {} x {}, but MIMIC-CXR's image {} is {} x {}",
-                       pl.col("image_width"), pl.col("image_height"), pl.col("mimic_path"), pl.col("mimic_width"),
-                       pl.col("mimic_height"))),
-        invalid_boxes(),
-    ])
+    rows = screen(
+        ledger,
+        rows,
+        [
+            not_in_mimic_images(),
+            Rule(
+                INVALID,
+                "image_size_mismatch",
+                (stated_width != pl.col("mimic_width")) | (stated_height != pl.col("mimic_height")),
+                pl.format(
+                    "image_width x image_height = {} x {}, but MIMIC-CXR's image {} is {} x {}",
+                    pl.col("image_width"),
+                    pl.col("image_height"),
+                    pl.col("mimic_path"),
+                    pl.col("mimic_width"),
+                    pl.col("mimic_height"),
+                ),
+            ),
+            invalid_boxes(),
+        ],
+    )
     keep(ledger, rows)
     quarantine, accounting = ledger.finish()
     return SourceTables(
         images=annotated_images(rows, MS_CXR.key, pl.col("mimic_split")),
         boxes=annotation_boxes(rows, MS_CXR.key, "phrase", pl.col("label_text"), pl.col("category_name")),
-        quarantine=quarantine, accounting=accounting,
+        quarantine=quarantine,
+        accounting=accounting,
         facts={
             "release": MS_CXR.release,
             "split": "MIMIC-CXR's (MS-CXR has none of its own)",

@@ -78,7 +78,9 @@ def read(data_root: Path, options: ReaderOptions) -> SourceTables:
     table = _table_lookup(require_file(PADCHEST_GR, root, LABELS_CSV), image_ids)
     folder = next((name for name in IMAGE_FOLDERS if (root / name).is_dir()), None)
     if folder is None:
-        raise DatasetUnavailable(f"{PADCHEST_GR.title}: no image folder ({' or '.join(IMAGE_FOLDERS)}) under {root}")
+        raise DatasetUnavailable(
+            f"{PADCHEST_GR.title}: no image folder ({' or '.join(IMAGE_FOLDERS)}) under {root}"
+        )
 
     ledger = Ledger(PADCHEST_GR.key)
     ledger.expect(GROUNDED_JSON, range(1, len(entries) + 1))
@@ -116,11 +118,15 @@ def read(data_root: Path, options: ReaderOptions) -> SourceTables:
             "master_table_images": len(studies),
             "padchest_table_rows_matched": len(table),
             "clipped_boxes": sum(box["clipped"] for entry, _ in kept for box in entry.boxes),
-            "extra_boxes_not_used": sum(len(box.get("extra_boxes") or []) for entry, _ in kept
-                                        for box in _findings(entries[entry.row - 1])),
+            "extra_boxes_not_used": sum(
+                len(box.get("extra_boxes") or [])
+                for entry, _ in kept
+                for box in _findings(entries[entry.row - 1])
+            ),
             "sizes_from_png": sum(size is not None for _, size in kept),
             "png_size_differs_from_padchest_table": sum(
-                size is not None and None not in entry.table_size and size != entry.table_size for entry, size in kept
+                size is not None and None not in entry.table_size and size != entry.table_size
+                for entry, size in kept
             ),
         },
     )
@@ -132,7 +138,9 @@ def _load_entries(path: Path) -> list:
     except (OSError, ValueError) as exc:
         raise DatasetUnavailable(f"{PADCHEST_GR.title}: cannot read {path}: {exc}") from exc
     if not isinstance(entries, list):
-        raise DatasetUnavailable(f"{PADCHEST_GR.title}: {path} is not a JSON list ({PADCHEST_GR.release} layout expected)")
+        raise DatasetUnavailable(
+            f"{PADCHEST_GR.title}: {path} is not a JSON list ({PADCHEST_GR.release} layout expected)"
+        )
     return entries
 
 
@@ -143,7 +151,9 @@ def _findings(entry: dict) -> list[dict]:
 def _require_columns(frame: pl.DataFrame, columns: tuple[str, ...], file: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DatasetUnavailable(f"{PADCHEST_GR.title}: {file} lacks columns {missing} ({PADCHEST_GR.release} layout expected)")
+        raise DatasetUnavailable(
+            f"{PADCHEST_GR.title}: {file} lacks columns {missing} ({PADCHEST_GR.release} layout expected)"
+        )
 
 
 def _study_lookup(path: Path) -> dict[str, dict]:
@@ -151,10 +161,14 @@ def _study_lookup(path: Path) -> dict[str, dict]:
     master = read_csv_records(path, PADCHEST_GR)
     _require_columns(master, MASTER_COLUMNS, MASTER_TABLE)
     text = [pl.col(c).str.strip_chars() for c in MASTER_COLUMNS]
-    per_image = master.select(text).group_by("ImageID").agg(
-        splits=pl.col("split").filter(pl.col("split") != "").drop_nulls().unique().sort(),
-        subject_id=pl.col("PatientID").drop_nulls().first(),
-        sex=pl.col("PatientSex_DICOM").filter(pl.col("PatientSex_DICOM").is_in(["M", "F"])).first(),
+    per_image = (
+        master.select(text)
+        .group_by("ImageID")
+        .agg(
+            splits=pl.col("split").filter(pl.col("split") != "").drop_nulls().unique().sort(),
+            subject_id=pl.col("PatientID").drop_nulls().first(),
+            sex=pl.col("PatientSex_DICOM").filter(pl.col("PatientSex_DICOM").is_in(["M", "F"])).first(),
+        )
     )
     return {row["ImageID"]: row for row in per_image.to_dicts()}
 
@@ -170,7 +184,9 @@ def _table_lookup(path: Path, image_ids: set[str]) -> dict[str, dict]:
             .collect()
         )
     except pl.exceptions.ColumnNotFoundError as exc:
-        raise DatasetUnavailable(f"{PADCHEST_GR.title}: {LABELS_CSV} lacks a column of {TABLE_COLUMNS}: {exc}") from exc
+        raise DatasetUnavailable(
+            f"{PADCHEST_GR.title}: {LABELS_CSV} lacks a column of {TABLE_COLUMNS}: {exc}"
+        ) from exc
     except Exception as exc:  # polars raises several error types for unreadable files
         raise DatasetUnavailable(f"{PADCHEST_GR.title}: cannot read {path}: {exc}") from exc
     return {row["ImageID"]: row for row in frame.to_dicts()}
@@ -181,35 +197,67 @@ def _check_entry(row: int, raw: object, first_row: dict[str, int], studies: dict
     if not isinstance(image_id, str) or not image_id.strip():
         raise _Rejected(INVALID, "missing_value", "the entry has no ImageID")
     if image_id in first_row:
-        raise _Rejected(INVALID, "duplicate_row", f"ImageID {image_id} already has an entry at row {first_row[image_id]}")
+        raise _Rejected(
+            INVALID, "duplicate_row", f"ImageID {image_id} already has an entry at row {first_row[image_id]}"
+        )
     first_row[image_id] = row
     if image_id not in table:
-        raise _Rejected(INVALID, "missing_projection",
-                        f"ImageID {image_id} has no row in {LABELS_CSV}, so its projection is unknown")
+        raise _Rejected(
+            INVALID,
+            "missing_projection",
+            f"ImageID {image_id} has no row in {LABELS_CSV}, so its projection is unknown",
+        )
     projection = (table[image_id]["Projection"] or "").strip()
     if projection not in VIEWS_FRONTAL:
         reason = "lateral_view" if projection == "L" else "non_frontal_view"
-        raise _Rejected(FILTERED, reason, f"Projection '{projection}' of {image_id}; the paper keeps PA and AP images only")
+        raise _Rejected(
+            FILTERED,
+            reason,
+            f"Projection '{projection}' of {image_id}; the paper keeps PA and AP images only",
+        )
     split = _split(image_id, studies.get(image_id))
     findings = raw.get("findings")
     if not isinstance(findings, list) or not findings:
         raise _Rejected(INVALID, "empty_findings", f"ImageID {image_id} has no grounded sentences")
     study = studies[image_id]
     study_id = raw.get("StudyID")
-    entry = _Entry(row, image_id, None if study_id is None else str(study_id), study["subject_id"], split, study["sex"], projection,
-                   (_integer(table[image_id]["Columns_DICOM"]), _integer(table[image_id]["Rows_DICOM"])), [])
+    entry = _Entry(
+        row,
+        image_id,
+        None if study_id is None else str(study_id),
+        study["subject_id"],
+        split,
+        study["sex"],
+        projection,
+        (_integer(table[image_id]["Columns_DICOM"]), _integer(table[image_id]["Rows_DICOM"])),
+        [],
+    )
     for number, finding in enumerate(findings, start=1):
         sentence = finding.get("sentence_en") if isinstance(finding, dict) else None
         if not isinstance(sentence, str) or not sentence.strip():
-            raise _Rejected(INVALID, "malformed_finding", f"finding {number} of {image_id} has no sentence_en")
+            raise _Rejected(
+                INVALID, "malformed_finding", f"finding {number} of {image_id} has no sentence_en"
+            )
         entry.sentences.append(sentence.strip())
         labels = finding.get("labels") or []
         for index, box in enumerate(finding.get("boxes") or []):
-            if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
-                raise _Rejected(INVALID, "malformed_box", f"box {box!r} of finding {number} of {image_id} is not [x1, y1, x2, y2]")
-            entry.boxes.append({"finding": number, "index": index, "sentence": sentence.strip(),
-                                "category": ", ".join(str(label) for label in labels) or None,
-                                **dict(zip(NORM, (float(v) for v in box)))})
+            if not (
+                isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)
+            ):
+                raise _Rejected(
+                    INVALID,
+                    "malformed_box",
+                    f"box {box!r} of finding {number} of {image_id} is not [x1, y1, x2, y2]",
+                )
+            entry.boxes.append(
+                {
+                    "finding": number,
+                    "index": index,
+                    "sentence": sentence.strip(),
+                    "category": ", ".join(str(label) for label in labels) or None,
+                    **dict(zip(NORM, (float(v) for v in box))),
+                }
+            )
     return entry
 
 
@@ -218,10 +266,16 @@ def _split(image_id: str, study: dict | None) -> str:
         where = "no row" if study is None else "rows with a blank split"
         raise _Rejected(INVALID, "missing_split", f"ImageID {image_id} has {where} in {MASTER_TABLE}")
     if len(study["splits"]) > 1:
-        raise _Rejected(INVALID, "conflicting_split", f"{MASTER_TABLE} puts ImageID {image_id} in splits {study['splits']}")
+        raise _Rejected(
+            INVALID,
+            "conflicting_split",
+            f"{MASTER_TABLE} puts ImageID {image_id} in splits {study['splits']}",
+        )
     split = study["splits"][0]
     if split not in SPLITS:
-        raise _Rejected(INVALID, "unknown_split", f"split '{split}' of {image_id}; expected train, validation or test")
+        raise _Rejected(
+            INVALID, "unknown_split", f"split '{split}' of {image_id}; expected train, validation or test"
+        )
     return SPLITS[split]
 
 
@@ -236,12 +290,18 @@ def _drop_bad_boxes(candidates: list[_Entry], ledger: Ledger) -> list[_Entry]:
     """Validate and clip every box at once; an entry with an invalid box is quarantined whole."""
     rows = [{"row": e.row, "position": i, **box} for e in candidates for i, box in enumerate(e.boxes)]
     schema = {"row": pl.Int64, "position": pl.Int64, **{c: pl.Float64 for c in NORM}}
-    checked = validate_normalised_boxes(pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema))
-    bad = checked.filter(pl.col("invalid_reason").is_not_null()).unique("row", keep="first", maintain_order=True)
+    checked = validate_normalised_boxes(
+        pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+    )
+    bad = checked.filter(pl.col("invalid_reason").is_not_null()).unique(
+        "row", keep="first", maintain_order=True
+    )
     for row, reason, detail in bad.select("row", "invalid_reason", "invalid_detail").iter_rows():
         ledger.reject(GROUNDED_JSON, row, INVALID, reason, detail)
-    validated = {(row, position): values
-                 for row, position, *values in checked.select("row", "position", *NORM, "clipped").iter_rows()}
+    validated = {
+        (row, position): values
+        for row, position, *values in checked.select("row", "position", *NORM, "clipped").iter_rows()
+    }
     rejected = set(bad["row"])
     for entry in candidates:
         for position, box in enumerate(entry.boxes):
@@ -250,7 +310,9 @@ def _drop_bad_boxes(candidates: list[_Entry], ledger: Ledger) -> list[_Entry]:
     return [entry for entry in candidates if entry.row not in rejected]
 
 
-def _check_images(candidates: list[_Entry], folder: Path, level: ImageCheck) -> list[tuple[int, int] | None | ImageProblem]:
+def _check_images(
+    candidates: list[_Entry], folder: Path, level: ImageCheck
+) -> list[tuple[int, int] | None | ImageProblem]:
     """(width, height) per entry, None when only existence was checked, or the problem found."""
 
     def check(image_id: str):
@@ -259,40 +321,114 @@ def _check_images(candidates: list[_Entry], folder: Path, level: ImageCheck) -> 
         except ImageProblem as problem:
             return problem
 
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # Pillow decodes without the GIL
+    with ThreadPoolExecutor(
+        max_workers=min(8, os.cpu_count() or 1)
+    ) as pool:  # Pillow decodes without the GIL
         return list(pool.map(check, [entry.image_id for entry in candidates]))
 
 
 def _images_table(kept: list[tuple[_Entry, tuple[int, int] | None]], folder: str) -> pl.DataFrame:
-    rows = [{
-        "image_id": e.image_id, "subject_id": e.subject_id, "study_id": e.study_id, "split": e.split,
-        "path": f"{folder}/{e.image_id}", "width": (size or e.table_size)[0], "height": (size or e.table_size)[1],
-        "view": e.view, "sex": e.sex,
-    } for e, size in kept]
-    frame = pl.DataFrame(rows, schema={"image_id": pl.String, "subject_id": pl.String, "study_id": pl.String,
-                                       "split": pl.String, "path": pl.String, "width": pl.Int32,
-                                       "height": pl.Int32, "view": pl.String, "sex": pl.String})
-    return conform(frame.with_columns(source=pl.lit(PADCHEST_GR.key), dataset=pl.lit(PADCHEST_GR.key),
-                                      original_path=pl.col("path")), IMAGES_SCHEMA)
+    rows = [
+        {
+            "image_id": e.image_id,
+            "subject_id": e.subject_id,
+            "study_id": e.study_id,
+            "split": e.split,
+            "path": f"{folder}/{e.image_id}",
+            "width": (size or e.table_size)[0],
+            "height": (size or e.table_size)[1],
+            "view": e.view,
+            "sex": e.sex,
+        }
+        for e, size in kept
+    ]
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "image_id": pl.String,
+            "subject_id": pl.String,
+            "study_id": pl.String,
+            "split": pl.String,
+            "path": pl.String,
+            "width": pl.Int32,
+            "height": pl.Int32,
+            "view": pl.String,
+            "sex": pl.String,
+        },
+    )
+    return conform(
+        frame.with_columns(
+            source=pl.lit(PADCHEST_GR.key), dataset=pl.lit(PADCHEST_GR.key), original_path=pl.col("path")
+        ),
+        IMAGES_SCHEMA,
+    )
 
 
 def _reports_table(kept: list[_Entry]) -> pl.DataFrame:
-    rows = [{"study_id": e.study_id, "subject_id": e.subject_id, "image_id": e.image_id, "split": e.split,
-             "report": " ".join(e.sentences)} for e in kept]
-    frame = pl.DataFrame(rows, schema={"study_id": pl.String, "subject_id": pl.String, "image_id": pl.String,
-                                       "split": pl.String, "report": pl.String})
-    return conform(frame.with_columns(source=pl.lit(PADCHEST_GR.key), findings=pl.col("report"),
-                                      impression=pl.lit(None, dtype=pl.String), path=pl.lit(GROUNDED_JSON)),
-                   REPORTS_SCHEMA)
+    rows = [
+        {
+            "study_id": e.study_id,
+            "subject_id": e.subject_id,
+            "image_id": e.image_id,
+            "split": e.split,
+            "report": " ".join(e.sentences),
+        }
+        for e in kept
+    ]
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "study_id": pl.String,
+            "subject_id": pl.String,
+            "image_id": pl.String,
+            "split": pl.String,
+            "report": pl.String,
+        },
+    )
+    return conform(
+        frame.with_columns(
+            source=pl.lit(PADCHEST_GR.key),
+            findings=pl.col("report"),
+            impression=pl.lit(None, dtype=pl.String),
+            path=pl.lit(GROUNDED_JSON),
+        ),
+        REPORTS_SCHEMA,
+    )
 
 
 def _boxes_table(kept: list[_Entry]) -> pl.DataFrame:
-    rows = [{"image_id": e.image_id, "box_id": f"{e.image_id}:{b['finding']}:{b['index']}", "label": b["sentence"],
-             "category": b["category"], **{c: b[c] for c in NORM}} for e in kept for b in e.boxes]
-    frame = pl.DataFrame(rows, schema={"image_id": pl.String, "box_id": pl.String, "label": pl.String,
-                                       "category": pl.String, **{c: pl.Float64 for c in NORM}})
+    rows = [
+        {
+            "image_id": e.image_id,
+            "box_id": f"{e.image_id}:{b['finding']}:{b['index']}",
+            "label": b["sentence"],
+            "category": b["category"],
+            **{c: b[c] for c in NORM},
+        }
+        for e in kept
+        for b in e.boxes
+    ]
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "image_id": pl.String,
+            "box_id": pl.String,
+            "label": pl.String,
+            "category": pl.String,
+            **{c: pl.Float64 for c in NORM},
+        },
+    )
     missing_pixels = pl.lit(None, dtype=pl.Float64)
-    return conform(frame.with_columns(
-        source=pl.lit(PADCHEST_GR.key), kind=pl.lit("phrase"), px_x1=missing_pixels, px_y1=missing_pixels,
-        px_x2=missing_pixels, px_y2=missing_pixels, annotators=pl.lit(1), score=pl.lit(1.0),
-    ), BOXES_SCHEMA)
+    return conform(
+        frame.with_columns(
+            source=pl.lit(PADCHEST_GR.key),
+            kind=pl.lit("phrase"),
+            px_x1=missing_pixels,
+            px_y1=missing_pixels,
+            px_x2=missing_pixels,
+            px_y2=missing_pixels,
+            annotators=pl.lit(1),
+            score=pl.lit(1.0),
+        ),
+        BOXES_SCHEMA,
+    )

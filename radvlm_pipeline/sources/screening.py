@@ -45,7 +45,9 @@ def screen(ledger: Ledger, frame: pl.DataFrame, rules: Sequence[Rule]) -> pl.Dat
         _detail=chain(lambda rule: rule.detail),
     )
     broken = judged.filter(pl.col("_reason").is_not_null())
-    for file, row, kind, reason, detail in broken.select(FILE, ROW, "_kind", "_reason", "_detail").iter_rows():
+    for file, row, kind, reason, detail in broken.select(
+        FILE, ROW, "_kind", "_reason", "_detail"
+    ).iter_rows():
         ledger.reject(file, row, kind, reason, detail)
     return judged.filter(pl.col("_reason").is_null()).drop("_kind", "_reason", "_detail")
 
@@ -67,21 +69,35 @@ def blank(column: str) -> pl.Expr:
 
 def missing_values(columns: Sequence[str]) -> Rule:
     """A row lacking a value the reader cannot do without."""
-    named = pl.concat_str([pl.when(blank(c)).then(pl.lit(c)) for c in columns], separator=", ", ignore_nulls=True)
-    return Rule(INVALID, "missing_value", pl.any_horizontal([blank(c) for c in columns]),
-                pl.format("{} is blank", named))
+    named = pl.concat_str(
+        [pl.when(blank(c)).then(pl.lit(c)) for c in columns], separator=", ", ignore_nulls=True
+    )
+    return Rule(
+        INVALID,
+        "missing_value",
+        pl.any_horizontal([blank(c) for c in columns]),
+        pl.format("{} is blank", named),
+    )
 
 
 def duplicates(keys: Sequence[str]) -> Rule:
     """A row repeating an earlier row's key (in frame order): the first goes on, the others are quarantined.
     Screen it on its own, after the rules that drop rows, so a row never counts as repeating a dropped one."""
-    key = pl.concat_str([pl.format("{}={}", pl.lit(k), pl.col(k).fill_null("")) for k in keys], separator=", ")
+    key = pl.concat_str(
+        [pl.format("{}={}", pl.lit(k), pl.col(k).fill_null("")) for k in keys], separator=", "
+    )
     first_file = pl.col(FILE).first().over(keys)
     first_row = pl.col(ROW).first().over(keys)
-    return Rule(INVALID, "duplicate_row", ~pl.struct(keys).is_first_distinct(),
-                pl.format("{} repeats {} row {}", key, first_file, first_row))
+    return Rule(
+        INVALID,
+        "duplicate_row",
+        ~pl.struct(keys).is_first_distinct(),
+        pl.format("{} repeats {} row {}", key, first_file, first_row),
+    )
 
 
 def invalid_boxes() -> Rule:
     """The verdict of ``boxes.normalise_pixel_boxes`` (missing size or coordinate, inverted, wholly outside)."""
-    return Rule(INVALID, pl.col("invalid_reason"), pl.col("invalid_reason").is_not_null(), pl.col("invalid_detail"))
+    return Rule(
+        INVALID, pl.col("invalid_reason"), pl.col("invalid_reason").is_not_null(), pl.col("invalid_detail")
+    )

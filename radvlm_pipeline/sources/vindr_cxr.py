@@ -45,17 +45,40 @@ PNG_ROOT = "vindr_cxr_png"  # key of DERIVED_IMAGE_ROOTS the images table's path
 NO_FINDING = "No finding"
 # The 22 local (boxed) classes of the release.
 LOCAL_CLASSES = (
-    "Aortic enlargement", "Atelectasis", "Calcification", "Cardiomegaly", "Clavicle fracture",
-    "Consolidation", "Edema", "Emphysema", "Enlarged PA", "ILD", "Infiltration", "Lung Opacity",
-    "Lung cavity", "Lung cyst", "Mediastinal shift", "Nodule/Mass", "Pleural effusion",
-    "Pleural thickening", "Pneumothorax", "Pulmonary fibrosis", "Rib fracture", "Other lesion",
+    "Aortic enlargement",
+    "Atelectasis",
+    "Calcification",
+    "Cardiomegaly",
+    "Clavicle fracture",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Enlarged PA",
+    "ILD",
+    "Infiltration",
+    "Lung Opacity",
+    "Lung cavity",
+    "Lung cyst",
+    "Mediastinal shift",
+    "Nodule/Mass",
+    "Pleural effusion",
+    "Pleural thickening",
+    "Pneumothorax",
+    "Pulmonary fibrosis",
+    "Rib fracture",
+    "Other lesion",
 )
 COORDINATES = ("x_min", "y_min", "x_max", "y_max")
 # Boxes after fusion (train) or as released (test): normalised corners beside DICOM pixel corners.
-FUSED_SCHEMA = pl.Schema({
-    "image_id": pl.String, "class_name": pl.String, **{c: pl.Float64 for c in (*NORM, *PX)},
-    "annotators": pl.Int32, "score": pl.Float64,
-})
+FUSED_SCHEMA = pl.Schema(
+    {
+        "image_id": pl.String,
+        "class_name": pl.String,
+        **{c: pl.Float64 for c in (*NORM, *PX)},
+        "annotators": pl.Int32,
+        "score": pl.Float64,
+    }
+)
 # (file, split, the column naming the radiologist in that file)
 ANNOTATION_FILES = ((TRAIN_CSV, "train", "rad_id"), (TEST_CSV, "test", "rad_ID"))
 
@@ -63,13 +86,19 @@ ANNOTATION_FILES = ((TRAIN_CSV, "train", "rad_id"), (TEST_CSV, "test", "rad_ID")
 def read(data_root: Path, options: ReaderOptions) -> SourceTables:
     root = require_folder(VINDR_CXR, data_root)
     if options.storage_root is None:
-        raise ValueError("the VinDr-CXR reader needs options.storage_root: the converted PNGs are written under it")
+        raise ValueError(
+            "the VinDr-CXR reader needs options.storage_root: the converted PNGs are written under it"
+        )
     ledger = Ledger(VINDR_CXR.key)
     rows = _load_annotations(root, ledger)
     rows = _quarantine(rows, _row_problems(rows), ledger)
 
-    images = _convert_images(root, options.storage_root / DERIVED_IMAGE_ROOTS[PNG_ROOT],
-                             rows.select("split", "image_id").unique(maintain_order=True), options.dicom_max_side)
+    images = _convert_images(
+        root,
+        options.storage_root / DERIVED_IMAGE_ROOTS[PNG_ROOT],
+        rows.select("split", "image_id").unique(maintain_order=True),
+        options.dicom_max_side,
+    )
     rows = rows.join(images, on=["split", "image_id"], how="left")
     rows = _quarantine(rows, rows.select("file", ROW, "reason", "detail"), ledger)
 
@@ -78,19 +107,33 @@ def read(data_root: Path, options: ReaderOptions) -> SourceTables:
             [pl.col(c).cast(pl.Float64, strict=False).alias(p) for c, p in zip(COORDINATES, PX)]
         )
     )
-    boxed = _quarantine(boxed, boxed.select("file", ROW, reason="invalid_reason", detail="invalid_detail"), ledger)
-    kept = pl.concat([rows.filter(pl.col("class_name") == NO_FINDING).select("file", ROW, "split", "image_id"),
-                      boxed.select("file", ROW, "split", "image_id")])
+    boxed = _quarantine(
+        boxed, boxed.select("file", ROW, reason="invalid_reason", detail="invalid_detail"), ledger
+    )
+    kept = pl.concat(
+        [
+            rows.filter(pl.col("class_name") == NO_FINDING).select("file", ROW, "split", "image_id"),
+            boxed.select("file", ROW, "split", "image_id"),
+        ]
+    )
     for (file,), part in kept.partition_by("file", as_dict=True).items():
         ledger.keep(file, part[ROW])
 
-    fused = fuse_radiologists(boxed.filter(pl.col("split") == "train"), options.wbf_iou_thr,
-                              options.wbf_skip_box_thr, options.wbf_conf_type)
-    consensus = boxed.filter(pl.col("split") == "test").select(
-        *FUSED_SCHEMA.names()[:-2], annotators=pl.lit(1), score=pl.lit(1.0)
-    ).cast(FUSED_SCHEMA)
+    fused = fuse_radiologists(
+        boxed.filter(pl.col("split") == "train"),
+        options.wbf_iou_thr,
+        options.wbf_skip_box_thr,
+        options.wbf_conf_type,
+    )
+    consensus = (
+        boxed.filter(pl.col("split") == "test")
+        .select(*FUSED_SCHEMA.names()[:-2], annotators=pl.lit(1), score=pl.lit(1.0))
+        .cast(FUSED_SCHEMA)
+    )
     boxes = _box_table(pl.concat([fused, consensus]))
-    images_table = _images_table(images.join(kept.select("split", "image_id").unique(), on=["split", "image_id"]))
+    images_table = _images_table(
+        images.join(kept.select("split", "image_id").unique(), on=["split", "image_id"])
+    )
     quarantine, accounting = ledger.finish()
     return SourceTables(
         images=images_table,
@@ -122,13 +165,21 @@ def _load_annotations(root: Path, ledger: Ledger) -> pl.DataFrame:
         raw = read_csv_records(require_file(VINDR_CXR, root, file), VINDR_CXR)
         missing = [c for c in ("image_id", rad_column, "class_name", *COORDINATES) if c not in raw.columns]
         if missing:
-            raise DatasetUnavailable(f"{VINDR_CXR.title}: {file} lacks columns {missing} ({VINDR_CXR.release} layout expected)")
+            raise DatasetUnavailable(
+                f"{VINDR_CXR.title}: {file} lacks columns {missing} ({VINDR_CXR.release} layout expected)"
+            )
         ledger.expect(file, raw[ROW])
-        frames.append(raw.select(
-            pl.lit(file).alias("file"), ROW, pl.lit(split).alias("split"),
-            pl.col("image_id").str.strip_chars(), pl.col(rad_column).str.strip_chars().alias("rad_id"),
-            pl.col("class_name").str.strip_chars(), *COORDINATES,
-        ))
+        frames.append(
+            raw.select(
+                pl.lit(file).alias("file"),
+                ROW,
+                pl.lit(split).alias("split"),
+                pl.col("image_id").str.strip_chars(),
+                pl.col(rad_column).str.strip_chars().alias("rad_id"),
+                pl.col("class_name").str.strip_chars(),
+                *COORDINATES,
+            )
+        )
     return pl.concat(frames)
 
 
@@ -136,16 +187,25 @@ def _row_problems(rows: pl.DataFrame) -> pl.DataFrame:
     """Rows that cannot be used whatever their image: a missing key, a repeat, an unknown class."""
     content = ["image_id", "rad_id", "class_name", *COORDINATES]
     first_row = pl.col(ROW).min().over(["file", *content])
-    missing = [pl.when(pl.col(c).is_null() | (pl.col(c) == "")).then(pl.lit(c)) for c in ("image_id", "class_name")]
+    missing = [
+        pl.when(pl.col(c).is_null() | (pl.col(c) == "")).then(pl.lit(c)) for c in ("image_id", "class_name")
+    ]
     missing.append(pl.when((pl.col("split") == "train") & pl.col("rad_id").is_null()).then(pl.lit("rad_id")))
     missing_columns = pl.concat_str(missing, separator=", ", ignore_nulls=True)
     problems = rows.with_columns(missing=missing_columns).with_columns(
-        reason=pl.when(pl.col("missing") != "").then(pl.lit("missing_value"))
-        .when(pl.col(ROW) != first_row).then(pl.lit("duplicate_row"))
-        .when(~pl.col("class_name").is_in([*LOCAL_CLASSES, NO_FINDING])).then(pl.lit("unknown_class")),
-        detail=pl.when(pl.col("missing") != "").then(pl.format("no value for {}", pl.col("missing")))
-        .when(pl.col(ROW) != first_row).then(pl.format("the same annotation as row {}", first_row))
-        .otherwise(pl.format("class_name '{}' is not a {} class", pl.col("class_name"), pl.lit(VINDR_CXR.release))),
+        reason=pl.when(pl.col("missing") != "")
+        .then(pl.lit("missing_value"))
+        .when(pl.col(ROW) != first_row)
+        .then(pl.lit("duplicate_row"))
+        .when(~pl.col("class_name").is_in([*LOCAL_CLASSES, NO_FINDING]))
+        .then(pl.lit("unknown_class")),
+        detail=pl.when(pl.col("missing") != "")
+        .then(pl.format("no value for {}", pl.col("missing")))
+        .when(pl.col(ROW) != first_row)
+        .then(pl.format("the same annotation as row {}", first_row))
+        .otherwise(
+            pl.format("class_name '{}' is not a {} class", pl.col("class_name"), pl.lit(VINDR_CXR.release))
+        ),
     )
     return problems.select("file", ROW, "reason", "detail")
 
@@ -163,21 +223,39 @@ def _convert_images(root: Path, png_root: Path, wanted: pl.DataFrame, max_side: 
 
     def convert(split: str, image_id: str) -> dict:
         try:
-            image = dicom_to_png(root / split / f"{image_id}.dicom", png_root / split / f"{image_id}.png", max_side)
+            image = dicom_to_png(
+                root / split / f"{image_id}.dicom", png_root / split / f"{image_id}.png", max_side
+            )
         except ImageProblem as problem:
             return {"reason": problem.reason, "detail": problem.detail}
-        return {"width": image.width, "height": image.height, "sex": image.sex, "view": image.view,
-                "photometric": image.photometric, "converted": image.converted}
+        return {
+            "width": image.width,
+            "height": image.height,
+            "sex": image.sex,
+            "view": image.view,
+            "photometric": image.photometric,
+            "converted": image.converted,
+        }
 
     pairs = list(wanted.iter_rows())
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         results = list(pool.map(lambda pair: convert(*pair), pairs))
-    schema = {"width": pl.Int32, "height": pl.Int32, "sex": pl.String, "view": pl.String, "photometric": pl.String,
-              "converted": pl.Boolean, "reason": pl.String, "detail": pl.String}
+    schema = {
+        "width": pl.Int32,
+        "height": pl.Int32,
+        "sex": pl.String,
+        "view": pl.String,
+        "photometric": pl.String,
+        "converted": pl.Boolean,
+        "reason": pl.String,
+        "detail": pl.String,
+    }
     return wanted.hstack(pl.DataFrame(results, schema=schema))
 
 
-def fuse_radiologists(boxes: pl.DataFrame, iou_thr: float, skip_box_thr: float, conf_type: str) -> pl.DataFrame:
+def fuse_radiologists(
+    boxes: pl.DataFrame, iou_thr: float, skip_box_thr: float, conf_type: str
+) -> pl.DataFrame:
     """Weighted box fusion per image over its radiologists, class by class (ensemble-boxes).
 
     ``annotators`` counts the radiologists whose boxes went into a fused box: each radiologist box is
@@ -191,7 +269,9 @@ def fuse_radiologists(boxes: pl.DataFrame, iou_thr: float, skip_box_thr: float, 
         fused, scores, labels = weighted_box_fusion(
             [part.select(NORM).to_numpy() for part in per_rad],
             [[classes.index(c) for c in part["class_name"]] for part in per_rad],
-            iou_thr=iou_thr, skip_box_thr=skip_box_thr, conf_type=conf_type,
+            iou_thr=iou_thr,
+            skip_box_thr=skip_box_thr,
+            conf_type=conf_type,
         )
         labels = labels.astype(int)
         members: list[set[str]] = [set() for _ in labels]
@@ -201,8 +281,16 @@ def fuse_radiologists(boxes: pl.DataFrame, iou_thr: float, skip_box_thr: float, 
                 members[same_class[np.argmax(_iou(np.array(box), fused[same_class]))]].add(rad)
         size = np.array([group["width"][0], group["height"][0]] * 2, dtype=float)
         for box, score, label, rads_in_box in zip(fused, scores, labels, members):
-            fused_rows.append((image_id, classes[label], *box.tolist(), *(box * size).tolist(),
-                               max(1, len(rads_in_box)), float(score)))
+            fused_rows.append(
+                (
+                    image_id,
+                    classes[label],
+                    *box.tolist(),
+                    *(box * size).tolist(),
+                    max(1, len(rads_in_box)),
+                    float(score),
+                )
+            )
     return pl.DataFrame(fused_rows, schema=FUSED_SCHEMA, orient="row")
 
 
@@ -221,18 +309,26 @@ def _box_table(boxes: pl.DataFrame) -> pl.DataFrame:
     ordered = boxes.sort("image_id", "class_name", *NORM).with_columns(
         box_id=pl.format("{}:{}", pl.col("image_id"), pl.int_range(pl.len()).over("image_id"))
     )
-    return conform(ordered.with_columns(
-        source=pl.lit(VINDR_CXR.key), kind=pl.lit("finding"), label=pl.col("class_name"),
-        category=pl.lit(None, dtype=pl.String),
-    ), BOXES_SCHEMA)
+    return conform(
+        ordered.with_columns(
+            source=pl.lit(VINDR_CXR.key),
+            kind=pl.lit("finding"),
+            label=pl.col("class_name"),
+            category=pl.lit(None, dtype=pl.String),
+        ),
+        BOXES_SCHEMA,
+    )
 
 
 def _images_table(images: pl.DataFrame) -> pl.DataFrame:
-    return conform(images.sort("split", "image_id").with_columns(
-        source=pl.lit(VINDR_CXR.key),
-        dataset=pl.lit(PNG_ROOT),
-        subject_id=pl.lit(None, dtype=pl.String),  # the release has no patient ids
-        study_id=pl.col("image_id"),  # one image per study
-        path=pl.format("{}/{}.png", pl.col("split"), pl.col("image_id")),
-        original_path=pl.format("{}/{}.dicom", pl.col("split"), pl.col("image_id")),
-    ), IMAGES_SCHEMA)
+    return conform(
+        images.sort("split", "image_id").with_columns(
+            source=pl.lit(VINDR_CXR.key),
+            dataset=pl.lit(PNG_ROOT),
+            subject_id=pl.lit(None, dtype=pl.String),  # the release has no patient ids
+            study_id=pl.col("image_id"),  # one image per study
+            path=pl.format("{}/{}.png", pl.col("split"), pl.col("image_id")),
+            original_path=pl.format("{}/{}.dicom", pl.col("split"), pl.col("image_id")),
+        ),
+        IMAGES_SCHEMA,
+    )

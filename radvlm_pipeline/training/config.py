@@ -15,7 +15,10 @@ from pathlib import Path
 import yaml
 
 DEEPSPEED_CONFIG_DIR = Path(__file__).parent / "deepspeed"
-DEEPSPEED_CONFIGS = {"zero2": DEEPSPEED_CONFIG_DIR / "zero2.json", "zero3": DEEPSPEED_CONFIG_DIR / "zero3.json"}
+DEEPSPEED_CONFIGS = {
+    "zero2": DEEPSPEED_CONFIG_DIR / "zero2.json",
+    "zero3": DEEPSPEED_CONFIG_DIR / "zero3.json",
+}
 
 # Fields that change how a run is logged or checkpointed, not the weights it ends with.
 _NOT_IN_HASH = {"output_dir", "log_every_steps", "save_every_steps", "keep_checkpoints", "num_workers"}
@@ -49,7 +52,7 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader processes decoding images per training process
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
         values = yaml.safe_load(Path(path).read_text())
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:

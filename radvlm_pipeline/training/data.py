@@ -92,8 +92,17 @@ class CorpusBatches(torch.utils.data.IterableDataset):
     DataLoader's round-robin over workers restores the plan's order exactly. Workers are spawned, not
     forked (see ``batch_loader``), so each loads the processor from the model directory itself."""
 
-    def __init__(self, rows: pl.DataFrame, plan: BatchPlan, start: int, total: int, model_path: str, max_length: int,
-                 data_root, storage_root):
+    def __init__(
+        self,
+        rows: pl.DataFrame,
+        plan: BatchPlan,
+        start: int,
+        total: int,
+        model_path: str,
+        max_length: int,
+        data_root,
+        storage_root,
+    ):
         self.rows = rows
         self.plan = plan
         self.start = start

@@ -82,7 +82,7 @@ def to_messages(conversation: Sequence[dict]) -> list[dict]:
         if index == 0:
             if not text.startswith(IMAGE_PLACEHOLDER):
                 raise ValueError("the first human turn must start with '<image>\\n'")
-            text = text[len(IMAGE_PLACEHOLDER):]
+            text = text[len(IMAGE_PLACEHOLDER) :]
             content.append({"type": "image"})
         elif "<image>" in text:
             raise ValueError(f"turn {index} mentions <image>; only the first turn carries the image")
@@ -137,7 +137,9 @@ def expand_labels(sample: EncodedSample, expanded_ids: Sequence[int], image_toke
     image_tokens = sum(1 for token in expanded_ids if token == image_token_id)
     placeholders = sum(1 for token in sample.input_ids if token == image_token_id)
     if placeholders != 1 or image_tokens < 1:
-        raise ValueError(f"expected one image placeholder, found {placeholders} ({image_tokens} image tokens)")
+        raise ValueError(
+            f"expected one image placeholder, found {placeholders} ({image_tokens} image tokens)"
+        )
     labels = []
     for token, label in zip(sample.input_ids, sample.labels):
         labels.extend([IGNORE_INDEX] * image_tokens if token == image_token_id else [label])

@@ -62,7 +62,9 @@ def recipe_output_dir(storage_root: Path, recipe: str) -> Path:
     return storage_root / "models" / recipe
 
 
-def recipe_train_config(recipe: str, storage_root: Path, data_root: Path, model_path: str, **settings) -> TrainConfig:
+def recipe_train_config(
+    recipe: str, storage_root: Path, data_root: Path, model_path: str, **settings
+) -> TrainConfig:
     """The training config of one recipe's run; ``settings`` override TrainConfig's paper defaults."""
     files = recipe_shard_files(storage_root, recipe)
     if not files:

@@ -32,7 +32,11 @@ def write_image(path: Path, seed: int, size: tuple[int, int], sixteen_bit: bool)
 
 
 def write_corpus(
-    storage_root: Path, data_root: Path, samples: Sequence[Sample], repeat: int = 1, image_size: tuple[int, int] = (60, 72)
+    storage_root: Path,
+    data_root: Path,
+    samples: Sequence[Sample],
+    repeat: int = 1,
+    image_size: tuple[int, int] = (60, 72),
 ) -> list[Path]:
     """Shards at ``<storage_root>/corpus/shards/<task>__<source>/part-00000.parquet`` (returned, sorted)."""
     records = []
@@ -40,18 +44,30 @@ def write_corpus(
         for index, (task, source, dataset, pairs) in enumerate(samples):
             sixteen_bit = dataset == "padchest_gr"
             image_path = f"images/{task}-{index}.{'png' if sixteen_bit else 'jpg'}"
-            write_image(image_root(dataset, data_root, storage_root) / image_path, index, image_size, sixteen_bit)
+            write_image(
+                image_root(dataset, data_root, storage_root) / image_path, index, image_size, sixteen_bit
+            )
             turns = []
             for turn, (question, answer) in enumerate(pairs):
                 turns.append({"from": "human", "value": ("<image>\n" if turn == 0 else "") + question})
                 turns.append({"from": "gpt", "value": answer})
-            records.append({
-                "id": hashlib.sha256(f"{task}|{source}|{index}|{copy}".encode()).hexdigest()[:16],
-                "source": source, "task": task, "split": "train", "image_dataset": dataset,
-                "image_path": image_path, "conversation": turns, "turns": len(turns),
-                "template_id": None, "source_ids": [f"img{index}"], "llm_cache_keys": [],
-                "target_boxes": None, "target_labels": None,
-            })
+            records.append(
+                {
+                    "id": hashlib.sha256(f"{task}|{source}|{index}|{copy}".encode()).hexdigest()[:16],
+                    "source": source,
+                    "task": task,
+                    "split": "train",
+                    "image_dataset": dataset,
+                    "image_path": image_path,
+                    "conversation": turns,
+                    "turns": len(turns),
+                    "template_id": None,
+                    "source_ids": [f"img{index}"],
+                    "llm_cache_keys": [],
+                    "target_boxes": None,
+                    "target_labels": None,
+                }
+            )
     frame = conform(pl.DataFrame(records, schema=CORPUS_SCHEMA), CORPUS_SCHEMA)
     files = []
     for (task, source), group in frame.group_by(["task", "source"], maintain_order=True):

@@ -78,21 +78,72 @@ def tokenizer_training_text() -> list[str]:
     """Chest X-ray vocabulary the toy tokenizer learns its merges from: enough for the corpus to
     tokenize into words rather than bytes, deterministic so that every build is identical."""
     words = [label.lower() for label in CHEXPERT_LABELS] + [
-        "the", "heart", "size", "is", "normal", "lungs", "are", "clear", "there", "no", "pleural", "effusion",
-        "pneumothorax", "right", "left", "lower", "upper", "lobe", "opacity", "mediastinal", "contours",
-        "within", "limits", "findings", "impression", "report", "image", "chest", "x-ray", "frontal", "view",
-        "provide", "describe", "where", "located", "box", "coordinates", "abnormality", "region", "yes",
-        "what", "which", "this", "of", "in", "a", "an", "and", "with", "on", "at", "to", "patient", "lung",
+        "the",
+        "heart",
+        "size",
+        "is",
+        "normal",
+        "lungs",
+        "are",
+        "clear",
+        "there",
+        "no",
+        "pleural",
+        "effusion",
+        "pneumothorax",
+        "right",
+        "left",
+        "lower",
+        "upper",
+        "lobe",
+        "opacity",
+        "mediastinal",
+        "contours",
+        "within",
+        "limits",
+        "findings",
+        "impression",
+        "report",
+        "image",
+        "chest",
+        "x-ray",
+        "frontal",
+        "view",
+        "provide",
+        "describe",
+        "where",
+        "located",
+        "box",
+        "coordinates",
+        "abnormality",
+        "region",
+        "yes",
+        "what",
+        "which",
+        "this",
+        "of",
+        "in",
+        "a",
+        "an",
+        "and",
+        "with",
+        "on",
+        "at",
+        "to",
+        "patient",
+        "lung",
     ]
-    numbers = [f"[{a / 100:.2f}, {b / 100:.2f}, {c / 100:.2f}, {d / 100:.2f}]" for a, b, c, d in
-               zip(range(0, 100, 7), range(3, 100, 7), range(50, 100, 3), range(60, 100, 3))]
-    sentences = [" ".join(words[i:i + 12]).capitalize() + "." for i in range(0, len(words), 5)]
+    numbers = [
+        f"[{a / 100:.2f}, {b / 100:.2f}, {c / 100:.2f}, {d / 100:.2f}]"
+        for a, b, c, d in zip(range(0, 100, 7), range(3, 100, 7), range(50, 100, 3), range(60, 100, 3))
+    ]
+    sentences = [" ".join(words[i : i + 12]).capitalize() + "." for i in range(0, len(words), 5)]
     return sentences * 20 + numbers * 20 + [" ".join(words)] * 20
 
 
 def build_tokenizer(vocab_size: int = 1024):
     """A byte-level BPE (the Qwen2 family's scheme) trained here, wrapped as a Qwen2 tokenizer."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Qwen2TokenizerFast
 
     bpe = Tokenizer(models.BPE())
@@ -110,12 +161,17 @@ def build_tokenizer(vocab_size: int = 1024):
         if "vocab_file" in inspect.signature(Qwen2TokenizerFast.__init__).parameters:  # transformers 4.x
             tokenizer = Qwen2TokenizerFast(vocab_file=vocab_file, merges_file=merges_file)
         else:  # transformers 5.x takes the vocabulary and merges themselves
-            merges = [tuple(line.split(" ")) for line in Path(merges_file).read_text().splitlines()
-                      if line and not line.startswith("#version")]
+            merges = [
+                tuple(line.split(" "))
+                for line in Path(merges_file).read_text().splitlines()
+                if line and not line.startswith("#version")
+            ]
             tokenizer = Qwen2TokenizerFast(vocab=json.loads(Path(vocab_file).read_text()), merges=merges)
     tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS[1:])})
     probe = "<|im_start|>user\nThe heart size is normal. [0.12, 0.34, 0.56, 0.78]<|im_end|>"
-    if tokenizer.decode(tokenizer(probe)["input_ids"]) != probe:  # e.g. an API change leaving the vocabulary empty
+    if (
+        tokenizer.decode(tokenizer(probe)["input_ids"]) != probe
+    ):  # e.g. an API change leaving the vocabulary empty
         raise RuntimeError("the locally trained tokenizer does not round-trip text")
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer

@@ -96,7 +96,11 @@ class Reporter:
         # A resumed run rewrites history after its checkpoint: steps past it are trained again.
         kept = []
         if self.metrics_path.exists():
-            kept = [line for line in self.metrics_path.read_text().splitlines() if json.loads(line)["step"] <= start_step]
+            kept = [
+                line
+                for line in self.metrics_path.read_text().splitlines()
+                if json.loads(line)["step"] <= start_step
+            ]
         self.metrics_path.write_text("".join(line + "\n" for line in kept))
 
     def info(self, message: str) -> None:
@@ -184,14 +188,20 @@ def latest_checkpoint(checkpoint_dir: Path, config_hash: str) -> tuple[Path, int
     return path, step
 
 
-def save_checkpoint(engine, optimizer, scheduler, checkpoint_dir: Path, step: int, config: TrainConfig, rank: int):
+def save_checkpoint(
+    engine, optimizer, scheduler, checkpoint_dir: Path, step: int, config: TrainConfig, rank: int
+):
     path = checkpoint_dir / f"step-{step:08d}"
     if config.deepspeed:
         engine.save_checkpoint(str(checkpoint_dir), tag=path.name)  # every rank writes its shard
     elif rank == 0:
         path.mkdir(parents=True, exist_ok=True)
         module = engine.module if hasattr(engine, "module") else engine
-        state = {"model": module.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        state = {
+            "model": module.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+        }
         torch.save(state, path / "training_state.pt")
     barrier()
     if rank == 0:
@@ -259,12 +269,16 @@ def train(config: TrainConfig) -> dict:
     from transformers import get_cosine_schedule_with_warmup
 
     optimizer = torch.optim.AdamW(parameter_groups(model, config), betas=(0.9, 0.999), eps=1e-8)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps)
+    scheduler = get_cosine_schedule_with_warmup(
+        optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
+    )
     if use_deepspeed:
         import deepspeed
 
         engine, optimizer, _, scheduler = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=scheduler,
+            model=model,
+            optimizer=optimizer,
+            lr_scheduler=scheduler,
             config=deepspeed_settings(config, world_size, bf16),
         )
     elif world_size > 1:
@@ -291,8 +305,14 @@ def train(config: TrainConfig) -> dict:
             f"bf16={bf16} steps={total_steps} resumed_from_step={start_step} deepspeed={config.deepspeed}"
         )
         batches = CorpusBatches(
-            rows, plan, start_step * accumulation, total_steps * accumulation, config.model_path, config.max_length,
-            config.data_root, config.storage_root,
+            rows,
+            plan,
+            start_step * accumulation,
+            total_steps * accumulation,
+            config.model_path,
+            config.max_length,
+            config.data_root,
+            config.storage_root,
         )
         loader = batch_loader(batches, config.num_workers)
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and not use_deepspeed)
@@ -307,7 +327,9 @@ def train(config: TrainConfig) -> dict:
             loss_sum, tokens, answer_tokens = 0.0, 0.0, 0.0
             for micro in range(accumulation):
                 batch = {k: v.to(device) for k, v in next(micro_batches).items()}
-                batch["pixel_values"] = batch["pixel_values"].to(torch.bfloat16 if use_deepspeed and bf16 else torch.float32)
+                batch["pixel_values"] = batch["pixel_values"].to(
+                    torch.bfloat16 if use_deepspeed and bf16 else torch.float32
+                )
                 labelled = int((batch["labels"] != -100).sum())
                 # Normalising by the labelled count (never 0) keeps an answer-less batch from giving NaN.
                 sync = contextlib.nullcontext()
@@ -332,15 +354,18 @@ def train(config: TrainConfig) -> dict:
             loss_value = loss_sum / (accumulation * world_size)
             tokens_total += tokens
             wall = time.perf_counter() - started
-            reporter.step({
-                "step": step,
-                "loss": loss_value,
-                "lr_language": scheduler.get_last_lr()[1],
-                "tokens_per_s": tokens / (time.perf_counter() - step_started),
-                "answer_tokens": int(answer_tokens),  # the labelled ones; 0 would mean nothing is learnt
-                "samples_seen": step * batch_size,
-                "wall_s": wall,
-            }, announce=step % config.log_every_steps == 0 or step == total_steps)
+            reporter.step(
+                {
+                    "step": step,
+                    "loss": loss_value,
+                    "lr_language": scheduler.get_last_lr()[1],
+                    "tokens_per_s": tokens / (time.perf_counter() - step_started),
+                    "answer_tokens": int(answer_tokens),  # the labelled ones; 0 would mean nothing is learnt
+                    "samples_seen": step * batch_size,
+                    "wall_s": wall,
+                },
+                announce=step % config.log_every_steps == 0 or step == total_steps,
+            )
             if step % config.save_every_steps == 0 and step < total_steps:
                 save_checkpoint(engine, optimizer, scheduler, checkpoint_dir, step, config, rank)
 
@@ -376,7 +401,9 @@ def train(config: TrainConfig) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Fine-tune LLaVA-OneVision on the RadVLM corpus.")
     parser.add_argument("--config", required=True, type=Path, help="training YAML (see TrainConfig)")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help="set by the deepspeed launcher")
+    parser.add_argument(
+        "--local_rank", "--local-rank", type=int, default=None, help="set by the deepspeed launcher"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     train(TrainConfig.from_yaml(args.config))
