@@ -118,6 +118,25 @@ def parse_boxes(text: str) -> list[Box]:
     return [tuple(float(v) for v in match.groups()) for match in _BOX_PATTERN.finditer(text)]
 
 
+def pairwise_iou(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """IoU of every box with every other box, over any leading axes: (..., P, 4) x (..., G, 4) -> (..., P, G).
+
+    The grounding metrics score predicted against ground-truth boxes with it and the VinDr-CXR reader
+    assigns radiologists to fused boxes, so both see the same overlap. An inverted box has zero area; a
+    zero union gives IoU 0.
+    """
+    p = boxes[..., :, None, :]
+    g = others[..., None, :, :]
+    inter_w = np.clip(np.minimum(p[..., 2], g[..., 2]) - np.maximum(p[..., 0], g[..., 0]), 0.0, None)
+    inter_h = np.clip(np.minimum(p[..., 3], g[..., 3]) - np.maximum(p[..., 1], g[..., 1]), 0.0, None)
+    inter = inter_w * inter_h
+    area_p = np.clip(p[..., 2] - p[..., 0], 0.0, None) * np.clip(p[..., 3] - p[..., 1], 0.0, None)
+    area_g = np.clip(g[..., 2] - g[..., 0], 0.0, None) * np.clip(g[..., 3] - g[..., 1], 0.0, None)
+    union = area_p + area_g - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
 def weighted_box_fusion(
     boxes_per_annotator: Sequence[np.ndarray],
     labels_per_annotator: Sequence[Sequence[int]],

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from radvlm_pipeline.boxes import parse_boxes
+from radvlm_pipeline.boxes import pairwise_iou, parse_boxes
 
 IOU_THRESHOLD = 0.5
 # Boxes written with two decimals often overlap at exactly 0.5, which floating point lands on either side
@@ -64,21 +64,6 @@ def pad_boxes(per_sample: Sequence[Sequence[Sequence[float]]], max_boxes: int | 
 
 def parse_answer_boxes(answers: Sequence[str | None]) -> list[list[tuple[float, float, float, float]]]:
     return [parse_boxes(answer or "") for answer in answers]
-
-
-def pairwise_iou(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """IoU of every predicted box with every ground-truth box of the same sample: (N, P, 4) x (N, G, 4)
-    -> (N, P, G). Inverted boxes have zero area; a zero union gives IoU 0."""
-    p = predicted[:, :, None, :]
-    g = truth[:, None, :, :]
-    inter_w = np.clip(np.minimum(p[..., 2], g[..., 2]) - np.maximum(p[..., 0], g[..., 0]), 0.0, None)
-    inter_h = np.clip(np.minimum(p[..., 3], g[..., 3]) - np.maximum(p[..., 1], g[..., 1]), 0.0, None)
-    inter = inter_w * inter_h
-    area_p = np.clip(p[..., 2] - p[..., 0], 0.0, None) * np.clip(p[..., 3] - p[..., 1], 0.0, None)
-    area_g = np.clip(g[..., 2] - g[..., 0], 0.0, None) * np.clip(g[..., 3] - g[..., 1], 0.0, None)
-    union = area_p + area_g - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
 
 
 def _masked_iou(predicted: PaddedBoxes, truth: PaddedBoxes) -> np.ndarray:

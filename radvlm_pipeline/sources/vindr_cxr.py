@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from radvlm_pipeline.boxes import NORM, PX, normalise_pixel_boxes, weighted_box_fusion
+from radvlm_pipeline.boxes import NORM, PX, normalise_pixel_boxes, pairwise_iou, weighted_box_fusion
 from radvlm_pipeline.datasets import DERIVED_IMAGE_ROOTS, VINDR_CXR
 from radvlm_pipeline.dicom import dicom_to_png
 from radvlm_pipeline.images import ImageProblem
@@ -278,7 +278,7 @@ def fuse_radiologists(
         for rad, class_name, *box in group.select("rad_id", "class_name", *NORM).iter_rows():
             same_class = np.flatnonzero(labels == classes.index(class_name))
             if same_class.size:
-                members[same_class[np.argmax(_iou(np.array(box), fused[same_class]))]].add(rad)
+                members[same_class[np.argmax(pairwise_iou(np.array([box]), fused[same_class])[0])]].add(rad)
         size = np.array([group["width"][0], group["height"][0]] * 2, dtype=float)
         for box, score, label, rads_in_box in zip(fused, scores, labels, members):
             fused_rows.append(
@@ -292,17 +292,6 @@ def fuse_radiologists(
                 )
             )
     return pl.DataFrame(fused_rows, schema=FUSED_SCHEMA, orient="row")
-
-
-def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], others[:, 0])
-    y1 = np.maximum(box[1], others[:, 1])
-    x2 = np.minimum(box[2], others[:, 2])
-    y2 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    return inter / (area + areas - inter)
 
 
 def _box_table(boxes: pl.DataFrame) -> pl.DataFrame:
