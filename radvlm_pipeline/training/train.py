@@ -12,6 +12,9 @@ latest one made with the same settings; the result is ``<output_dir>/final``, a 
 
 Metrics (loss, learning rate, tokens/s, samples seen, wall time) go to ``<output_dir>/metrics.jsonl``
 and the log, and to Dagster through Dagster Pipes when Dagster launched the run (rank 0 reports).
+
+What is the same for every recipe lives beside this file: processes and DeepSpeed in ``distributed.py``,
+checkpoints in ``checkpoints.py``, the metrics reporter in ``reporting.py``.
 """
 
 from __future__ import annotations
@@ -19,119 +22,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import json
 import logging
 import math
-import os
-import shutil
 import time
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
+from radvlm_pipeline.training.checkpoints import resume, save_checkpoint, save_final
 from radvlm_pipeline.training.config import TrainConfig
 from radvlm_pipeline.training.data import BatchPlan, CorpusBatches, batch_loader, load_training_rows
+from radvlm_pipeline.training.distributed import all_reduce_sum, setup_distributed, shutdown, wrap_model
 from radvlm_pipeline.training.processing import load_processor
-
-log = logging.getLogger("radvlm.train")
-CHECKPOINT_DONE = "checkpoint.json"  # written last: a checkpoint without it is incomplete
-
+from radvlm_pipeline.training.reporting import Reporter
 
 # ------------------------------------------------------------------------------------------------
-# Processes and devices
-
-
-def setup_distributed(use_deepspeed: bool) -> tuple[int, int, int, torch.device]:
-    """(rank, world size, local rank, device) from the launcher's environment (torchrun, deepspeed, srun)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    elif "OMP_NUM_THREADS" not in os.environ:
-        # CPU runs are the demo and the tests: matrices so small that extra threads only spin, and on a
-        # busy machine spinning threads made steps 50x slower. torchrun sets the same default.
-        torch.set_num_threads(1)
-    if world_size > 1 or use_deepspeed:
-        if use_deepspeed:
-            import deepspeed
-
-            deepspeed.init_distributed()  # picks nccl on GPU, gloo on CPU
-        else:
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world_size, local_rank, device
-
-
-def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    if dist.is_initialized():
-        dist.all_reduce(tensor)
-    return tensor.tolist()
-
-
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
-
-
-# ------------------------------------------------------------------------------------------------
-# Reporting
-
-
-class Reporter:
-    """Writes metrics to metrics.jsonl and the log; mirrors them to Dagster Pipes when launched by Dagster."""
-
-    def __init__(self, output_dir: Path, rank: int, start_step: int, pipes_stack: contextlib.ExitStack):
-        self.active = rank == 0
-        self.pipes = None
-        self.metrics_path = output_dir / "metrics.jsonl"
-        if not self.active:
-            return
-        if os.environ.get("DAGSTER_PIPES_CONTEXT"):  # launched by Dagster; dagster-pipes is needed only then
-            from dagster_pipes import open_dagster_pipes
-
-            self.pipes = pipes_stack.enter_context(open_dagster_pipes())
-        # A resumed run rewrites history after its checkpoint: steps past it are trained again.
-        kept = []
-        if self.metrics_path.exists():
-            kept = [
-                line
-                for line in self.metrics_path.read_text().splitlines()
-                if json.loads(line)["step"] <= start_step
-            ]
-        self.metrics_path.write_text("".join(line + "\n" for line in kept))
-
-    def info(self, message: str) -> None:
-        if self.active:
-            log.info(message)
-            if self.pipes:
-                self.pipes.log.info(message)
-
-    def step(self, metrics: dict, announce: bool) -> None:
-        """Every step goes to metrics.jsonl (the loss curve); only announced ones to the log and to
-        Dagster, so a long run does not flood the event log."""
-        if not self.active:
-            return
-        with self.metrics_path.open("a") as out:
-            out.write(json.dumps(metrics) + "\n")
-        if not announce:
-            return
-        line = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
-        if self.pipes:  # into the Dagster run's log only: the launcher forwards stderr to its terminal too
-            self.pipes.log.info(line)
-            self.pipes.report_custom_message(metrics)
-        else:
-            log.info(line)
-
-    def finish(self, summary: dict) -> None:
-        if self.active and self.pipes:
-            self.pipes.report_asset_materialization(metadata=summary)
-
-
-# ------------------------------------------------------------------------------------------------
-# Model, optimiser, schedule
+# The model and its two learning rates
 
 
 def load_model(config: TrainConfig, use_gpu: bool):
@@ -158,96 +64,14 @@ def parameter_groups(model, config: TrainConfig) -> list[dict]:
     ]
 
 
-def deepspeed_settings(config: TrainConfig, world_size: int, bf16: bool) -> dict:
-    """The shipped ZeRO JSON plus the values this run decides (batch sizes, clipping, precision)."""
-    settings = json.loads(config.deepspeed_config_path().read_text())
-    settings.update(
-        train_micro_batch_size_per_gpu=config.micro_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        train_batch_size=config.micro_batch_size * config.gradient_accumulation_steps * world_size,
-        gradient_clipping=config.max_grad_norm,
-        bf16={"enabled": bf16},
-    )
-    return settings
-
-
-# ------------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def latest_checkpoint(checkpoint_dir: Path, config_hash: str) -> tuple[Path, int] | None:
-    """The newest complete checkpoint made with these settings; others are ignored, never loaded."""
-    found = []
-    for marker in checkpoint_dir.glob(f"step-*/{CHECKPOINT_DONE}"):
-        info = json.loads(marker.read_text())
-        if info["config_hash"] == config_hash:
-            found.append((info["step"], marker.parent))
-    if not found:
-        return None
-    step, path = max(found)
-    return path, step
-
-
-def save_checkpoint(
-    engine, optimizer, scheduler, checkpoint_dir: Path, step: int, config: TrainConfig, rank: int
-):
-    path = checkpoint_dir / f"step-{step:08d}"
-    if config.deepspeed:
-        engine.save_checkpoint(str(checkpoint_dir), tag=path.name)  # every rank writes its shard
-    elif rank == 0:
-        path.mkdir(parents=True, exist_ok=True)
-        module = engine.module if hasattr(engine, "module") else engine
-        state = {
-            "model": module.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-        }
-        torch.save(state, path / "training_state.pt")
-    barrier()
-    if rank == 0:
-        (path / CHECKPOINT_DONE).write_text(json.dumps({"step": step, "config_hash": config.config_hash()}))
-        complete = sorted(p.parent for p in checkpoint_dir.glob(f"step-*/{CHECKPOINT_DONE}"))
-        for old in complete[: -config.keep_checkpoints]:
-            shutil.rmtree(old)
-    barrier()
-
-
-def load_checkpoint(engine, optimizer, scheduler, path: Path, config: TrainConfig) -> None:
-    if config.deepspeed:
-        engine.load_checkpoint(str(path.parent), tag=path.name)
-        return
-    state = torch.load(path / "training_state.pt", map_location="cpu", weights_only=True)
-    module = engine.module if hasattr(engine, "module") else engine
-    module.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-
-
-def save_final(engine, processor, config: TrainConfig, rank: int, final_dir: Path, summary: dict) -> None:
-    module = engine.module if hasattr(engine, "module") else engine
-    gather = contextlib.nullcontext()
-    if config.deepspeed:
-        import deepspeed
-
-        # ZeRO-3 holds a slice of each weight per rank: gather them to write one model.
-        gather = deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None)
-    with gather:
-        if rank == 0:
-            if final_dir.exists():
-                shutil.rmtree(final_dir)
-            module.save_pretrained(final_dir)
-            processor.save_pretrained(final_dir)
-            (final_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    barrier()
-
-
 # ------------------------------------------------------------------------------------------------
 # The run
 
 
 def train(config: TrainConfig) -> dict:
+    # Processes, precision, output folder
     use_deepspeed = config.deepspeed is not None
-    rank, world_size, local_rank, device = setup_distributed(use_deepspeed)
+    rank, world_size, device = setup_distributed(use_deepspeed)
     use_gpu = device.type == "cuda"
     bf16 = config.precision == "bf16" or (config.precision == "auto" and use_gpu)
     output_dir = Path(config.output_dir)
@@ -255,6 +79,7 @@ def train(config: TrainConfig) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
 
+    # Model and data
     processor = load_processor(config.model_path)
     model = load_model(config, use_gpu).to(device)
     rows = load_training_rows(config.shard_files)
@@ -266,37 +91,15 @@ def train(config: TrainConfig) -> dict:
     if total_steps == 0:
         raise ValueError(f"{rows.height} rows make no optimizer step at this batch size and world size")
 
+    # Optimiser and schedule, the model wrapped for the processes, resumed where a checkpoint left off
     from transformers import get_cosine_schedule_with_warmup
 
     optimizer = torch.optim.AdamW(parameter_groups(model, config), betas=(0.9, 0.999), eps=1e-8)
     scheduler = get_cosine_schedule_with_warmup(
         optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
     )
-    if use_deepspeed:
-        import deepspeed
-
-        engine, optimizer, _, scheduler = deepspeed.initialize(
-            model=model,
-            optimizer=optimizer,
-            lr_scheduler=scheduler,
-            config=deepspeed_settings(config, world_size, bf16),
-        )
-    elif world_size > 1:
-        engine = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[local_rank] if use_gpu else None, find_unused_parameters=True
-        )
-    else:
-        engine = model
-
-    start_step = 0
-    resume = latest_checkpoint(checkpoint_dir, config.config_hash())
-    if resume:
-        load_checkpoint(engine, optimizer, scheduler, resume[0], config)
-        start_step = resume[1]
-    elif rank == 0 and checkpoint_dir.exists():
-        # Checkpoints of other settings can never be resumed here; left, they would confuse the pruning.
-        shutil.rmtree(checkpoint_dir)
-    barrier()
+    engine, optimizer, scheduler = wrap_model(model, optimizer, scheduler, config, world_size, device, bf16)
+    start_step = resume(engine, optimizer, scheduler, checkpoint_dir, config, rank)
 
     with contextlib.ExitStack() as pipes_stack:
         reporter = Reporter(output_dir, rank, start_step, pipes_stack)
@@ -304,6 +107,7 @@ def train(config: TrainConfig) -> dict:
             f"recipe={config.recipe} rows={rows.height} processes={world_size} device={device.type} "
             f"bf16={bf16} steps={total_steps} resumed_from_step={start_step} deepspeed={config.deepspeed}"
         )
+        # Data, from the batch the run resumes at
         batches = CorpusBatches(
             rows,
             plan,
@@ -315,6 +119,8 @@ def train(config: TrainConfig) -> dict:
             config.storage_root,
         )
         loader = batch_loader(batches, config.num_workers)
+
+        # The loop
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and not use_deepspeed)
         batch_size = config.micro_batch_size * accumulation * world_size
         started = time.perf_counter()
@@ -369,6 +175,7 @@ def train(config: TrainConfig) -> dict:
             if step % config.save_every_steps == 0 and step < total_steps:
                 save_checkpoint(engine, optimizer, scheduler, checkpoint_dir, step, config, rank)
 
+        # Save
         wall = time.perf_counter() - started
         trained_steps = total_steps - start_step
         summary = {
@@ -389,12 +196,9 @@ def train(config: TrainConfig) -> dict:
         reporter.info(f"saved {output_dir / 'final'}")
         reporter.finish(summary)
 
-    # Tear down explicitly: a gloo group left to the interpreter's exit sometimes hangs.
-    del engine, model, optimizer
+    del engine, model, optimizer  # nothing left for the process group to wait on
     gc.collect()
-    barrier()
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    shutdown()
     return summary
 
 
