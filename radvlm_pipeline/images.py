@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import Enum
 from pathlib import Path
 
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from radvlm_pipeline.sources.base import ImageCheck
+
+class ImageCheck(str, Enum):
+    """How hard a reader checks each referenced image: a full decode catches truncated files."""
+
+    DECODE = "decode"
+    HEADER = "header"
+    EXISTS = "exists"
 
 
 class ImageProblem(Exception):

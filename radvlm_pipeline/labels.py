@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 import polars as pl
 
+from radvlm_pipeline.ledger import ROW
 from radvlm_pipeline.schema import CHEXPERT_LABELS
-from radvlm_pipeline.sources.base import ROW, UncertainPolicy
+
+
+class UncertainPolicy(str, Enum):
+    """What an uncertain CheXpert label (-1.0) becomes. The paper counts it as absent."""
+
+    ABSENT = "absent"
+    PRESENT = "present"
+    NOT_MENTIONED = "not_mentioned"
+
 
 _POSITIVE = {"1", "1.0"}
 _NEGATIVE = {"0", "0.0"}

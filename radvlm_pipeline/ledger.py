@@ -14,6 +14,9 @@ import polars as pl
 
 from radvlm_pipeline.schema import ACCOUNTING_SCHEMA, QUARANTINE_SCHEMA
 
+# The column holding an input row's 1-based record number (the numbering the ledger counts in), added to
+# every raw table a reader loads.
+ROW = "row"
 FILTERED = "filtered"  # removed by a rule of the paper (lateral view, no box...)
 INVALID = "invalid"  # bad input (missing file, unknown value, inverted box...)
 

@@ -11,10 +11,12 @@ import pytest
 from PIL import Image
 from sample_digests import folder_digests
 
+from radvlm_pipeline.images import ImageCheck
+from radvlm_pipeline.labels import UncertainPolicy
 from radvlm_pipeline.sample_data import chexpert as writer
 from radvlm_pipeline.sample_data.common import Variant
 from radvlm_pipeline.sources import chexpert
-from radvlm_pipeline.sources.base import DatasetUnavailable, ImageCheck, ReaderOptions, UncertainPolicy
+from radvlm_pipeline.sources.base import DatasetUnavailable, ReaderOptions
 from radvlm_pipeline.sources.checks import accounting_problems, image_problems, split_leak_problems
 
 TRAIN_CSV = "CheXpert-v1.0-small/train.csv"

@@ -11,9 +11,10 @@ import polars as pl
 import pytest
 from PIL import Image
 
+from radvlm_pipeline.images import ImageCheck
 from radvlm_pipeline.sample_data import chexpert as writer
 from radvlm_pipeline.sources import chexpert, chexpert_plus
-from radvlm_pipeline.sources.base import DatasetUnavailable, ImageCheck, ReaderOptions
+from radvlm_pipeline.sources.base import DatasetUnavailable, ReaderOptions
 from radvlm_pipeline.sources.checks import accounting_problems, image_problems, split_leak_problems
 
 CSV_FILE = "df_chexpert_plus_240401.csv"

@@ -12,11 +12,13 @@ import pytest
 from PIL import Image
 from sample_digests import folder_digests
 
+from radvlm_pipeline.images import ImageCheck
+from radvlm_pipeline.labels import UncertainPolicy
 from radvlm_pipeline.sample_data import mimic
 from radvlm_pipeline.sample_data.common import Variant, chexpert_values
 from radvlm_pipeline.schema import CHEXPERT_LABELS
 from radvlm_pipeline.sources import checks, mimic_cxr
-from radvlm_pipeline.sources.base import DatasetUnavailable, ImageCheck, ReaderOptions, UncertainPolicy
+from radvlm_pipeline.sources.base import DatasetUnavailable, ReaderOptions
 
 SEED = 0
 

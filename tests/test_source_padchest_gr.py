@@ -9,10 +9,11 @@ from PIL import Image
 from sample_digests import folder_digests
 
 from radvlm_pipeline.datasets import PADCHEST_GR
+from radvlm_pipeline.images import ImageCheck
 from radvlm_pipeline.sample_data import padchest
 from radvlm_pipeline.sample_data.common import Variant
 from radvlm_pipeline.sources import checks, padchest_gr
-from radvlm_pipeline.sources.base import DatasetUnavailable, ImageCheck, ReaderOptions
+from radvlm_pipeline.sources.base import DatasetUnavailable, ReaderOptions
 
 SEED = 0
 

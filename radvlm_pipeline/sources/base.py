@@ -4,36 +4,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from radvlm_pipeline.datasets import Dataset
+from radvlm_pipeline.images import ImageCheck
+from radvlm_pipeline.labels import UncertainPolicy
+from radvlm_pipeline.ledger import ROW
 from radvlm_pipeline.schema import TABLE_SCHEMAS, conform, empty
-
-ROW = "row"  # the 1-based record number column added to every raw table a reader loads
 
 
 class DatasetUnavailable(RuntimeError):
     """The dataset folder or one of its required files is missing or unreadable."""
-
-
-class UncertainPolicy(str, Enum):
-    """What an uncertain CheXpert label (-1.0) becomes. The paper counts it as absent."""
-
-    ABSENT = "absent"
-    PRESENT = "present"
-    NOT_MENTIONED = "not_mentioned"
-
-
-class ImageCheck(str, Enum):
-    """How hard a reader checks each referenced image: a full decode catches truncated files."""
-
-    DECODE = "decode"
-    HEADER = "header"
-    EXISTS = "exists"
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,8 @@ import polars as pl
 
 from radvlm_pipeline.boxes import normalise_pixel_boxes
 from radvlm_pipeline.datasets import CHEST_IMAGENOME
-from radvlm_pipeline.ledger import INVALID, Ledger
+from radvlm_pipeline.ledger import INVALID, ROW, Ledger
 from radvlm_pipeline.sources.base import (
-    ROW,
     DatasetUnavailable,
     ReaderOptions,
     SourceTables,

@@ -33,14 +33,12 @@ from pathlib import Path
 import polars as pl
 
 from radvlm_pipeline.datasets import CHEXPERT, Dataset
-from radvlm_pipeline.images import ImageProblem, check_image
+from radvlm_pipeline.images import ImageCheck, ImageProblem, check_image
 from radvlm_pipeline.labels import parse_label_columns
-from radvlm_pipeline.ledger import FILTERED, INVALID, Ledger
+from radvlm_pipeline.ledger import FILTERED, INVALID, ROW, Ledger
 from radvlm_pipeline.schema import CHEXPERT_LABELS, IMAGES_SCHEMA, LABELS_SCHEMA, conform
 from radvlm_pipeline.sources.base import (
-    ROW,
     DatasetUnavailable,
-    ImageCheck,
     ReaderOptions,
     SourceTables,
     read_csv_records,

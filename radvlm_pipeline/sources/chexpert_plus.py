@@ -31,7 +31,7 @@ from pathlib import Path
 import polars as pl
 
 from radvlm_pipeline.datasets import CHEXPERT_PLUS
-from radvlm_pipeline.ledger import FILTERED, INVALID, Ledger
+from radvlm_pipeline.ledger import FILTERED, INVALID, ROW, Ledger
 from radvlm_pipeline.schema import (
     CHEXPERT_LABELS,
     IMAGES_SCHEMA,
@@ -41,7 +41,6 @@ from radvlm_pipeline.schema import (
     empty,
 )
 from radvlm_pipeline.sources.base import (
-    ROW,
     ReaderOptions,
     SourceTables,
     read_csv_records,

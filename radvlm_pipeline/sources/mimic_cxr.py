@@ -24,9 +24,9 @@ from pathlib import Path
 import polars as pl
 
 from radvlm_pipeline.datasets import MIMIC_CXR
-from radvlm_pipeline.images import ImageProblem, check_image
+from radvlm_pipeline.images import ImageCheck, ImageProblem, check_image
 from radvlm_pipeline.labels import parse_label_columns
-from radvlm_pipeline.ledger import FILTERED, INVALID, Ledger
+from radvlm_pipeline.ledger import FILTERED, INVALID, ROW, Ledger
 from radvlm_pipeline.schema import (
     BOXES_SCHEMA,
     CHEXPERT_LABELS,
@@ -38,9 +38,7 @@ from radvlm_pipeline.schema import (
     conform,
 )
 from radvlm_pipeline.sources.base import (
-    ROW,
     DatasetUnavailable,
-    ImageCheck,
     ReaderOptions,
     SourceTables,
     read_csv_records,

@@ -26,12 +26,11 @@ import polars as pl
 
 from radvlm_pipeline.boxes import NORM, validate_normalised_boxes
 from radvlm_pipeline.datasets import PADCHEST_GR
-from radvlm_pipeline.images import ImageProblem, check_image
+from radvlm_pipeline.images import ImageCheck, ImageProblem, check_image
 from radvlm_pipeline.ledger import FILTERED, INVALID, Ledger
 from radvlm_pipeline.schema import BOXES_SCHEMA, IMAGES_SCHEMA, REPORTS_SCHEMA, VIEWS_FRONTAL, conform
 from radvlm_pipeline.sources.base import (
     DatasetUnavailable,
-    ImageCheck,
     ReaderOptions,
     SourceTables,
     read_csv_records,

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from radvlm_pipeline.ledger import INVALID, Ledger
-from radvlm_pipeline.sources.base import ROW
+from radvlm_pipeline.ledger import INVALID, ROW, Ledger
 
 FILE = "file"
 
