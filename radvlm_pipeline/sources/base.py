@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,16 @@ def require_file(dataset: Dataset, root: Path, *candidates: str) -> Path:
     raise DatasetUnavailable(
         f"{dataset.title}: none of {', '.join(candidates)} found under {root} ({dataset.release} layout expected)."
     )
+
+
+def require_columns(frame: pl.DataFrame, columns: Iterable[str], dataset: Dataset, file: str) -> None:
+    """A file without a column the reader relies on is another release or a renamed file: the whole
+    source fails, naming what to fix, instead of every row being quarantined."""
+    missing = [name for name in columns if name not in frame.columns]
+    if missing:
+        raise DatasetUnavailable(
+            f"{dataset.title}: {file} lacks the columns {missing} of the {dataset.release} release."
+        )
 
 
 def read_csv_records(path: Path, dataset: Dataset) -> pl.DataFrame:

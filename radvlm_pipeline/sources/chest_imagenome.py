@@ -22,10 +22,10 @@ from radvlm_pipeline.boxes import normalise_pixel_boxes
 from radvlm_pipeline.datasets import CHEST_IMAGENOME
 from radvlm_pipeline.ledger import INVALID, ROW, Ledger
 from radvlm_pipeline.sources.base import (
-    DatasetUnavailable,
     ReaderOptions,
     SourceTables,
     read_csv_records,
+    require_columns,
     require_file,
     require_folder,
 )
@@ -122,12 +122,7 @@ def read(data_root: Path, options: ReaderOptions, mimic_images: pl.DataFrame) ->
 def _split_rows(root: Path, stem: str, split: str) -> pl.DataFrame:
     relative = f"silver_dataset/splits/{stem}.csv"
     frame = read_csv_records(require_file(CHEST_IMAGENOME, root, relative), CHEST_IMAGENOME)
-    missing = [column for column in SPLIT_COLUMNS if column not in frame.columns]
-    if missing:
-        raise DatasetUnavailable(
-            f"{CHEST_IMAGENOME.title}: {relative} lacks the columns {missing} of the "
-            f"{CHEST_IMAGENOME.release} release."
-        )
+    require_columns(frame, SPLIT_COLUMNS, CHEST_IMAGENOME, relative)
     return frame.select(pl.lit(relative).alias(FILE), ROW, *SPLIT_COLUMNS, pl.lit(split).alias("split"))
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import polars as pl
 
-from radvlm_pipeline.datasets import CHEXPERT, Dataset
+from radvlm_pipeline.datasets import CHEXPERT
 from radvlm_pipeline.images import ImageCheck, ImageProblem, check_image
 from radvlm_pipeline.labels import parse_label_columns
 from radvlm_pipeline.ledger import FILTERED, INVALID, ROW, Ledger
@@ -42,6 +42,7 @@ from radvlm_pipeline.sources.base import (
     ReaderOptions,
     SourceTables,
     read_csv_records,
+    require_columns,
     require_folder,
 )
 from radvlm_pipeline.sources.screening import (
@@ -175,14 +176,6 @@ def _read_label_file(
 
 
 # --- Shared with the CheXpert-Plus reader ------------------------------------------------------------
-def require_columns(raw: pl.DataFrame, columns: list[str], dataset: Dataset, file: str) -> None:
-    missing = [name for name in columns if name not in raw.columns]
-    if missing:
-        raise DatasetUnavailable(
-            f"{dataset.title}: {file} lacks columns {missing}; is it the {dataset.release} file?"
-        )
-
-
 def parse_image_paths(
     raw: pl.DataFrame, column: str, release_prefix: str, splits: tuple[str, ...]
 ) -> pl.DataFrame:

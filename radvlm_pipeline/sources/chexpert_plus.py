@@ -44,6 +44,7 @@ from radvlm_pipeline.sources.base import (
     ReaderOptions,
     SourceTables,
     read_csv_records,
+    require_columns,
     require_file,
     require_folder,
 )
@@ -51,7 +52,6 @@ from radvlm_pipeline.sources.chexpert import (
     SPLIT_NAMES,
     parse_image_paths,
     path_rules,
-    require_columns,
     screen_images,
     screen_labels,
     sex_expression,

@@ -38,10 +38,10 @@ from radvlm_pipeline.schema import (
     conform,
 )
 from radvlm_pipeline.sources.base import (
-    DatasetUnavailable,
     ReaderOptions,
     SourceTables,
     read_csv_records,
+    require_columns,
     require_file,
     require_folder,
 )
@@ -99,11 +99,7 @@ def _records(root: Path, name: str, required: tuple[str, ...]) -> pl.DataFrame:
     """A release table (``.csv.gz`` as published, or unpacked ``.csv``) with ``file`` and ``row``."""
     path = require_file(MIMIC_CXR, root, f"{name}.gz", name)
     frame = read_csv_records(path, MIMIC_CXR)
-    missing = [column for column in required if column not in frame.columns]
-    if missing:
-        raise DatasetUnavailable(
-            f"{MIMIC_CXR.title}: {path.name} lacks the columns {missing} of the {MIMIC_CXR.release} release."
-        )
+    require_columns(frame, required, MIMIC_CXR, path.name)
     return frame.with_columns(pl.lit(path.name).alias(FILE))
 
 

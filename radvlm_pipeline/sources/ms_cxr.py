@@ -19,10 +19,10 @@ from radvlm_pipeline.boxes import normalise_pixel_boxes, xywh_to_corners
 from radvlm_pipeline.datasets import MS_CXR
 from radvlm_pipeline.ledger import INVALID, Ledger
 from radvlm_pipeline.sources.base import (
-    DatasetUnavailable,
     ReaderOptions,
     SourceTables,
     read_csv_records,
+    require_columns,
     require_file,
     require_folder,
 )
@@ -61,11 +61,7 @@ COLUMNS = (
 def read(data_root: Path, options: ReaderOptions, mimic_images: pl.DataFrame) -> SourceTables:
     root = require_folder(MS_CXR, data_root)
     rows = read_csv_records(require_file(MS_CXR, root, ANNOTATIONS), MS_CXR)
-    missing = [column for column in COLUMNS if column not in rows.columns]
-    if missing:
-        raise DatasetUnavailable(
-            f"{MS_CXR.title}: {ANNOTATIONS} lacks the columns {missing} of the {MS_CXR.release} release."
-        )
+    require_columns(rows, COLUMNS, MS_CXR, ANNOTATIONS)
     rows = rows.with_columns(pl.lit(ANNOTATIONS).alias(FILE))
     ledger = Ledger(MS_CXR.key)
     declare(ledger, rows)

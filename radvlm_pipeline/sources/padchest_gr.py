@@ -34,6 +34,7 @@ from radvlm_pipeline.sources.base import (
     ReaderOptions,
     SourceTables,
     read_csv_records,
+    require_columns,
     require_file,
     require_folder,
 )
@@ -147,18 +148,10 @@ def _findings(entry: dict) -> list[dict]:
     return [finding for finding in entry["findings"] if isinstance(finding, dict)]
 
 
-def _require_columns(frame: pl.DataFrame, columns: tuple[str, ...], file: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DatasetUnavailable(
-            f"{PADCHEST_GR.title}: {file} lacks columns {missing} ({PADCHEST_GR.release} layout expected)"
-        )
-
-
 def _study_lookup(path: Path) -> dict[str, dict]:
     """ImageID -> the distinct non-blank splits of its rows, its patient and sex."""
     master = read_csv_records(path, PADCHEST_GR)
-    _require_columns(master, MASTER_COLUMNS, MASTER_TABLE)
+    require_columns(master, MASTER_COLUMNS, PADCHEST_GR, MASTER_TABLE)
     text = [pl.col(c).str.strip_chars() for c in MASTER_COLUMNS]
     per_image = (
         master.select(text)

@@ -31,10 +31,10 @@ from radvlm_pipeline.layout import StorageLayout
 from radvlm_pipeline.ledger import INVALID, ROW, Ledger
 from radvlm_pipeline.schema import BOXES_SCHEMA, IMAGES_SCHEMA, conform
 from radvlm_pipeline.sources.base import (
-    DatasetUnavailable,
     ReaderOptions,
     SourceTables,
     read_csv_records,
+    require_columns,
     require_file,
     require_folder,
 )
@@ -163,11 +163,7 @@ def _load_annotations(root: Path, ledger: Ledger) -> pl.DataFrame:
     frames = []
     for file, split, rad_column in ANNOTATION_FILES:
         raw = read_csv_records(require_file(VINDR_CXR, root, file), VINDR_CXR)
-        missing = [c for c in ("image_id", rad_column, "class_name", *COORDINATES) if c not in raw.columns]
-        if missing:
-            raise DatasetUnavailable(
-                f"{VINDR_CXR.title}: {file} lacks columns {missing} ({VINDR_CXR.release} layout expected)"
-            )
+        require_columns(raw, ("image_id", rad_column, "class_name", *COORDINATES), VINDR_CXR, file)
         ledger.expect(file, raw[ROW])
         frames.append(
             raw.select(
