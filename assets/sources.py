@@ -32,7 +32,8 @@ from pydantic import Field
 
 from assets.metadata import column_schema, counts_markdown, image_markdown, preview
 from radvlm_pipeline.datasets import DATASETS, Dataset, image_root
-from radvlm_pipeline.images import draw_boxes
+from radvlm_pipeline.images import ImageCheck, draw_boxes
+from radvlm_pipeline.labels import UncertainPolicy
 from radvlm_pipeline.schema import IMAGES_SCHEMA
 from radvlm_pipeline.sources import (
     base,
@@ -45,25 +46,37 @@ from radvlm_pipeline.sources import (
     padchest_gr,
     vindr_cxr,
 )
-from radvlm_pipeline.sources.base import ImageCheck, ReaderOptions, SourceTables, UncertainPolicy
+from radvlm_pipeline.sources.base import ReaderOptions, SourceTables
 from resources.storage import PipelineStorage
 from sensors.policies import raw_dataset_dep, rebuild_when_upstream_changes
+
+
+# The readers' own defaults, so the launchpad offers what a reader called without options does.
+READER_DEFAULTS = ReaderOptions()
 
 
 class SourceReaderConfig(Config):
     """Reader options a user may change per run from the launchpad."""
 
     uncertain_labels: UncertainPolicy = Field(
-        UncertainPolicy.ABSENT, description="What an uncertain CheXpert label (-1.0) becomes (paper: absent)."
+        READER_DEFAULTS.uncertain,
+        description="What an uncertain CheXpert label (-1.0) becomes (paper: absent).",
     )
     image_check: ImageCheck = Field(
-        ImageCheck.DECODE, description="How hard each referenced image is checked before a row is kept."
+        READER_DEFAULTS.image_check,
+        description="How hard each referenced image is checked before a row is kept.",
     )
-    wbf_iou_thr: float = Field(0.5, description="VinDr-CXR weighted box fusion: IoU above which boxes fuse.")
-    wbf_skip_box_thr: float = Field(0.0, description="VinDr-CXR weighted box fusion: minimum box confidence.")
-    wbf_conf_type: str = Field("avg", description="VinDr-CXR weighted box fusion: confidence aggregation.")
+    wbf_iou_thr: float = Field(
+        READER_DEFAULTS.wbf_iou_thr, description="VinDr-CXR weighted box fusion: IoU above which boxes fuse."
+    )
+    wbf_skip_box_thr: float = Field(
+        READER_DEFAULTS.wbf_skip_box_thr, description="VinDr-CXR weighted box fusion: minimum box confidence."
+    )
+    wbf_conf_type: str = Field(
+        READER_DEFAULTS.wbf_conf_type, description="VinDr-CXR weighted box fusion: confidence aggregation."
+    )
     dicom_max_side: int | None = Field(
-        1024,
+        READER_DEFAULTS.dicom_max_side,
         description="VinDr-CXR: longest side of the converted PNG, aspect kept (None: the DICOM's full "
         "size, ~3000 px, hours on a small machine). Boxes stay normalised by the DICOM's own size.",
     )

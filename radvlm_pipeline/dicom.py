@@ -24,6 +24,10 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from radvlm_pipeline.images import ImageProblem
 
+# Longest side of a converted PNG unless the reader is told otherwise: at the DICOMs' full ~3000 px the
+# conversion takes hours on a small machine. Boxes stay normalised by the DICOM's own size either way.
+PNG_MAX_SIDE = 1024
+
 
 @dataclass(frozen=True)
 class DicomImage:

@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 
 from radvlm_pipeline.datasets import Dataset
+from radvlm_pipeline.dicom import PNG_MAX_SIDE
 from radvlm_pipeline.images import ImageCheck
 from radvlm_pipeline.labels import UncertainPolicy
 from radvlm_pipeline.ledger import ROW
@@ -30,7 +31,7 @@ class ReaderOptions:
     wbf_skip_box_thr: float = 0.0
     wbf_conf_type: str = "avg"
     # VinDr-CXR DICOM -> 8-bit conversion: longest side of the written PNG (None keeps the DICOM size).
-    dicom_max_side: int | None = None
+    dicom_max_side: int | None = PNG_MAX_SIDE
     # Where converted images go (VinDr-CXR); the storage root.
     storage_root: Path | None = None
 
