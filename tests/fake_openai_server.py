@@ -39,7 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from radvlm_pipeline.boxes import format_box, parse_boxes
-from radvlm_pipeline.llm.prior_removal import remove_prior_mentions_by_rules
+from radvlm_pipeline.llm.offline_rules import remove_prior_mentions_by_rules
 
 
 @dataclass

@@ -17,11 +17,14 @@ from radvlm_pipeline.llm import (
     PromptTemplate,
     conversations,
     load_prompt,
+    offline_rules,
     prior_removal,
     run_prompts,
 )
 from radvlm_pipeline.llm.calls import LLMResult, UsageStats, cache_key
-from radvlm_pipeline.llm.conversations import InvalidConversation, parse_conversation
+from radvlm_pipeline.llm.conversation_facts import grounded_facts, standard_facts
+from radvlm_pipeline.llm.conversation_validation import InvalidConversation, parse_conversation
+from radvlm_pipeline.llm.conversation_vocabulary import ImageFacts
 from radvlm_pipeline.llm.governance import check_endpoint_approval
 from radvlm_pipeline.llm.runner import pending_call
 from radvlm_pipeline.schema import CLEAN_REPORTS_SCHEMA, CONVERSATIONS_SCHEMA
@@ -55,12 +58,12 @@ def source_frames():
     ],
 )
 def test_offline_prior_removal_rules(report, expected):
-    assert prior_removal.remove_prior_mentions_by_rules(report) == expected
+    assert offline_rules.remove_prior_mentions_by_rules(report) == expected
 
 
 def test_sentences_keep_abbreviations_and_list_numbers_together():
     text = "1. Small effusion. Dr. ___ was paged. Heart size is 2.5 cm larger."
-    assert prior_removal.split_sentences(text) == [
+    assert offline_rules.split_sentences(text) == [
         "1. Small effusion.",
         "Dr. ___ was paged.",
         "Heart size is 2.5 cm larger.",
@@ -92,7 +95,7 @@ def test_every_report_comes_out_once_with_status_and_failures_quarantined():
         "timed out",
     )
     cleaned = output.table.filter(pl.col("status") == "ok")["report_clean"].to_list()
-    assert not any(prior_removal.mentions_prior(text) for text in cleaned)
+    assert not any(offline_rules.mentions_prior(text) for text in cleaned)
     assert output.facts["cleaned_with_comparison_words"] == 0
     assert "| report | without priors |" in output.sample_markdown
 
@@ -141,18 +144,16 @@ def _clean_reports():
 
 
 def test_offline_composer_is_deterministic_valid_for_many_seeds_and_varies_with_seed():
-    facts, _ = conversations.standard_facts(
+    facts, _ = standard_facts(
         _clean_reports(),
         SOURCE_TABLES["mimic_cxr"]().images,
         SOURCE_TABLES["mimic_cxr"]().labels,
         "offline-rules",
     )
-    grounded, _ = conversations.grounded_facts(
-        "padchest_gr", source_frames()["padchest_gr"], None, None, "offline-rules"
-    )
+    grounded, _ = grounded_facts("padchest_gr", source_frames()["padchest_gr"], None, None, "offline-rules")
     for fact in facts + grounded:
-        texts = [conversations.compose_conversation(fact, seed) for seed in range(6)]
-        assert texts[0] == conversations.compose_conversation(fact, 0)
+        texts = [offline_rules.compose_conversation(fact, seed) for seed in range(6)]
+        assert texts[0] == offline_rules.compose_conversation(fact, 0)
         assert len(set(texts)) > 1
         for text in texts:
             parse_conversation(text, "stop", fact.allowed_boxes(), fact.kind == "grounded")
@@ -288,12 +289,10 @@ def test_empty_inputs_give_empty_tables_with_the_schemas():
 
 
 def test_offline_composer_reaches_five_rounds_from_sparse_facts_and_never_denies_free_text_findings():
-    sparse = conversations.ImageFacts(
-        "mimic_cxr", "d1", "s1", "train", "standard", "Lungs are clear.", None, None, None
-    )
-    turns = parse_conversation(conversations.compose_conversation(sparse, 0), "stop", set(), grounded=False)
+    sparse = ImageFacts("mimic_cxr", "d1", "s1", "train", "standard", "Lungs are clear.", None, None, None)
+    turns = parse_conversation(offline_rules.compose_conversation(sparse, 0), "stop", set(), grounded=False)
     assert len(turns) == 10
-    nodule = conversations.ImageFacts(
+    nodule = ImageFacts(
         "padchest_gr",
         "p1",
         "s1",
@@ -306,6 +305,6 @@ def test_offline_composer_reaches_five_rounds_from_sparse_facts_and_never_denies
         (("right apical nodule", ((0.1, 0.1, 0.3, 0.3),)),),
     )
     for seed in range(5):
-        text = conversations.compose_conversation(nodule, seed)
+        text = offline_rules.compose_conversation(nodule, seed)
         parse_conversation(text, "stop", nodule.allowed_boxes(), grounded=True)
         assert "no clear abnormality" not in text.lower() and "do not see signs" not in text
