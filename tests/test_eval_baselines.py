@@ -7,23 +7,17 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from radvlm_pipeline.evaluation.baselines import (
-    BASELINES,
-    ORACLE,
-    BaselineUnavailable,
+from radvlm_pipeline.evaluation.adapters import (
     CheXagentAdapter,
     LlavaMedAdapter,
     LlavaOnevisionAdapter,
     Maira2Adapter,
-    chat_messages,
-    chexagent_boxes,
-    default_model_path,
-    maira2_boxes,
-    mistral_instruct_prompt,
-    model_adapters,
-    vicuna_prompt,
 )
+from radvlm_pipeline.evaluation.answer_formats import chexagent_boxes, maira2_boxes
+from radvlm_pipeline.evaluation.baselines import BASELINES, ORACLE, default_model_path, model_adapters
 from radvlm_pipeline.evaluation.generation import Request
+from radvlm_pipeline.evaluation.model_loading import BaselineUnavailable
+from radvlm_pipeline.evaluation.prompt_formats import chat_messages, mistral_instruct_prompt, vicuna_prompt
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 Answers are written once and every metric reads them back, so a metric can be fixed or added without
 generating again. Multi-turn conversations are asked round by round with the model's own earlier answers
 as history, as in the paper; within a round, samples are batched. The model is anything a
-``ModelAdapter`` can load from a local path (``baselines.py``): a fine-tuned partition, the base model,
+``ModelAdapter`` can load from a local path (``adapters.py``): a fine-tuned partition, the base model,
 a baseline, or the oracle that answers with the ground truth.
 """
 
@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import polars as pl
 
 from radvlm_pipeline.datasets import image_root
+from radvlm_pipeline.evaluation.model_loading import BaselineUnavailable
 from radvlm_pipeline.schema import CORPUS_SCHEMA, TASKS
 
 # The evaluation sets the paper scores: every task but abnormality detection, which has no comparable
@@ -214,8 +215,6 @@ def run_generation(
     A model whose weights are not on disk is recorded as not available (with the reason) rather than
     failing, so the results tables show the gap instead of a number.
     """
-    from radvlm_pipeline.evaluation.baselines import BaselineUnavailable
-
     try:
         generator = adapter.load(model_path, device=device, max_new_tokens=max_new_tokens)
     except BaselineUnavailable as exc:
