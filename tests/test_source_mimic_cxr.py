@@ -17,7 +17,7 @@ from radvlm_pipeline.labels import UncertainPolicy
 from radvlm_pipeline.sample_data import mimic
 from radvlm_pipeline.sample_data.common import Variant, chexpert_values
 from radvlm_pipeline.schema import CHEXPERT_LABELS
-from radvlm_pipeline.sources import checks, mimic_cxr
+from radvlm_pipeline.sources import checks, mimic_cxr, mimic_reports
 from radvlm_pipeline.sources.base import DatasetUnavailable, ReaderOptions
 
 SEED = 0
@@ -131,16 +131,16 @@ REPORT = """                                 FINAL REPORT
 
 
 def test_sectioning_follows_the_mit_lcp_rules():
-    names = [name for name, _ in mimic_cxr.split_sections(REPORT)]
+    names = [name for name, _ in mimic_reports.split_sections(REPORT)]
     # the empty FINDINGS section is dropped, the view header counts as findings, CONCLUSION as impression
     assert names == ["preamble", "examination", "indication", "comparison", "findings", "impression"]
-    parsed = mimic_cxr.parse_report(REPORT)
+    parsed = mimic_reports.parse_report(REPORT)
     assert parsed.findings == "The heart is mildly enlarged. There is a small right pleural effusion."
     assert parsed.impression == "Small right effusion."
     assert parsed.report == parsed.findings
     headless = "                                 FINAL REPORT\n PORTABLE CHEST\n \n Lungs are clear.\n \n No effusion.\n"
-    assert mimic_cxr.parse_report(headless).report == "Lungs are clear. No effusion."
-    assert mimic_cxr.parse_report("                                 FINAL REPORT\n \n").report is None
+    assert mimic_reports.parse_report(headless).report == "Lungs are clear. No effusion."
+    assert mimic_reports.parse_report("                                 FINAL REPORT\n \n").report is None
 
 
 def test_dirty_sample_quarantines_each_fault_where_it_was_put(dirty):

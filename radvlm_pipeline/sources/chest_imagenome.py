@@ -29,7 +29,7 @@ from radvlm_pipeline.sources.base import (
     require_file,
     require_folder,
 )
-from radvlm_pipeline.sources.mimic_cxr import (
+from radvlm_pipeline.sources.mimic_images import (
     annotated_images,
     annotation_boxes,
     frontal_only,

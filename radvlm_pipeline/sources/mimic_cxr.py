@@ -16,9 +16,7 @@ The rules, and where they come from:
 from __future__ import annotations
 
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -28,7 +26,6 @@ from radvlm_pipeline.images import ImageCheck, ImageProblem, check_image
 from radvlm_pipeline.labels import parse_label_columns
 from radvlm_pipeline.ledger import FILTERED, INVALID, ROW, Ledger
 from radvlm_pipeline.schema import (
-    BOXES_SCHEMA,
     CHEXPERT_LABELS,
     IMAGES_SCHEMA,
     LABELS_SCHEMA,
@@ -45,6 +42,8 @@ from radvlm_pipeline.sources.base import (
     require_file,
     require_folder,
 )
+from radvlm_pipeline.sources.mimic_images import frontal_only
+from radvlm_pipeline.sources.mimic_reports import parse_report_file
 from radvlm_pipeline.sources.screening import (
     FILE,
     Rule,
@@ -250,17 +249,6 @@ def _check_files(root: Path, paths: list[str], level: ImageCheck) -> pl.DataFram
     )
 
 
-def frontal_only() -> list[Rule]:
-    """Quarantine (as the paper's filter) every ViewPosition but PA and AP: laterals (LATERAL, LL, XTABLE
-    LATERAL) as ``lateral_view``, the rest (AP AXIAL, PA LLD, LAO...) as ``non_frontal_view``."""
-    view = pl.col("ViewPosition")
-    detail = pl.format("ViewPosition {} is not frontal (PA/AP); the paper keeps frontal views only", view)
-    return [
-        Rule(FILTERED, "lateral_view", view.str.contains("LAT") | (view == "LL"), detail),
-        Rule(FILTERED, "non_frontal_view", ~view.is_in(VIEWS_FRONTAL), detail),
-    ]
-
-
 # --- Studies: labels and reports ----------------------------------------------------------------------
 def _study_outcomes(metadata: pl.DataFrame, images: pl.DataFrame) -> pl.DataFrame:
     """Per (subject_id, study_id) seen in the metadata: whether any view is frontal, and the split of its
@@ -382,202 +370,3 @@ def _read_reports(root: Path, studies: pl.DataFrame, ledger: Ledger) -> tuple[pl
         ),
         REPORTS_SCHEMA,
     ), without_report
-
-
-# --- Report sections, as MIT-LCP's section_parser finds them -------------------------------------------
-_HEADER = re.compile(r"\n ([A-Z ()/,-]+):\s")
-# Header spellings of the real reports that the sectioning maps to another section.
-_SECTION_ALIASES = {
-    "reason for examination": "indication",
-    "reason for exam": "indication",
-    "clinical indication": "indication",
-    "idication": "indication",
-    "clinical information": "history",
-    "pfi": "history",
-    "exam": "examination",
-    "type of examination": "examination",
-    "reference exam": "comparison",
-    "conclusion": "impression",
-    "ndication": "impression",
-    "recommendation(s)": "recommendations",
-    "recommendation": "recommendations",
-    "wetread": "wet read",
-    "finding": "findings",
-    "findins": "findings",
-    "findindgs": "findings",
-    "findgings": "findings",
-    "findngs": "findings",
-    "findnings": "findings",
-    "finidngs": "findings",
-    "impresson": "impression",
-    "imprression": "impression",
-    "imoression": "impression",
-    "impressoin": "impression",
-    "imprssion": "impression",
-    "impresion": "impression",
-    "imperssion": "impression",
-    "mpression": "impression",
-    "impession": "impression",
-    "comparision": "comparison",
-    "comparsion": "comparison",
-    "comparrison": "comparison",
-    "comparisions": "comparison",
-}
-_MAIN_SECTIONS = ("impression", "findings", "history", "comparison", "addendum")  # matched inside a header
-# A header describing the views ("PA AND LATERAL CHEST:") introduces the findings.
-_VIEW_HEADER = re.compile(
-    "chest|portable|pa and lateral|lateral and pa|ap and lateral|lateral and ap|frontal and|two views|frontal view"
-    "|pa view|ap view|one view|lateral view|bone window|frontal upright|frontal semi-upright|ribs|pa and lat"
-)
-
-
-def section_name(header: str) -> str:
-    name = header.lower().strip()
-    if name in _SECTION_ALIASES:
-        return _SECTION_ALIASES[name]
-    for main in _MAIN_SECTIONS:
-        if main in name:
-            return main
-    return "findings" if _VIEW_HEADER.search(name) else name
-
-
-def split_sections(text: str) -> list[tuple[str, str]]:
-    """(section name, text) in order. Text before the first header is the preamble; a header's text runs
-    to the next header found after the header's own line. Without findings or impression, the last
-    section's paragraphs after its first become the ``last_paragraph`` section."""
-    header = _HEADER.search(text)
-    if header is None:
-        sections = [("full report", text)]
-    else:
-        sections = [("preamble", text[: header.start(1)])]
-        while header:
-            start = header.end()
-            line_end = text.find("\n", start)
-            following = _HEADER.search(text, line_end if line_end != -1 else start)
-            sections.append(
-                (section_name(header.group(1)), text[start : following.start() if following else len(text)])
-            )
-            header = following
-    sections = [
-        (name, body) for name, body in sections if name not in ("findings", "impression") or body.strip()
-    ]
-    names = {name for name, _ in sections}
-    if "findings" not in names and "impression" not in names and "\n \n" in sections[-1][1]:
-        name, body = sections[-1]
-        first, *others = body.split("\n \n")
-        sections[-1] = (name, first)
-        sections.append(("last_paragraph", "\n \n".join(others)))
-    return sections
-
-
-@dataclass(frozen=True)
-class ReportText:
-    findings: str | None
-    impression: str | None
-    last_paragraph: str | None
-
-    @property
-    def report(self) -> str | None:
-        return self.findings or self.impression or self.last_paragraph
-
-
-def parse_report(text: str) -> ReportText:
-    """The last findings, impression and last-paragraph sections, whitespace collapsed (lines in the files
-    are wrapped at 78 columns); a section with no text counts as absent."""
-    last = {name: body for name, body in split_sections(text)}
-
-    def clean(name: str) -> str | None:
-        return " ".join(last.get(name, "").split()) or None
-
-    return ReportText(clean("findings"), clean("impression"), clean("last_paragraph"))
-
-
-def parse_report_file(path: Path) -> tuple[str | None, str | None, str | None, str | None]:
-    """(findings, impression, report text, problem) of one report file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, None, None, f"report {path.name} cannot be read: {exc}"
-    parsed = parse_report(text)
-    return parsed.findings, parsed.impression, parsed.report, None
-
-
-# --- For the readers of datasets that annotate MIMIC-CXR images (Chest ImaGenome, MS-CXR) ------------------
-MIMIC_IMAGE_COLUMNS = (
-    "image_id",
-    "subject_id",
-    "study_id",
-    "split",
-    "path",
-    "width",
-    "height",
-    "view",
-    "sex",
-)
-
-
-def join_mimic_images(frame: pl.DataFrame, mimic_images: pl.DataFrame) -> pl.DataFrame:
-    """Add the MIMIC-CXR image's columns, prefixed ``mimic_``, by ``dicom_id`` (null where MIMIC-CXR's
-    images table lacks it)."""
-    lookup = mimic_images.select([pl.col(c).alias(f"mimic_{c}") for c in MIMIC_IMAGE_COLUMNS]).unique(
-        "mimic_image_id", keep="first", maintain_order=True
-    )
-    return frame.join(
-        lookup, left_on="dicom_id", right_on="mimic_image_id", how="left", maintain_order="left"
-    )
-
-
-def not_in_mimic_images() -> Rule:
-    """For a frame from ``join_mimic_images``: the annotated image is not among MIMIC-CXR's kept images."""
-    return Rule(
-        INVALID,
-        "not_in_mimic_images",
-        pl.col("mimic_path").is_null(),
-        pl.format(
-            "dicom_id {} is not among MIMIC-CXR's kept frontal images (absent from the MIMIC-CXR release, or "
-            "quarantined by the mimic_cxr reader: see its quarantine table)",
-            pl.col("dicom_id"),
-        ),
-    )
-
-
-def annotated_images(rows: pl.DataFrame, source: str, split: pl.Expr) -> pl.DataFrame:
-    """The images table of a dataset annotating MIMIC-CXR images: one row per distinct dicom_id of
-    ``rows`` (a ``join_mimic_images`` frame), the image living under the MIMIC-CXR root."""
-    return conform(
-        rows.unique("dicom_id", keep="first", maintain_order=True).with_columns(
-            source=pl.lit(source),
-            dataset=pl.lit(MIMIC_CXR.key),
-            image_id=pl.col("dicom_id"),
-            subject_id=pl.col("mimic_subject_id"),
-            study_id=pl.col("mimic_study_id"),
-            split=split,
-            path=pl.col("mimic_path"),
-            original_path=pl.col("mimic_path"),
-            width=pl.col("mimic_width"),
-            height=pl.col("mimic_height"),
-            view=pl.col("mimic_view"),
-            sex=pl.col("mimic_sex"),
-        ),
-        IMAGES_SCHEMA,
-    )
-
-
-def annotation_boxes(
-    rows: pl.DataFrame, source: str, kind: str, label: pl.Expr, category: pl.Expr
-) -> pl.DataFrame:
-    """The boxes table from a frame of ``boxes.normalise_pixel_boxes``; ``box_id`` is the dicom_id and the
-    row of the box in its file, stable across runs of one release."""
-    return conform(
-        rows.with_columns(
-            source=pl.lit(source),
-            image_id=pl.col("dicom_id"),
-            box_id=pl.format("{}:{}", pl.col("dicom_id"), pl.col(ROW)),
-            kind=pl.lit(kind),
-            label=label,
-            category=category,
-            annotators=pl.lit(1, dtype=pl.Int32),
-            score=pl.lit(1.0),
-        ),
-        BOXES_SCHEMA,
-    )
