@@ -26,14 +26,13 @@ The helpers below the reader are shared with the CheXpert-Plus reader, which nam
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from radvlm_pipeline.datasets import CHEXPERT
-from radvlm_pipeline.images import ImageCheck, ImageProblem, check_image
+from radvlm_pipeline.images import ImageCheck, check_images
 from radvlm_pipeline.labels import parse_label_columns
 from radvlm_pipeline.ledger import FILTERED, INVALID, ROW, Ledger
 from radvlm_pipeline.schema import CHEXPERT_LABELS, IMAGES_SCHEMA, LABELS_SCHEMA, conform
@@ -62,7 +61,6 @@ TEST_LABELS = f"{TEST_FOLDER}/test_labels.csv"
 SPLIT_NAMES = {"train": "train", "valid": "validate", "test": "test"}
 METADATA_COLUMNS = ("Sex", "Frontal/Lateral", "AP/PA")
 SEX_CODES = {"Male": "M", "Female": "F"}  # "Unknown" and blank become null
-IMAGE_BATCH = 512  # images checked per thread task: one task per image costs more than a header read
 
 
 @dataclass(frozen=True)
@@ -250,34 +248,7 @@ def screen_images(ledger: Ledger, rows: pl.DataFrame, root: Path, level: ImageCh
     does not decode, and give the others width/height from the file. The CSVs carry no sizes, so even an
     existence-only check reads the header."""
     level = ImageCheck.HEADER if level is ImageCheck.EXISTS else level
-
-    def check_batch(batch: list[str]) -> list[tuple[int | None, int | None, str | None, str | None]]:
-        results = []
-        for relative in batch:
-            try:
-                results.append((*check_image(root / relative, level), None, None))
-            except ImageProblem as problem:
-                results.append(
-                    (None, None, problem.reason, problem.detail.replace(str(root / relative), relative))
-                )
-        return results
-
-    paths = rows["path"].to_list()
-    batches = [paths[start : start + IMAGE_BATCH] for start in range(0, len(paths), IMAGE_BATCH)]
-    with ThreadPoolExecutor(max_workers=8) as pool:  # Pillow releases the GIL while decoding
-        results = [result for batch in pool.map(check_batch, batches) for result in batch]
-    checked = rows.hstack(
-        pl.DataFrame(
-            results,
-            orient="row",
-            schema={
-                "width": pl.Int32,
-                "height": pl.Int32,
-                "image_problem": pl.String,
-                "image_problem_detail": pl.String,
-            },
-        )
-    )
+    checked = rows.hstack(check_images(root, rows["path"].to_list(), level))
     return screen(
         ledger,
         checked,

@@ -16,13 +16,12 @@ The rules, and where they come from:
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
 
 from radvlm_pipeline.datasets import MIMIC_CXR
-from radvlm_pipeline.images import ImageCheck, ImageProblem, check_image
+from radvlm_pipeline.images import ImageCheck, check_images
 from radvlm_pipeline.labels import parse_label_columns
 from radvlm_pipeline.ledger import FILTERED, INVALID, ROW, Ledger
 from radvlm_pipeline.schema import (
@@ -58,8 +57,6 @@ from radvlm_pipeline.sources.screening import (
 METADATA = "mimic-cxr-2.0.0-metadata.csv"
 SPLIT = "mimic-cxr-2.0.0-split.csv"
 CHEXPERT = "mimic-cxr-2.0.0-chexpert.csv"
-IMAGE_CHECK_THREADS = min(16, 2 * (os.cpu_count() or 1))  # Pillow decodes without holding the GIL
-IMAGE_CHECK_CHUNK = 64
 
 
 def read(data_root: Path, options: ReaderOptions) -> SourceTables:
@@ -160,7 +157,8 @@ def _read_images(
             "dicom_id",
         )
     )
-    rows = pl.concat([rows, _check_files(root, rows["path"].to_list(), image_check)], how="horizontal")
+    checked = check_images(root, rows["path"].to_list(), image_check)
+    rows = rows.hstack(checked.rename({"width": "file_width", "height": "file_height"}))
     stated_width = pl.col("Columns").cast(pl.Int32, strict=False)
     stated_height = pl.col("Rows").cast(pl.Int32, strict=False)
     rows = rows.with_columns(
@@ -210,42 +208,6 @@ def _read_images(
             sex=pl.lit(None, dtype=pl.String),
         ),
         IMAGES_SCHEMA,
-    )
-
-
-def _check_files(root: Path, paths: list[str], level: ImageCheck) -> pl.DataFrame:
-    """Size and problem of each image, checked in threads over chunks (a task per image costs more than an
-    existence check); details name the path relative to the root."""
-
-    def check(path: str) -> tuple[int | None, int | None, str | None, str | None]:
-        absolute = root / path
-        try:
-            size = check_image(absolute, level)
-        except ImageProblem as problem:
-            return None, None, problem.reason, problem.detail.replace(str(absolute), path)
-        return (*(size or (None, None)), None, None)
-
-    if level is ImageCheck.EXISTS:  # a stat each: threads would only add overhead
-        results = [check(path) for path in paths]
-    else:
-        chunks = [
-            paths[start : start + IMAGE_CHECK_CHUNK] for start in range(0, len(paths), IMAGE_CHECK_CHUNK)
-        ]
-        with ThreadPoolExecutor(max_workers=IMAGE_CHECK_THREADS) as pool:
-            results = [
-                result
-                for chunk in pool.map(lambda chunk: [check(p) for p in chunk], chunks)
-                for result in chunk
-            ]
-    return pl.DataFrame(
-        results,
-        orient="row",
-        schema={
-            "file_width": pl.Int32,
-            "file_height": pl.Int32,
-            "image_problem": pl.String,
-            "image_problem_detail": pl.String,
-        },
     )
 
 
