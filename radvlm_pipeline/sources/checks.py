@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from radvlm_pipeline.layout import image_root
+from radvlm_pipeline.datasets import image_root
 from radvlm_pipeline.images import ImageCheck, ImageProblem, check_image
 
 
