@@ -8,8 +8,6 @@ two splits). A missing dataset folder fails that asset alone; the others still m
 import hashlib
 import inspect
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -31,22 +29,13 @@ from dagster import (
 from pydantic import Field
 
 from assets.metadata import column_schema, counts_markdown, image_markdown, preview
-from radvlm_pipeline.datasets import DATASETS, Dataset, image_root
+from radvlm_pipeline.datasets import image_root
 from radvlm_pipeline.images import ImageCheck, draw_boxes
 from radvlm_pipeline.labels import UncertainPolicy
 from radvlm_pipeline.schema import IMAGES_SCHEMA
-from radvlm_pipeline.sources import (
-    base,
-    checks,
-    chest_imagenome,
-    chexpert,
-    chexpert_plus,
-    mimic_cxr,
-    ms_cxr,
-    padchest_gr,
-    vindr_cxr,
-)
-from radvlm_pipeline.sources.base import ReaderOptions, SourceTables
+from radvlm_pipeline.sources import base, checks
+from radvlm_pipeline.sources.base import ReaderOptions, SourceReader, SourceTables
+from radvlm_pipeline.sources.registry import READERS
 from resources.storage import PipelineStorage
 from sensors.policies import raw_dataset_dep, rebuild_when_upstream_changes
 
@@ -93,24 +82,6 @@ class SourceReaderConfig(Config):
         )
 
 
-@dataclass(frozen=True)
-class SourceSpec:
-    dataset: Dataset
-    reader: Callable[..., SourceTables]
-    needs_mimic_images: bool = False  # Chest ImaGenome and MS-CXR annotate MIMIC-CXR images
-
-
-SOURCE_SPECS = (
-    SourceSpec(DATASETS["mimic_cxr"], mimic_cxr.read),
-    SourceSpec(DATASETS["chexpert"], chexpert.read),
-    SourceSpec(DATASETS["chexpert_plus"], chexpert_plus.read),
-    SourceSpec(DATASETS["chest_imagenome"], chest_imagenome.read, needs_mimic_images=True),
-    SourceSpec(DATASETS["vindr_cxr"], vindr_cxr.read),
-    SourceSpec(DATASETS["ms_cxr"], ms_cxr.read, needs_mimic_images=True),
-    SourceSpec(DATASETS["padchest_gr"], padchest_gr.read),
-)
-
-
 def project_modules(root: ModuleType) -> list[ModuleType]:
     """The module and every radvlm_pipeline module it uses, transitively (imports and from-imports)."""
     seen: dict[str, ModuleType] = {}
@@ -135,10 +106,10 @@ def project_modules(root: ModuleType) -> list[ModuleType]:
     return [seen[name] for name in sorted(seen)]
 
 
-def reader_code_version(spec: SourceSpec) -> str:
+def reader_code_version(reader: SourceReader) -> str:
     """Changes whenever the reader or any project module it uses changes, so the UI marks the asset stale."""
     digest = hashlib.sha256()
-    for module in project_modules(inspect.getmodule(spec.reader)):
+    for module in project_modules(reader):
         digest.update(Path(inspect.getfile(module)).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -216,16 +187,16 @@ def box_example(tables: SourceTables, storage: PipelineStorage):
     return draw_boxes(path, boxes)
 
 
-def build_source_asset(spec: SourceSpec) -> AssetsDefinition:
-    dataset = spec.dataset
-    deps = [raw_dataset_dep(dataset.key), *([AssetKey("mimic_cxr")] if spec.needs_mimic_images else [])]
+def build_source_asset(reader: SourceReader) -> AssetsDefinition:
+    dataset = reader.DATASET
+    deps = [raw_dataset_dep(dataset.key), *(AssetKey(source) for source in reader.UPSTREAM)]
 
     @asset(
         name=dataset.key,
         group_name="sources",
         kinds={"polars", "parquet"},
         deps=deps,
-        code_version=reader_code_version(spec),
+        code_version=reader_code_version(reader),
         automation_condition=rebuild_when_upstream_changes(),
         description=(
             f"{dataset.title} ({dataset.release}) read from `<data_root>/{dataset.folder}/` into the canonical "
@@ -243,11 +214,10 @@ def build_source_asset(spec: SourceSpec) -> AssetsDefinition:
     ) -> MaterializeResult:
         options = config.reader_options(storage.storage_path)
         try:
-            if spec.needs_mimic_images:
-                mimic_images = base.read_table(storage.source_dir("mimic_cxr"), "images")
-                tables = spec.reader(storage.data_path, options, mimic_images)
-            else:
-                tables = spec.reader(storage.data_path, options)
+            upstream = {
+                source: base.read_table(storage.source_dir(source), "images") for source in reader.UPSTREAM
+            }
+            tables = reader.read(storage.data_path, options, upstream)
         except base.DatasetUnavailable as exc:
             # What a person must fix, without a stack trace; the other sources still materialize.
             raise Failure(description=str(exc), metadata={"data_root": str(storage.data_path)}) from exc
@@ -262,8 +232,7 @@ def build_source_asset(spec: SourceSpec) -> AssetsDefinition:
     return source_asset
 
 
-def build_source_checks(spec: SourceSpec) -> list[AssetChecksDefinition]:
-    key = spec.dataset.key
+def build_source_checks(key: str) -> list[AssetChecksDefinition]:
 
     def result(problems: list[str], what: str, severity=AssetCheckSeverity.ERROR) -> AssetCheckResult:
         return AssetCheckResult(
@@ -323,5 +292,5 @@ def build_source_checks(spec: SourceSpec) -> list[AssetChecksDefinition]:
     return [rows_accounted, boxes_in_range, images_decode, no_patient_in_two_splits]
 
 
-source_assets = [build_source_asset(spec) for spec in SOURCE_SPECS]
-source_checks = [check for spec in SOURCE_SPECS for check in build_source_checks(spec)]
+source_assets = [build_source_asset(reader) for reader in READERS.values()]
+source_checks = [check for key in READERS for check in build_source_checks(key)]

@@ -34,12 +34,16 @@ def mimic_images(roots) -> dict[Variant, pl.DataFrame]:
 
 @pytest.fixture(scope="module")
 def clean(roots, mimic_images):
-    return chest_imagenome.read(roots[Variant.CLEAN], ReaderOptions(), mimic_images[Variant.CLEAN])
+    return chest_imagenome.read(
+        roots[Variant.CLEAN], ReaderOptions(), {"mimic_cxr": mimic_images[Variant.CLEAN]}
+    )
 
 
 @pytest.fixture(scope="module")
 def dirty(roots, mimic_images):
-    return chest_imagenome.read(roots[Variant.DIRTY], ReaderOptions(), mimic_images[Variant.DIRTY])
+    return chest_imagenome.read(
+        roots[Variant.DIRTY], ReaderOptions(), {"mimic_cxr": mimic_images[Variant.DIRTY]}
+    )
 
 
 def split_file_rows(root: Path) -> dict[str, list[dict]]:
@@ -151,7 +155,7 @@ def test_a_lateral_row_is_filtered(tmp_path, roots, mimic_images, clean):
     rows = test_csv.read_text().splitlines()
     rows.append(f"{len(rows) - 1},{lateral.subject_id},{lateral.study_id},{image.dicom_id},x.dcm,LATERAL")
     test_csv.write_text("\n".join(rows) + "\n")
-    tables = chest_imagenome.read(tmp_path, ReaderOptions(), mimic_images[Variant.CLEAN])
+    tables = chest_imagenome.read(tmp_path, ReaderOptions(), {"mimic_cxr": mimic_images[Variant.CLEAN]})
     assert tables.quarantine.select("file", "row", "kind", "reason").rows() == [
         ("silver_dataset/splits/test.csv", len(rows) - 1, "filtered", "lateral_view")
     ]
@@ -160,11 +164,11 @@ def test_a_lateral_row_is_filtered(tmp_path, roots, mimic_images, clean):
 
 def test_missing_folder_or_split_file_is_reported_by_name(tmp_path, roots, mimic_images):
     with pytest.raises(DatasetUnavailable, match="chest-imagenome"):
-        chest_imagenome.read(tmp_path, ReaderOptions(), mimic_images[Variant.CLEAN])
+        chest_imagenome.read(tmp_path, ReaderOptions(), {"mimic_cxr": mimic_images[Variant.CLEAN]})
     shutil.copytree(
         roots[Variant.CLEAN] / "chest-imagenome" / "silver_dataset" / "splits",
         tmp_path / "chest-imagenome" / "silver_dataset" / "splits",
     )
     (tmp_path / "chest-imagenome" / "silver_dataset" / "splits" / "valid.csv").unlink()
     with pytest.raises(DatasetUnavailable, match="valid.csv"):
-        chest_imagenome.read(tmp_path, ReaderOptions(), mimic_images[Variant.CLEAN])
+        chest_imagenome.read(tmp_path, ReaderOptions(), {"mimic_cxr": mimic_images[Variant.CLEAN]})

@@ -33,12 +33,16 @@ def mimic_tables(roots):
 
 @pytest.fixture(scope="module")
 def clean(roots, mimic_tables):
-    return ms_cxr.read(roots[Variant.CLEAN], ReaderOptions(), mimic_tables[Variant.CLEAN].images)
+    return ms_cxr.read(
+        roots[Variant.CLEAN], ReaderOptions(), {"mimic_cxr": mimic_tables[Variant.CLEAN].images}
+    )
 
 
 @pytest.fixture(scope="module")
 def dirty(roots, mimic_tables):
-    return ms_cxr.read(roots[Variant.DIRTY], ReaderOptions(), mimic_tables[Variant.DIRTY].images)
+    return ms_cxr.read(
+        roots[Variant.DIRTY], ReaderOptions(), {"mimic_cxr": mimic_tables[Variant.DIRTY].images}
+    )
 
 
 def csv_rows(root: Path) -> list[dict]:
@@ -120,13 +124,13 @@ def test_a_size_disagreeing_with_mimic_is_quarantined(tmp_path, roots, mimic_tab
         .otherwise("image_height")
         .alias("image_height")
     ).write_csv(path)
-    tables = ms_cxr.read(tmp_path, ReaderOptions(), mimic_tables[Variant.CLEAN].images)
+    tables = ms_cxr.read(tmp_path, ReaderOptions(), {"mimic_cxr": mimic_tables[Variant.CLEAN].images})
     assert tables.quarantine.select("row", "reason").rows() == [(1, "image_size_mismatch")]
 
 
 def test_missing_folder_is_reported_by_name(tmp_path, mimic_tables):
     with pytest.raises(DatasetUnavailable, match="ms-cxr"):
-        ms_cxr.read(tmp_path, ReaderOptions(), mimic_tables[Variant.CLEAN].images)
+        ms_cxr.read(tmp_path, ReaderOptions(), {"mimic_cxr": mimic_tables[Variant.CLEAN].images})
     (tmp_path / "ms-cxr").mkdir()
     with pytest.raises(DatasetUnavailable, match="MS_CXR_Local_Alignment_v1.0.0.csv"):
-        ms_cxr.read(tmp_path, ReaderOptions(), mimic_tables[Variant.CLEAN].images)
+        ms_cxr.read(tmp_path, ReaderOptions(), {"mimic_cxr": mimic_tables[Variant.CLEAN].images})

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -50,6 +51,21 @@ class SourceTables:
 
     def tables(self) -> dict[str, pl.DataFrame]:
         return {name: getattr(self, name) for name in TABLE_SCHEMAS}
+
+
+Upstream = Mapping[str, pl.DataFrame]  # the images table of each source a reader builds on, by source key
+NO_UPSTREAM: Upstream = MappingProxyType({})
+
+
+class SourceReader(Protocol):
+    """The shape of every reader module, so the source assets are built from the registry with no reader
+    special-cased. A reader building on other sources (Chest ImaGenome and MS-CXR annotate MIMIC-CXR's
+    images) names them in ``UPSTREAM``: their assets run first and ``read`` gets their images tables."""
+
+    DATASET: Dataset
+    UPSTREAM: tuple[str, ...]
+
+    def read(self, data_root: Path, options: ReaderOptions, upstream: Upstream) -> SourceTables: ...
 
 
 def require_folder(dataset: Dataset, data_root: Path) -> Path:

@@ -19,11 +19,12 @@ from pathlib import Path
 import polars as pl
 
 from radvlm_pipeline.boxes import normalise_pixel_boxes
-from radvlm_pipeline.datasets import CHEST_IMAGENOME
+from radvlm_pipeline.datasets import CHEST_IMAGENOME, MIMIC_CXR
 from radvlm_pipeline.ledger import INVALID, ROW, Ledger
 from radvlm_pipeline.sources.base import (
     ReaderOptions,
     SourceTables,
+    Upstream,
     read_csv_records,
     require_columns,
     require_file,
@@ -53,14 +54,18 @@ SCENE_GRAPHS = "silver_dataset/scene_graph"
 CORNERS = ("original_x1", "original_y1", "original_x2", "original_y2")
 
 
-def read(data_root: Path, options: ReaderOptions, mimic_images: pl.DataFrame) -> SourceTables:
+DATASET = CHEST_IMAGENOME
+UPSTREAM = (MIMIC_CXR.key,)
+
+
+def read(data_root: Path, options: ReaderOptions, upstream: Upstream) -> SourceTables:
     root = require_folder(CHEST_IMAGENOME, data_root)
     ledger = Ledger(CHEST_IMAGENOME.key)
     rows = pl.concat([_split_rows(root, stem, split) for stem, split in SPLIT_FILES.items()])
     declare(ledger, rows)
     rows = screen(ledger, rows, [missing_values(["dicom_id"])])
     rows = screen(ledger, rows, [duplicates(["dicom_id"])])
-    rows = join_mimic_images(rows, mimic_images)
+    rows = join_mimic_images(rows, upstream[MIMIC_CXR.key])
     rows = screen(ledger, rows, [*frontal_only(), not_in_mimic_images()])
 
     dicom_ids = rows["dicom_id"].to_list()

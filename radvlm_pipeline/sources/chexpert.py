@@ -37,9 +37,11 @@ from radvlm_pipeline.labels import parse_label_columns
 from radvlm_pipeline.ledger import FILTERED, INVALID, ROW, Ledger
 from radvlm_pipeline.schema import CHEXPERT_LABELS, IMAGES_SCHEMA, LABELS_SCHEMA, conform
 from radvlm_pipeline.sources.base import (
+    NO_UPSTREAM,
     DatasetUnavailable,
     ReaderOptions,
     SourceTables,
+    Upstream,
     read_csv_records,
     require_columns,
     require_folder,
@@ -74,7 +76,11 @@ class LabelFile:
     has_metadata: bool  # Sex, Age, Frontal/Lateral, AP/PA columns (not in the test labels)
 
 
-def read(data_root: Path, options: ReaderOptions) -> SourceTables:
+DATASET = CHEXPERT
+UPSTREAM: tuple[str, ...] = ()
+
+
+def read(data_root: Path, options: ReaderOptions, upstream: Upstream = NO_UPSTREAM) -> SourceTables:
     root = require_folder(CHEXPERT, data_root)
     release = next((name for name in RELEASE_FOLDERS if (root / name).is_dir()), None)
     if release is None:

@@ -41,8 +41,10 @@ from radvlm_pipeline.schema import (
     empty,
 )
 from radvlm_pipeline.sources.base import (
+    NO_UPSTREAM,
     ReaderOptions,
     SourceTables,
+    Upstream,
     read_csv_records,
     require_columns,
     require_file,
@@ -76,7 +78,11 @@ REQUIRED_COLUMNS = [
 ]
 
 
-def read(data_root: Path, options: ReaderOptions) -> SourceTables:
+DATASET = CHEXPERT_PLUS
+UPSTREAM: tuple[str, ...] = ()
+
+
+def read(data_root: Path, options: ReaderOptions, upstream: Upstream = NO_UPSTREAM) -> SourceTables:
     root = require_folder(CHEXPERT_PLUS, data_root)
     csv_path = require_file(CHEXPERT_PLUS, root, REPORTS_CSV)
     ledger = Ledger(CHEXPERT_PLUS.key)

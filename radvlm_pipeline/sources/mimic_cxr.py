@@ -34,8 +34,10 @@ from radvlm_pipeline.schema import (
     conform,
 )
 from radvlm_pipeline.sources.base import (
+    NO_UPSTREAM,
     ReaderOptions,
     SourceTables,
+    Upstream,
     read_csv_records,
     require_columns,
     require_file,
@@ -59,7 +61,11 @@ SPLIT = "mimic-cxr-2.0.0-split.csv"
 CHEXPERT = "mimic-cxr-2.0.0-chexpert.csv"
 
 
-def read(data_root: Path, options: ReaderOptions) -> SourceTables:
+DATASET = MIMIC_CXR
+UPSTREAM: tuple[str, ...] = ()
+
+
+def read(data_root: Path, options: ReaderOptions, upstream: Upstream = NO_UPSTREAM) -> SourceTables:
     root = require_folder(MIMIC_CXR, data_root)
     ledger = Ledger(MIMIC_CXR.key)
     metadata = _records(

@@ -16,11 +16,12 @@ from pathlib import Path
 import polars as pl
 
 from radvlm_pipeline.boxes import normalise_pixel_boxes, xywh_to_corners
-from radvlm_pipeline.datasets import MS_CXR
+from radvlm_pipeline.datasets import MIMIC_CXR, MS_CXR
 from radvlm_pipeline.ledger import INVALID, Ledger
 from radvlm_pipeline.sources.base import (
     ReaderOptions,
     SourceTables,
+    Upstream,
     read_csv_records,
     require_columns,
     require_file,
@@ -58,7 +59,11 @@ COLUMNS = (
 )
 
 
-def read(data_root: Path, options: ReaderOptions, mimic_images: pl.DataFrame) -> SourceTables:
+DATASET = MS_CXR
+UPSTREAM = (MIMIC_CXR.key,)
+
+
+def read(data_root: Path, options: ReaderOptions, upstream: Upstream) -> SourceTables:
     root = require_folder(MS_CXR, data_root)
     rows = read_csv_records(require_file(MS_CXR, root, ANNOTATIONS), MS_CXR)
     require_columns(rows, COLUMNS, MS_CXR, ANNOTATIONS)
@@ -70,7 +75,7 @@ def read(data_root: Path, options: ReaderOptions, mimic_images: pl.DataFrame) ->
 
     stated_width = pl.col("image_width").cast(pl.Float64, strict=False)
     stated_height = pl.col("image_height").cast(pl.Float64, strict=False)
-    rows = join_mimic_images(rows, mimic_images).with_columns(
+    rows = join_mimic_images(rows, upstream[MIMIC_CXR.key]).with_columns(
         width=pl.coalesce(stated_width, pl.col("mimic_width").cast(pl.Float64)),
         height=pl.coalesce(stated_height, pl.col("mimic_height").cast(pl.Float64)),
         size_from_mimic=stated_width.is_null() | stated_height.is_null(),

@@ -30,9 +30,11 @@ from radvlm_pipeline.images import ImageCheck, ImageProblem, check_image
 from radvlm_pipeline.ledger import FILTERED, INVALID, Ledger
 from radvlm_pipeline.schema import BOXES_SCHEMA, IMAGES_SCHEMA, REPORTS_SCHEMA, VIEWS_FRONTAL, conform
 from radvlm_pipeline.sources.base import (
+    NO_UPSTREAM,
     DatasetUnavailable,
     ReaderOptions,
     SourceTables,
+    Upstream,
     read_csv_records,
     require_columns,
     require_file,
@@ -70,7 +72,11 @@ class _Entry:
     boxes: list[dict] = field(default_factory=list)  # finding, box index, sentence, labels, raw x1..y2
 
 
-def read(data_root: Path, options: ReaderOptions) -> SourceTables:
+DATASET = PADCHEST_GR
+UPSTREAM: tuple[str, ...] = ()
+
+
+def read(data_root: Path, options: ReaderOptions, upstream: Upstream = NO_UPSTREAM) -> SourceTables:
     root = require_folder(PADCHEST_GR, data_root)
     entries = _load_entries(require_file(PADCHEST_GR, root, GROUNDED_JSON))
     image_ids = {e["ImageID"] for e in entries if isinstance(e, dict) and isinstance(e.get("ImageID"), str)}

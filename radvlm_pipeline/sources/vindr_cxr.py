@@ -30,8 +30,10 @@ from radvlm_pipeline.images import ImageProblem
 from radvlm_pipeline.ledger import INVALID, ROW, Ledger
 from radvlm_pipeline.schema import BOXES_SCHEMA, IMAGES_SCHEMA, conform
 from radvlm_pipeline.sources.base import (
+    NO_UPSTREAM,
     ReaderOptions,
     SourceTables,
+    Upstream,
     read_csv_records,
     require_columns,
     require_file,
@@ -82,7 +84,11 @@ FUSED_SCHEMA = pl.Schema(
 ANNOTATION_FILES = ((TRAIN_CSV, "train", "rad_id"), (TEST_CSV, "test", "rad_ID"))
 
 
-def read(data_root: Path, options: ReaderOptions) -> SourceTables:
+DATASET = VINDR_CXR
+UPSTREAM: tuple[str, ...] = ()
+
+
+def read(data_root: Path, options: ReaderOptions, upstream: Upstream = NO_UPSTREAM) -> SourceTables:
     root = require_folder(VINDR_CXR, data_root)
     if options.storage_root is None:
         raise ValueError(
