@@ -11,9 +11,9 @@ import time
 
 from dagster import AssetRecordsFilter, DagsterInstance, materialize
 
+from assets.policies import RAW_DATASETS
 from definitions import defs
 from radvlm_pipeline import config
-from sensors.policies import RAW_DATASETS
 
 # Step-by-step events stay in the instance (the UI shows them); the terminal gets warnings and errors.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

@@ -8,7 +8,6 @@
 - ``corpus_llava_export``: ``corpus/llava/*.json`` + ``train.yaml`` for LLaVA-NeXT training.
 """
 
-import hashlib
 from pathlib import Path
 
 import polars as pl
@@ -27,6 +26,12 @@ from dagster import (
 from pydantic import Field
 
 from assets.metadata import column_schema, preview
+from assets.policies import (
+    raw_datasets_dep_of_corpus,
+    rebuild_corpus_partition_after_release,
+    rebuild_when_upstream_changes,
+)
+from assets.versions import code_version
 from radvlm_pipeline import corpus as corpus_package
 from radvlm_pipeline.corpus import checks
 from radvlm_pipeline.corpus.build import build_eval_sets, build_partition
@@ -42,13 +47,9 @@ from radvlm_pipeline.corpus.shards import (
 )
 from radvlm_pipeline.corpus.table import CorpusConfig, partition_keys
 from radvlm_pipeline.datasets import DATASETS
+from radvlm_pipeline.markdown import markdown_table
 from radvlm_pipeline.schema import CORPUS_SCHEMA
 from resources.storage import PipelineStorage
-from sensors.policies import (
-    raw_datasets_dep_of_corpus,
-    rebuild_corpus_partition_after_release,
-    rebuild_when_upstream_changes,
-)
 
 CORPUS_PARTITIONS = StaticPartitionsDefinition(partition_keys())
 UPSTREAM = [AssetKey(key) for key in DATASETS] + [
@@ -57,15 +58,8 @@ UPSTREAM = [AssetKey(key) for key in DATASETS] + [
 ]
 
 
-def corpus_code_version() -> str:
-    """Changes with any file of the corpus package (templates included): the UI then marks it stale."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(corpus_package.__file__).parent.glob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-CODE_VERSION = corpus_code_version()
+# Any file of the corpus package (templates included): editing one marks the corpus assets stale in the UI.
+CODE_VERSION = code_version(*sorted(Path(corpus_package.__file__).parent.glob("*.py")))
 
 
 class CorpusBuildConfig(Config):
@@ -98,8 +92,7 @@ class LlavaExportConfig(Config):
 
 
 def _skipped_markdown(stats: dict[str, int]) -> MetadataValue:
-    lines = ["| step | rows |", "|---|---|"] + [f"| {k} | {v:,} |" for k, v in stats.items()]
-    return MetadataValue.md("\n".join(lines))
+    return MetadataValue.md(markdown_table(["step", "rows"], [(k, f"{v:,}") for k, v in stats.items()]))
 
 
 @asset(
@@ -122,11 +115,14 @@ def corpus_eval_sets(
             "dagster/row_count": rows.height,
             "dagster/column_schema": column_schema(CORPUS_SCHEMA),
             "rows_per_set": MetadataValue.md(
-                "| task | source | rows | steps |\n|---|---|---|---|\n"
-                + "".join(
-                    f"| {task} | {r.manifest['source']} | {r.rows.height:,} | {r.manifest['stats']} |\n"
-                    for task, r in results.items()
+                markdown_table(
+                    ["task", "source", "rows", "steps"],
+                    [
+                        (task, r.manifest["source"], f"{r.rows.height:,}", r.manifest["stats"])
+                        for task, r in results.items()
+                    ],
                 )
+                + "\n"
             ),
             "sample_instructions": MetadataValue.md(sample_instructions(rows)),
             "folder": MetadataValue.path(str(corpus_dir(storage.storage_path) / "eval")),

@@ -30,6 +30,7 @@ from PIL import Image
 from pydantic import Field
 
 from assets.metadata import image_markdown, preview
+from assets.policies import GPU_INFERENCE_POOL, LLM_POOL, rebuild_when_upstream_changes
 from radvlm_pipeline.evaluation import baselines, generation, scoring
 from radvlm_pipeline.evaluation.conversation import JUDGE_PROMPT_VERSION
 from radvlm_pipeline.evaluation.llm_calls import llm_completer
@@ -39,7 +40,6 @@ from radvlm_pipeline.llm import UsageStats
 from radvlm_pipeline.llm.settings import OFFLINE
 from resources.llm import LLMResource
 from resources.storage import PipelineStorage
-from sensors.policies import GPU_INFERENCE_POOL, LLM_POOL, rebuild_when_upstream_changes
 
 GROUP = "evaluation"
 MODELS = list(baselines.model_adapters())

@@ -6,7 +6,6 @@ partition makes only the models trained on it stale.
 """
 
 import base64
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +25,8 @@ from dagster import (
 )
 from pydantic import Field
 
+from assets.policies import TRAINING_POOL, TRAINING_RETRY
+from assets.versions import code_version
 from radvlm_pipeline.training import config as training_config
 from radvlm_pipeline.training.base_model import current_base_model, prepare_base_model
 from radvlm_pipeline.training.config import TrainConfig
@@ -39,18 +40,13 @@ from radvlm_pipeline.training.recipes import (
 from radvlm_pipeline.training.report import loss_curve_png, read_metrics
 from resources.launchers import TrainingLauncher
 from resources.storage import PipelineStorage
-from sensors.policies import TRAINING_POOL, TRAINING_RETRY
 
 RECIPE_PARTITIONS = StaticPartitionsDefinition(list(RECIPES))
 TRAINING_SOURCES = Path(training_config.__file__).parent
-
-
-def training_code_version() -> str:
-    """Changes with the training code, its defaults and the shipped DeepSpeed configs."""
-    digest = hashlib.sha256()
-    for path in sorted([*TRAINING_SOURCES.glob("*.py"), *TRAINING_SOURCES.glob("deepspeed/*.json")]):
-        digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()[:16]
+# The training code, its defaults and the shipped DeepSpeed configs.
+CODE_VERSION = code_version(
+    *sorted([*TRAINING_SOURCES.glob("*.py"), *TRAINING_SOURCES.glob("deepspeed/*.json")]), names=True
+)
 
 
 def _default(name: str):
@@ -108,7 +104,7 @@ def build_finetune_assets(corpus: AssetsDefinition | AssetKey) -> list[AssetsDef
     @asset(
         group_name="training",
         kinds={"pytorch", "huggingface"},
-        code_version=training_code_version(),
+        code_version=CODE_VERSION,
         description="The LLaVA-OneVision directory fine-tuning starts from: a configured path (the real "
         "llava-onevision-qwen2-7b-si) or the embedded tiny model, built from configs with a local tokenizer.",
     )
@@ -131,7 +127,7 @@ def build_finetune_assets(corpus: AssetsDefinition | AssetKey) -> list[AssetsDef
         kinds={"pytorch", "deepspeed"},
         partitions_def=RECIPE_PARTITIONS,
         deps=[corpus_dependency(corpus_key, corpus_keys), base_model],
-        code_version=training_code_version(),
+        code_version=CODE_VERSION,
         pool=TRAINING_POOL,
         retry_policy=TRAINING_RETRY,
         description="LLaVA-OneVision fully fine-tuned on one recipe's corpus rows (all = RadVLM, or one task "

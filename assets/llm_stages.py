@@ -5,8 +5,6 @@ their metadata which backend answered, what it cost and a sample of inputs besid
 version folds in the prompt file's hash, so editing a prompt marks them changed in the UI.
 """
 
-import hashlib
-import inspect
 from pathlib import Path
 from types import ModuleType
 
@@ -15,26 +13,22 @@ from dagster import AssetExecutionContext, AssetKey, Config, MaterializeResult, 
 from pydantic import Field
 
 from assets.metadata import counts_markdown, preview
-from radvlm_pipeline.llm import conversations, prior_removal
+from assets.policies import LLM_POOL, LLM_STEP_RETRY, rebuild_when_upstream_changes
+from assets.versions import code_version
+from radvlm_pipeline.llm import calls, conversations, endpoint, outputs, prior_removal, runner
 from radvlm_pipeline.llm.outputs import StageOutput, write_stage_output
 from radvlm_pipeline.sources.base import read_table
 from resources.llm import LLMResource
 from resources.storage import PipelineStorage
-from sensors.policies import LLM_POOL, LLM_STEP_RETRY, rebuild_when_upstream_changes
 
 CLEAN_REPORTS = "reports_without_priors"
 CONVERSATIONS = "conversations"
-_LLM_MODULES = ("calls", "endpoint", "outputs", "runner")
+_LLM_MODULES = (calls, endpoint, outputs, runner)
 
 
 def stage_code_version(stage: ModuleType) -> str:
     """The stage's prompt version plus its code and the shared LLM code: any change marks the asset stale."""
-    from radvlm_pipeline import llm
-
-    digest = hashlib.sha256(stage.PROMPT.version.encode())
-    for name in (stage.__name__.rsplit(".", 1)[1], *_LLM_MODULES):
-        digest.update(Path(inspect.getfile(llm)).with_name(f"{name}.py").read_bytes())
-    return digest.hexdigest()[:16]
+    return code_version(stage, *_LLM_MODULES, extra=stage.PROMPT.version)
 
 
 def llm_dir(storage: PipelineStorage) -> Path:

@@ -5,11 +5,7 @@ Each asset writes ``<storage_root>/sources/<dataset>/{images,reports,labels,boxe
 two splits). A missing dataset folder fails that asset alone; the others still materialize.
 """
 
-import hashlib
-import inspect
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import polars as pl
 from dagster import (
@@ -29,16 +25,17 @@ from dagster import (
 from pydantic import Field
 
 from assets.metadata import column_schema, counts_markdown, image_markdown, preview
+from assets.policies import raw_dataset_dep, rebuild_when_upstream_changes
+from assets.versions import code_version, project_modules
 from radvlm_pipeline.datasets import image_root
 from radvlm_pipeline.images import ImageCheck, draw_boxes
 from radvlm_pipeline.labels import UncertainPolicy
+from radvlm_pipeline.markdown import markdown_table
 from radvlm_pipeline.schema import IMAGES_SCHEMA
 from radvlm_pipeline.sources import base, checks
 from radvlm_pipeline.sources.base import ReaderOptions, SourceReader, SourceTables
 from radvlm_pipeline.sources.registry import READERS
 from resources.storage import PipelineStorage
-from sensors.policies import raw_dataset_dep, rebuild_when_upstream_changes
-
 
 # The readers' own defaults, so the launchpad offers what a reader called without options does.
 READER_DEFAULTS = ReaderOptions()
@@ -82,36 +79,9 @@ class SourceReaderConfig(Config):
         )
 
 
-def project_modules(root: ModuleType) -> list[ModuleType]:
-    """The module and every radvlm_pipeline module it uses, transitively (imports and from-imports)."""
-    seen: dict[str, ModuleType] = {}
-    pending = [root]
-    while pending:
-        module = pending.pop()
-        if module.__name__ in seen:
-            continue
-        seen[module.__name__] = module
-        for value in vars(module).values():
-            used = (
-                value
-                if isinstance(value, ModuleType)
-                else sys.modules.get(getattr(value, "__module__", "") or "")
-            )
-            if (
-                used is not None
-                and used.__name__.startswith("radvlm_pipeline.")
-                and used.__name__ not in seen
-            ):
-                pending.append(used)
-    return [seen[name] for name in sorted(seen)]
-
-
 def reader_code_version(reader: SourceReader) -> str:
     """Changes whenever the reader or any project module it uses changes, so the UI marks the asset stale."""
-    digest = hashlib.sha256()
-    for module in project_modules(reader):
-        digest.update(Path(inspect.getfile(module)).read_bytes())
-    return digest.hexdigest()[:16]
+    return code_version(*project_modules(reader))
 
 
 def source_metadata(tables: SourceTables, out_dir: Path, storage: PipelineStorage) -> dict:
@@ -160,9 +130,8 @@ def accounting_markdown(accounting: pl.DataFrame) -> MetadataValue:
         .agg(pl.len().alias("files"), pl.sum("rows_in", "rows_out", "rows_filtered", "rows_invalid"))
         .sort("file")
     )
-    lines = ["| file | files | rows in | out | filtered | invalid |", "|---|---|---|---|---|---|"]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in grouped.iter_rows()]
-    return MetadataValue.md("\n".join(lines))
+    header = ["file", "files", "rows in", "out", "filtered", "invalid"]
+    return MetadataValue.md(markdown_table(header, grouped.iter_rows()))
 
 
 def box_example(tables: SourceTables, storage: PipelineStorage):

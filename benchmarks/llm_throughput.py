@@ -25,8 +25,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from llm_tables import many_reports  # noqa: E402
 
 from radvlm_pipeline.llm import LLMSettings, prior_removal, run_prompts  # noqa: E402
+from radvlm_pipeline.markdown import markdown_row, markdown_table  # noqa: E402
 
 LATENCY_S = 0.2
+HEADER = ["concurrency", "requests", "seconds", "requests/s", "ideal/s", "fraction of ideal"]
 SERVER = """
 import sys, time
 sys.path[:0] = sys.argv[2:]
@@ -75,14 +77,12 @@ def main() -> None:
             f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, "
             f"Python {platform.python_version()}; date: {date.today()}; latency {LATENCY_S * 1000:.0f} ms"
         )
-        print("| concurrency | requests | seconds | requests/s | ideal/s | fraction of ideal |")
-        print("|---|---|---|---|---|---|")
+        print(markdown_table(HEADER, []))
         for concurrency in args.levels:
             count, elapsed = measure(base_url, concurrency, args.rounds)
             rate, ideal = count / elapsed, concurrency / LATENCY_S
-            print(
-                f"| {concurrency} | {count} | {elapsed:.2f} | {rate:.1f} | {ideal:.1f} | {rate / ideal:.1%} |"
-            )
+            row = [concurrency, count, f"{elapsed:.2f}", f"{rate:.1f}", f"{ideal:.1f}", f"{rate / ideal:.1%}"]
+            print(markdown_row(row))
     finally:
         server.kill()
         server.wait()

@@ -1,7 +1,7 @@
 """How the pipeline is operated: the observed dataset folders and the sensor that notices a new release
-(``dataset_releases``), the periodic re-evaluation schedule (``schedules``), and the policies the assets
-declare (``policies``: automation conditions, concurrency pools, retries).
+(``dataset_releases``), the sensor that evaluates the assets' automation conditions (``automation``), the
+backfill jobs (``jobs``) and the periodic re-evaluation schedule (``schedules``).
 
-Nothing is imported here, so that asset modules can import ``sensors.policies`` while the sensor and
-schedule modules import the assets.
+Imports run one way: these modules import ``assets``, never the reverse, which is why the policies the
+assets declare (automation conditions, concurrency pools, retries) live in ``assets.policies``.
 """

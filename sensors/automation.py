@@ -1,4 +1,4 @@
-"""The sensor that evaluates the assets' automation conditions (``sensors.policies``) and launches what
+"""The sensor that evaluates the assets' automation conditions (``assets.policies``) and launches what
 they request: the rebuild after a dataset release, and ``results_tables`` after evaluations.
 
 Off by default, like ``dataset_releases``: turn both on (UI: Automation) where the pipeline should follow
@@ -14,7 +14,7 @@ automation_conditions = AutomationConditionSensorDefinition(
     target=AssetSelection.all(),
     default_status=DefaultSensorStatus.STOPPED,
     minimum_interval_seconds=60,
-    description="Every minute, evaluates the assets' automation conditions (sensors/policies.py) and launches "
+    description="Every minute, evaluates the assets' automation conditions (assets/policies.py) and launches "
     "what they request: sources, LLM stages and corpus partitions after a dataset release, the results "
     "tables after evaluations. Training and evaluation never start by themselves.",
 )

@@ -3,7 +3,7 @@
 ``raw_datasets`` has one partition per dataset; observing it records each folder's fingerprint
 (``radvlm_pipeline.releases``) as that partition's data version. The ``dataset_releases`` sensor compares
 the folders with the versions last recorded, every few minutes, and launches an observation when one
-differs; the automation conditions of ``sensors.policies`` then re-run what depends on the changed
+differs; the automation conditions of ``assets.policies`` then re-run what depends on the changed
 datasets, and nothing else.
 """
 
@@ -27,10 +27,10 @@ from dagster import (
     sensor,
 )
 
+from assets.policies import DATASET_PARTITIONS, RAW_DATASETS
 from radvlm_pipeline import releases
 from radvlm_pipeline.datasets import DATASETS
 from resources.storage import PipelineStorage
-from sensors.policies import DATASET_PARTITIONS, RAW_DATASETS
 
 CHANGED_DATASETS_TAG = "radvlm/changed_datasets"
 

@@ -21,13 +21,13 @@ from dagster import (
     materialize,
 )
 
+from assets.policies import GPU_INFERENCE_POOL, LLM_POOL, TRAINING_POOL
 from definitions import defs
 from radvlm_pipeline import releases
 from radvlm_pipeline.config import BUNDLED_SAMPLE_ROOT, PROJECT_ROOT
 from radvlm_pipeline.datasets import DATASETS
 from resources.storage import PipelineStorage
 from sensors.dataset_releases import CHANGED_DATASETS_TAG, dataset_releases, raw_datasets, recorded_versions
-from sensors.policies import GPU_INFERENCE_POOL, LLM_POOL, TRAINING_POOL
 from sensors.schedules import weekly_reevaluation
 
 GRAPH = defs.resolve_asset_graph()

@@ -23,6 +23,7 @@ from dagster import (
 )
 from fake_openai_server import FakeOpenAI
 
+from assets.policies import RAW_DATASETS
 from definitions import defs
 from radvlm_pipeline.config import BUNDLED_SAMPLE_ROOT
 from radvlm_pipeline.datasets import DATASETS, MIMIC_CXR
@@ -31,7 +32,6 @@ from radvlm_pipeline.sample_data import mimic
 from resources.llm import LLMResource
 from resources.storage import PipelineStorage
 from sensors.dataset_releases import CHANGED_DATASETS_TAG, dataset_releases
-from sensors.policies import RAW_DATASETS
 
 SEED = 0  # the bundled sample's seed
 EVERYTHING = [*defs.assets, *defs.asset_checks]

@@ -1,6 +1,10 @@
 """The phrasings: enough of them per task, and every placeholder one the task's builder fills."""
 
+import os
 import re
+import subprocess
+import sys
+from dataclasses import replace
 
 import pytest
 
@@ -60,6 +64,24 @@ def test_no_template_has_stray_braces():
             assert text.count("{") == text.count("}")
 
 
-def test_fingerprint_is_stable_within_a_process():
-    assert templates_fingerprint() == templates_fingerprint()
-    assert len(templates_fingerprint()) == 64
+def test_fingerprint_changes_when_a_phrasing_is_edited_or_added(monkeypatch):
+    before = templates_fingerprint()
+    edited = replace(REPORT, questions=(REPORT.questions[0] + " Be brief.", *REPORT.questions[1:]))
+    monkeypatch.setitem(TEMPLATE_SETS, REPORT.name, edited)
+    after_edit = templates_fingerprint()
+    added = replace(
+        edited, answers={**edited.answers, "report": (*edited.answers["report"], "Findings: {report}")}
+    )
+    monkeypatch.setitem(TEMPLATE_SETS, REPORT.name, added)
+    assert len({before, after_edit, templates_fingerprint()}) == 3
+
+
+def test_fingerprint_is_the_same_in_another_process():
+    """Recorded in each partition's manifest and compared across builds: no hash() or set order in it."""
+    code = (
+        "from radvlm_pipeline.corpus.templates import templates_fingerprint; print(templates_fingerprint())"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    other = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert other.stdout.strip() == templates_fingerprint()
+    assert re.fullmatch(r"[0-9a-f]{64}", templates_fingerprint())

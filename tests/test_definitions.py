@@ -1,6 +1,13 @@
-"""The code location loads, and every asset explains itself in the UI."""
+"""The code location loads, every asset explains itself in the UI, and imports run one way."""
+
+import ast
+from pathlib import Path
+
+import pytest
 
 from definitions import defs
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_definitions_load_and_validate():
@@ -34,3 +41,29 @@ def test_source_assets_in_sources_group():
         "ms_cxr",
         "padchest_gr",
     }
+
+
+def imported_packages(package: str) -> set[str]:
+    """The top-level packages the modules of ``package`` import."""
+    found = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize(
+    "package, never",
+    [
+        ("radvlm_pipeline", {"dagster", "assets", "resources", "sensors", "definitions"}),
+        ("resources", {"assets", "sensors", "definitions"}),
+        ("assets", {"sensors", "definitions"}),
+    ],
+)
+def test_imports_run_one_way(package, never):
+    """The domain library runs without Dagster; resources and assets never import what is built on them
+    (the sensors import the assets: the other way would be a loop)."""
+    assert not imported_packages(package) & never

@@ -7,6 +7,7 @@ from typing import Any
 import polars as pl
 
 from radvlm_pipeline.corpus.table import TABLE_1, partition_keys
+from radvlm_pipeline.markdown import markdown_table
 
 # The paper's Table 1 (samples before repetition, evaluation rows), to compare a build against.
 PAPER_TABLE_1: dict[str, tuple[int, int | None]] = {
@@ -34,10 +35,7 @@ def table1_markdown(manifest: dict[str, Any]) -> str:
     """Rows per Table 1 row as ``samples x repetition``, evaluation rows beside the row of their source
     (as in the paper), and the paper's figures for comparison."""
     evaluation = {(e["task"], e["source"]): e["rows"] for e in manifest["eval_sets"].values()}
-    lines = [
-        "| Task | Source | Image-instruction pairs | Evaluation | Paper pairs | Paper evaluation |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows = []
     built = manifest["partitions"]
     for key in [*partition_keys(), *sorted(set(built) - set(partition_keys()))]:
         task, source = key.split("__", 1)
@@ -46,17 +44,23 @@ def table1_markdown(manifest: dict[str, Any]) -> str:
         repeat = p["repeat"] if p else next((r.repeat for r in TABLE_1 if r.key == key), 1)
         pairs = f"{p['samples']:,} × {repeat} = {p['rows']:,}" if p else "(not built)"
         paper_pairs = "-" if paper_samples is None else f"{paper_samples:,} × {repeat}"
-        lines.append(
-            f"| {task} | {source} | {pairs} | {_n(evaluation.pop((task, source), None))} "
-            f"| {paper_pairs} | {_n(paper_eval)} |"
+        rows.append(
+            [task, source, pairs, _n(evaluation.pop((task, source), None)), paper_pairs, _n(paper_eval)]
         )
-    for (task, source), rows in sorted(evaluation.items()):  # an evaluation set with no training row
-        lines.append(f"| {task} | {source} | - | {rows:,} | - | - |")
-    lines.append(
-        f"| **Total** | | **{manifest['training_rows']:,}** | **{manifest['evaluation_rows']:,}** "
-        f"| **{PAPER_TOTAL:,}** | |"
+    for (task, source), count in sorted(evaluation.items()):  # an evaluation set with no training row
+        rows.append([task, source, "-", f"{count:,}", "-", "-"])
+    rows.append(
+        [
+            "**Total**",
+            "",
+            f"**{manifest['training_rows']:,}**",
+            f"**{manifest['evaluation_rows']:,}**",
+            f"**{PAPER_TOTAL:,}**",
+            "",
+        ]
     )
-    return "\n".join(lines) + "\n"
+    header = ["Task", "Source", "Image-instruction pairs", "Evaluation", "Paper pairs", "Paper evaluation"]
+    return markdown_table(header, rows) + "\n"
 
 
 def sample_instructions(rows: pl.DataFrame, per_task: int = 1, max_chars: int = 400) -> str:

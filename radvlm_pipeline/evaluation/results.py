@@ -29,6 +29,7 @@ from radvlm_pipeline.evaluation.scoring import (
     TaskEvaluation,
     read_task_evaluation,
 )
+from radvlm_pipeline.markdown import markdown_table
 from radvlm_pipeline.schema import CHEXPERT_LABELS
 
 # The paper's numbers, by our model partition name (RadVLM = the "all" recipe).
@@ -190,19 +191,18 @@ def render_table(
         for c in columns
         for title in ([f"{c.title} (ours)", f"{c.title} (paper)"] if c.paper else [c.title])
     ]
-    header = "| Model | " + " | ".join(titles) + " |"
-    lines = (
-        [f"### {title}", ""] + ([caption, ""] if caption else []) + [header, "|---" * (1 + len(titles)) + "|"]
-    )
+    body = []
     for model in rows:
-        cells = []
+        cells = [adapters[model].title]
         for column in columns:
             applies = column.task in adapters[model].tasks
             cells.append(_cell(evaluations.get(column.task, model), column, notes) if applies else "-")
             if column.paper:
                 paper = column.paper.get(model)
                 cells.append(f"{paper:.{column.digits}f}" if paper is not None else "-")
-        lines.append(f"| {adapters[model].title} | " + " | ".join(cells) + " |")
+        body.append(cells)
+    table = markdown_table(["Model", *titles], body)
+    lines = [f"### {title}", ""] + ([caption, ""] if caption else []) + [table]
     if notes:
         lines += [""] + [f"[{number}] {text}" for text, number in notes.items()]
     return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """What the assets declare about how they are operated: when they re-run by themselves, which concurrency
 pool they queue in, and how they retry. Kept apart from the asset modules so the whole policy reads in one
-place; ``dagster.yaml`` sets the pools' limits.
+place; ``dagster.yaml`` sets the pools' limits. Here rather than in ``sensors``, which imports the assets:
+imports run one way.
 
 Re-runs after a new dataset release (``sensors.dataset_releases`` observes the folders):
 
