@@ -13,7 +13,7 @@ from dagster import AssetRecordsFilter, DagsterInstance, materialize
 
 from assets.policies import RAW_DATASETS
 from definitions import defs
-from radvlm_pipeline import config
+from radvlm_pipeline import layout
 
 # Step-by-step events stay in the instance (the UI shows them); the terminal gets warnings and errors.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -108,7 +108,7 @@ def main() -> int:
         f"Materialized {len(asset_graph.materializable_asset_keys)} assets in {elapsed:.0f} s "
         f"into the Dagster instance at {instance.root_directory}."
     )
-    print(f"Data root: {config.data_root()}   Outputs: {config.storage_root()}")
+    print(f"Data root: {layout.data_root()}   Outputs: {layout.storage_root()}")
     for key in sorted(asset_graph.materializable_asset_keys, key=lambda k: k.to_user_string()):
         print(f"  {key.to_user_string():32s} {summary(instance, key)}")
     print(f"Demo budget: {DEMO_OP_CONFIG} (run config of those materializations).")

@@ -39,8 +39,6 @@ from radvlm_pipeline.corpus.catalog import write_catalog
 from radvlm_pipeline.corpus.llava import export_llava, image_roots
 from radvlm_pipeline.corpus.report import sample_instructions, table1_markdown
 from radvlm_pipeline.corpus.shards import (
-    SHARDS,
-    corpus_dir,
     partition_manifests,
     shard_paths,
     write_corpus_manifest,
@@ -125,7 +123,7 @@ def corpus_eval_sets(
                 + "\n"
             ),
             "sample_instructions": MetadataValue.md(sample_instructions(rows)),
-            "folder": MetadataValue.path(str(corpus_dir(storage.storage_path) / "eval")),
+            "folder": MetadataValue.path(str(storage.layout.corpus.eval_sets)),
         }
     )
 
@@ -159,9 +157,7 @@ def corpus(
             "config_fingerprint": manifest["config_fingerprint"],
             "sample_instructions": MetadataValue.md(sample_instructions(result.rows, per_task=3)),
             "preview": preview(result.rows.select("id", "split", "image_path", "template_id", "turns")),
-            "folder": MetadataValue.path(
-                str(corpus_dir(storage.storage_path) / SHARDS / context.partition_key)
-            ),
+            "folder": MetadataValue.path(str(storage.layout.corpus.partition(context.partition_key))),
         }
     )
 
@@ -177,7 +173,7 @@ def corpus(
     "manifest). Table 1 is recomputed here from the files; the corpus checks run on this asset.",
 )
 def corpus_catalog(context: AssetExecutionContext, storage: PipelineStorage) -> MaterializeResult:
-    root = corpus_dir(storage.storage_path)
+    root = storage.layout.corpus
     manifest = write_corpus_manifest(root)
     catalog = write_catalog(root)
     fingerprints = sorted(
@@ -189,7 +185,7 @@ def corpus_catalog(context: AssetExecutionContext, storage: PipelineStorage) -> 
     first_rows = (
         pl.concat(
             [
-                pl.read_parquet(root / SHARDS / key / p["files"][0]["file"], n_rows=1)
+                pl.read_parquet(root.partition(key) / p["files"][0]["file"], n_rows=1)
                 for key, p in partition_manifests(root).items()
             ]
         )
@@ -205,7 +201,7 @@ def corpus_catalog(context: AssetExecutionContext, storage: PipelineStorage) -> 
             "sample_instructions": MetadataValue.md(sample_instructions(first_rows)),
             "config_fingerprints": ", ".join(fingerprints),
             "catalog": MetadataValue.path(str(catalog)),
-            "manifest": MetadataValue.path(str(root / "manifest.json")),
+            "manifest": MetadataValue.path(str(root.manifest)),
         }
     )
 
@@ -232,9 +228,7 @@ def _check_result(outcome: checks.CheckOutcome, what: str) -> AssetCheckResult:
     "training row (MIMIC-CXR, Chest ImaGenome and MS-CXR share patients; so do CheXpert and CheXpert-Plus).",
 )
 def no_test_patient_in_training(storage: PipelineStorage) -> AssetCheckResult:
-    return _check_result(
-        checks.no_held_out_patient_in_training(corpus_dir(storage.storage_path)), "training rows"
-    )
+    return _check_result(checks.no_held_out_patient_in_training(storage.layout.corpus), "training rows")
 
 
 @asset_check(
@@ -243,7 +237,7 @@ def no_test_patient_in_training(storage: PipelineStorage) -> AssetCheckResult:
     description="Every image a training or evaluation row points to exists under its root.",
 )
 def every_image_exists(storage: PipelineStorage) -> AssetCheckResult:
-    outcome = checks.images_exist(corpus_dir(storage.storage_path), storage.data_path, storage.storage_path)
+    outcome = checks.images_exist(storage.layout.corpus, storage.data_path, storage.storage_path)
     return _check_result(outcome, "images")
 
 
@@ -253,7 +247,7 @@ def every_image_exists(storage: PipelineStorage) -> AssetCheckResult:
     description="Every target box is normalised to [0, 1] with x1 < x2 and y1 < y2.",
 )
 def every_box_in_range(storage: PipelineStorage) -> AssetCheckResult:
-    return _check_result(checks.boxes_in_range(corpus_dir(storage.storage_path)), "boxes")
+    return _check_result(checks.boxes_in_range(storage.layout.corpus), "boxes")
 
 
 @asset_check(
@@ -262,7 +256,7 @@ def every_box_in_range(storage: PipelineStorage) -> AssetCheckResult:
     description="The evaluation's box parser reads back, from every answer, the boxes the row was built from.",
 )
 def every_answer_parses_back(storage: PipelineStorage) -> AssetCheckResult:
-    return _check_result(checks.answers_parse_back(corpus_dir(storage.storage_path)), "answers with boxes")
+    return _check_result(checks.answers_parse_back(storage.layout.corpus), "answers with boxes")
 
 
 @asset(
@@ -275,11 +269,11 @@ def every_answer_parses_back(storage: PipelineStorage) -> AssetCheckResult:
     "absolute under the configured roots) and the mixture file corpus/llava/train.yaml for --data_path.",
 )
 def corpus_llava_export(config: LlavaExportConfig, storage: PipelineStorage) -> MaterializeResult:
-    root = corpus_dir(storage.storage_path)
+    root = storage.layout.corpus
     paths = shard_paths(root)
     if not paths:
         raise FileNotFoundError(
-            f"no corpus partition under {root / SHARDS}: materialize corpus partitions first."
+            f"no corpus partition under {root.shards}: materialize corpus partitions first."
         )
     used = pl.scan_parquet(paths).select("image_dataset").unique().collect()["image_dataset"].to_list()
     roots = image_roots(sorted(used), storage.data_path, storage.storage_path, config.image_roots)
@@ -289,7 +283,7 @@ def corpus_llava_export(config: LlavaExportConfig, storage: PipelineStorage) -> 
             "dagster/row_count": sum(written.values()),
             "files": MetadataValue.json(written),
             "image_roots": MetadataValue.json({k: str(v) for k, v in roots.items()}),
-            "mixture": MetadataValue.path(str(root / "llava" / "train.yaml")),
+            "mixture": MetadataValue.path(str(root.llava_mixture)),
         }
     )
 

@@ -113,7 +113,7 @@ def eval_answers(
     generated = [task for task, info in outcome.tasks.items() if info["status"] == "generated"]
     metadata["answers"] = sum(outcome.tasks[task]["rows"] for task in generated)
     if generated:
-        sample = generation.answers_path(storage.storage_path, model, generated[0])
+        sample = storage.layout.answers(model, generated[0])
         metadata["sample_answers"] = preview(
             pl.read_parquet(sample).select("id", "task", answer=pl.col("answers").list.last())
         )

@@ -27,6 +27,7 @@ from pydantic import Field
 
 from assets.policies import TRAINING_POOL, TRAINING_RETRY
 from assets.versions import code_version
+from radvlm_pipeline.layout import RunLayout
 from radvlm_pipeline.training import config as training_config
 from radvlm_pipeline.training.base_model import current_base_model, prepare_base_model
 from radvlm_pipeline.training.config import TrainConfig
@@ -144,18 +145,18 @@ def build_finetune_assets(corpus: AssetsDefinition | AssetKey) -> list[AssetsDef
         run_config = recipe_train_config(
             recipe, storage.storage_path, storage.data_path, base["path"], **config.model_dump()
         )
-        output_dir = Path(run_config.output_dir)
-        config_path = run_config.to_yaml(output_dir / "train_config.yaml")
+        run = RunLayout(Path(run_config.output_dir))
+        config_path = run_config.to_yaml(run.config)
         shard_files = [Path(f) for f in run_config.shard_files]
         counts = rows_per_task(shard_files)
         # What the weights depend on: settings, base model and the corpus bytes.
         version = f"{run_config.config_hash()}-{base['fingerprint']}-{shards_fingerprint(shard_files)}"
         context.log.info(f"training {recipe} on {counts} with {training_launcher.describe()}")
         invocation = training_launcher.launch(
-            context, config_path, output_dir / "jobs" / context.run_id, extras={"recipe": recipe}
+            context, config_path, run.job(context.run_id), extras={"recipe": recipe}
         )
         reported = invocation.get_materialize_result().metadata or {}
-        metrics = read_metrics(output_dir / "metrics.jsonl")
+        metrics = read_metrics(run.metrics)
         png = base64.b64encode(loss_curve_png(metrics, f"{recipe}: training loss")).decode()
         return MaterializeResult(
             metadata={
@@ -168,7 +169,7 @@ def build_finetune_assets(corpus: AssetsDefinition | AssetKey) -> list[AssetsDef
                 "config": MetadataValue.path(str(config_path)),
                 "launcher": training_launcher.describe(),
                 "loss_curve": MetadataValue.md(f"![loss curve](data:image/png;base64,{png})"),
-                "output_path": MetadataValue.path(str(output_dir / "final")),
+                "output_path": MetadataValue.path(str(run.final)),
             },
             data_version=DataVersion(version),
         )

@@ -15,24 +15,19 @@ from pydantic import Field
 from assets.metadata import counts_markdown, preview
 from assets.policies import LLM_POOL, LLM_STEP_RETRY, rebuild_when_upstream_changes
 from assets.versions import code_version
+from radvlm_pipeline.layout import CLEAN_REPORTS, CONVERSATIONS
 from radvlm_pipeline.llm import calls, conversations, endpoint, outputs, prior_removal, runner
 from radvlm_pipeline.llm.outputs import StageOutput, write_stage_output
 from radvlm_pipeline.sources.base import read_table
 from resources.llm import LLMResource
 from resources.storage import PipelineStorage
 
-CLEAN_REPORTS = "reports_without_priors"
-CONVERSATIONS = "conversations"
 _LLM_MODULES = (calls, endpoint, outputs, runner)
 
 
 def stage_code_version(stage: ModuleType) -> str:
     """The stage's prompt version plus its code and the shared LLM code: any change marks the asset stale."""
     return code_version(stage, *_LLM_MODULES, extra=stage.PROMPT.version)
-
-
-def llm_dir(storage: PipelineStorage) -> Path:
-    return storage.storage_path / "llm"
 
 
 SOURCE_TABLES = ("images", "reports", "labels", "boxes")
@@ -46,16 +41,14 @@ def _source_tables(storage: PipelineStorage, sources: tuple[str, ...], required:
     """
     tables, skipped = {}, {}
     for source in sources:
-        missing = [
-            name for name in SOURCE_TABLES if not (storage.source_dir(source) / f"{name}.parquet").is_file()
-        ]
+        missing = [name for name in SOURCE_TABLES if not storage.layout.source_table(source, name).is_file()]
         if missing:
-            reason = f"no {', '.join(missing)} tables under {storage.source_dir(source)}: materialize '{source}' first"
+            reason = f"no {', '.join(missing)} tables under {storage.layout.source_dir(source)}: materialize '{source}' first"
             if source == required:
                 raise FileNotFoundError(reason)
             skipped[source] = reason
         else:
-            tables[source] = {name: read_table(storage.source_dir(source), name) for name in SOURCE_TABLES}
+            tables[source] = {name: read_table(storage.layout, source, name) for name in SOURCE_TABLES}
     return tables, skipped
 
 
@@ -97,7 +90,7 @@ def reports_without_priors(
     reports = pl.concat([source["reports"] for source in tables.values()])
     context.log.info(f"cleaning {reports.height} reports with backend {llm.backend_label}")
     output = prior_removal.remove_priors(reports, llm.run, llm.backend_label)
-    written = write_stage_output(output, llm_dir(storage), CLEAN_REPORTS)
+    written = write_stage_output(output, storage.layout, CLEAN_REPORTS)
     return MaterializeResult(metadata=_metadata(output, llm, written, ["source", "status"], skipped))
 
 
@@ -133,12 +126,12 @@ def conversations_asset(
         (conversations.STANDARD_SOURCE, *conversations.GROUNDED_SOURCES),
         required=conversations.STANDARD_SOURCE,
     )
-    clean_reports = pl.read_parquet(llm_dir(storage) / f"{CLEAN_REPORTS}.parquet")
+    clean_reports = pl.read_parquet(storage.layout.llm_output(CLEAN_REPORTS))
     output = conversations.build_conversations(
         tables, clean_reports, llm.run, llm.backend_label, config.max_attempts
     )
     context.log.info(f"{output.table.height} conversations, {output.quarantine.height} quarantined")
-    written = write_stage_output(output, llm_dir(storage), CONVERSATIONS)
+    written = write_stage_output(output, storage.layout, CONVERSATIONS)
     return MaterializeResult(metadata=_metadata(output, llm, written, ["source", "kind", "split"], skipped))
 
 

@@ -27,9 +27,9 @@ from pydantic import Field
 from assets.metadata import column_schema, counts_markdown, image_markdown, preview
 from assets.policies import raw_dataset_dep, rebuild_when_upstream_changes
 from assets.versions import code_version, project_modules
-from radvlm_pipeline.datasets import image_root
 from radvlm_pipeline.images import ImageCheck, draw_boxes
 from radvlm_pipeline.labels import UncertainPolicy
+from radvlm_pipeline.layout import image_root
 from radvlm_pipeline.markdown import markdown_table
 from radvlm_pipeline.schema import IMAGES_SCHEMA
 from radvlm_pipeline.sources import base, checks
@@ -84,13 +84,13 @@ def reader_code_version(reader: SourceReader) -> str:
     return code_version(*project_modules(reader))
 
 
-def source_metadata(tables: SourceTables, out_dir: Path, storage: PipelineStorage) -> dict:
+def source_metadata(tables: SourceTables, source: str, storage: PipelineStorage) -> dict:
     images = tables.images
     quarantine = tables.quarantine
     metadata = {
         "dagster/row_count": images.height,
         "dagster/column_schema": column_schema(IMAGES_SCHEMA),
-        "output_folder": MetadataValue.path(str(out_dir)),
+        "output_folder": MetadataValue.path(str(storage.layout.source_dir(source))),
         "images_by_split": counts_markdown(images, ["split"]),
         "reports": tables.reports.height,
         "label_rows": tables.labels.height,
@@ -108,7 +108,7 @@ def source_metadata(tables: SourceTables, out_dir: Path, storage: PipelineStorag
         )
         example = box_example(tables, storage)
         if example is not None:
-            example.save(out_dir / "boxes_example.png")
+            example.save(storage.layout.source_boxes_example(source))
             metadata["boxes_example"] = image_markdown(
                 example, "An image of this source with its boxes drawn"
             )
@@ -184,19 +184,18 @@ def build_source_asset(reader: SourceReader) -> AssetsDefinition:
         options = config.reader_options(storage.storage_path)
         try:
             upstream = {
-                source: base.read_table(storage.source_dir(source), "images") for source in reader.UPSTREAM
+                source: base.read_table(storage.layout, source, "images") for source in reader.UPSTREAM
             }
             tables = reader.read(storage.data_path, options, upstream)
         except base.DatasetUnavailable as exc:
             # What a person must fix, without a stack trace; the other sources still materialize.
             raise Failure(description=str(exc), metadata={"data_root": str(storage.data_path)}) from exc
-        out_dir = storage.source_dir(dataset.key)
-        base.write_tables(tables, out_dir)
+        base.write_tables(tables, storage.layout, dataset.key)
         context.log.info(
             f"{dataset.key}: {tables.images.height} images, {tables.reports.height} reports, "
             f"{tables.boxes.height} boxes, {tables.quarantine.height} rows quarantined"
         )
-        return MaterializeResult(metadata=source_metadata(tables, out_dir, storage))
+        return MaterializeResult(metadata=source_metadata(tables, dataset.key, storage))
 
     return source_asset
 
@@ -220,10 +219,10 @@ def build_source_checks(key: str) -> list[AssetChecksDefinition]:
         description="Every input row is in an output table or in quarantine (rows in = out + quarantined).",
     )
     def rows_accounted(storage: PipelineStorage) -> AssetCheckResult:
-        out_dir = storage.source_dir(key)
         return result(
             checks.accounting_problems(
-                base.read_table(out_dir, "accounting"), base.read_table(out_dir, "quarantine")
+                base.read_table(storage.layout, key, "accounting"),
+                base.read_table(storage.layout, key, "quarantine"),
             ),
             "every row accounted for",
         )
@@ -235,15 +234,13 @@ def build_source_checks(key: str) -> list[AssetChecksDefinition]:
         description="Every box normalised to [0, 1] with x1 < x2 and y1 < y2.",
     )
     def boxes_in_range(storage: PipelineStorage) -> AssetCheckResult:
-        return result(
-            checks.box_problems(base.read_table(storage.source_dir(key), "boxes")), "all boxes valid"
-        )
+        return result(checks.box_problems(base.read_table(storage.layout, key, "boxes")), "all boxes valid")
 
     @asset_check(
         asset=key, name="images_decode", description="Every image the tables reference exists and decodes."
     )
     def images_decode(storage: PipelineStorage) -> AssetCheckResult:
-        images = base.read_table(storage.source_dir(key), "images")
+        images = base.read_table(storage.layout, key, "images")
         return result(
             checks.image_problems(images, storage.data_path, storage.storage_path), "all images decode"
         )
@@ -255,7 +252,7 @@ def build_source_checks(key: str) -> list[AssetChecksDefinition]:
         description="No patient appears in two splits (a leak would inflate test metrics).",
     )
     def no_patient_in_two_splits(storage: PipelineStorage) -> AssetCheckResult:
-        images = base.read_table(storage.source_dir(key), "images")
+        images = base.read_table(storage.layout, key, "images")
         return result(checks.split_leak_problems(images), "no patient in two splits")
 
     return [rows_accounted, boxes_in_range, images_decode, no_patient_in_two_splits]

@@ -26,9 +26,9 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from radvlm_pipeline.corpus.inputs import CLEAN_REPORTS_FILE, CONVERSATIONS_FILE  # noqa: E402
+from radvlm_pipeline.layout import CLEAN_REPORTS, CONVERSATIONS, StorageLayout  # noqa: E402
 from radvlm_pipeline.schema import CHEXPERT_LABELS, CLEAN_REPORTS_SCHEMA, CONVERSATIONS_SCHEMA, TABLE_SCHEMAS  # noqa: E402
-from radvlm_pipeline.sources.base import SourceTables, source_output_dir, write_tables  # noqa: E402
+from radvlm_pipeline.sources.base import SourceTables, write_tables  # noqa: E402
 
 REGIONS = [f"region {i}" for i in range(29)]
 VINDR_CLASSES = [
@@ -155,9 +155,7 @@ def write_inputs(storage: Path) -> dict[str, int]:
     per_study = mimic.unique("study_id", maintain_order=True).select(
         "source", "study_id", "subject_id", "split"
     )
-    write_tables(
-        SourceTables(images=mimic, labels=labels(per_study)), source_output_dir(storage, "mimic_cxr")
-    )
+    write_tables(SourceTables(images=mimic, labels=labels(per_study)), StorageLayout(storage), "mimic_cxr")
     status = np.where(
         RNG.random(per_study.height) < 0.977,
         "ok",
@@ -194,7 +192,8 @@ def write_inputs(storage: Path) -> dict[str, int]:
             images=chexpert,
             labels=labels(chexpert.select("source", "image_id", "study_id", "subject_id", "split")),
         ),
-        source_output_dir(storage, "chexpert"),
+        StorageLayout(storage),
+        "chexpert",
     )
     plus = images(
         "chexpert_plus",
@@ -206,7 +205,7 @@ def write_inputs(storage: Path) -> dict[str, int]:
         pl.format("train/cp{}.jpg", pl.col("i")),
         178_368,
     )
-    write_tables(SourceTables(images=plus), source_output_dir(storage, "chexpert_plus"))
+    write_tables(SourceTables(images=plus), StorageLayout(storage), "chexpert_plus")
     clean_plus = (
         plus.select("source", "study_id", "subject_id", "image_id", "split")
         .with_columns(
@@ -217,10 +216,10 @@ def write_inputs(storage: Path) -> dict[str, int]:
         )
         .with_columns(report_clean=pl.col("report"))
     )
-    (storage / CLEAN_REPORTS_FILE).parent.mkdir(parents=True, exist_ok=True)
+    StorageLayout(storage).llm_dir.mkdir(parents=True, exist_ok=True)
     pl.concat([clean_mimic, clean_plus], how="diagonal").select(
         [pl.col(c).cast(t) for c, t in CLEAN_REPORTS_SCHEMA.items()]
-    ).write_parquet(storage / CLEAN_REPORTS_FILE)
+    ).write_parquet(StorageLayout(storage).llm_output(CLEAN_REPORTS))
 
     # Chest ImaGenome: 240,000 MIMIC images (10,000 test) x 29 regions, capped to 80,000 in training.
     n = 240_000
@@ -243,7 +242,8 @@ def write_inputs(storage: Path) -> dict[str, int]:
     )
     write_tables(
         SourceTables(images=genome, boxes=boxes(regions, "chest_imagenome", "region")),
-        source_output_dir(storage, "chest_imagenome"),
+        StorageLayout(storage),
+        "chest_imagenome",
     )
     sizes["chest_imagenome region boxes"] = regions.height
 
@@ -273,7 +273,8 @@ def write_inputs(storage: Path) -> dict[str, int]:
     )
     write_tables(
         SourceTables(images=vindr, boxes=boxes(findings, "vindr_cxr", "finding")),
-        source_output_dir(storage, "vindr_cxr"),
+        StorageLayout(storage),
+        "vindr_cxr",
     )
 
     # MS-CXR (900 train + 170 test images, 1-2 phrases each) and PadChest-GR (2,600 + 800 images).
@@ -304,7 +305,8 @@ def write_inputs(storage: Path) -> dict[str, int]:
         )
         write_tables(
             SourceTables(images=frame, boxes=boxes(phrases, source, "phrase")),
-            source_output_dir(storage, source),
+            StorageLayout(storage),
+            source,
         )
         if source == "ms_cxr":
             ms_images = frame
@@ -332,7 +334,7 @@ def write_inputs(storage: Path) -> dict[str, int]:
         for chosen, kind in picks
     ]
     pl.concat(frames).select([pl.col(c).cast(t) for c, t in CONVERSATIONS_SCHEMA.items()]).write_parquet(
-        storage / CONVERSATIONS_FILE
+        StorageLayout(storage).llm_output(CONVERSATIONS)
     )
     sizes["conversations"] = sum(f.height for f in frames)
     return sizes
@@ -348,7 +350,7 @@ def build(storage: Path) -> dict:
     from radvlm_pipeline.corpus.build import build_eval_sets, build_partition
     from radvlm_pipeline.corpus.catalog import write_catalog
     from radvlm_pipeline.corpus.llava import export_llava, image_roots
-    from radvlm_pipeline.corpus.shards import corpus_dir, write_corpus_manifest
+    from radvlm_pipeline.corpus.shards import write_corpus_manifest
     from radvlm_pipeline.corpus.table import CorpusConfig
 
     config = CorpusConfig()
@@ -360,7 +362,7 @@ def build(storage: Path) -> dict:
         began = time.perf_counter()
         build_partition(storage, row.key, config)
         timings[f"{row.key}_s"] = time.perf_counter() - began
-    root = corpus_dir(storage)
+    root = StorageLayout(storage).corpus
     manifest = write_corpus_manifest(root)
     write_catalog(root)
     result = {

@@ -66,7 +66,7 @@ def main() -> None:
 
     import torch
 
-    from radvlm_pipeline.datasets import image_root
+    from radvlm_pipeline.layout import RunLayout, image_root
     from radvlm_pipeline.training.config import TrainConfig
     from radvlm_pipeline.training.data import load_image, load_training_rows
     from radvlm_pipeline.training.processing import collate, load_processor
@@ -102,7 +102,7 @@ def main() -> None:
         log_every_steps=10,
     )
     summary = train(config)
-    metrics = read_metrics(args.work / "run" / "metrics.jsonl")
+    metrics = read_metrics(RunLayout(args.work / "run").metrics)
 
     # Sequence length and vision patches per sample, from one real batch of this data.
     processor = load_processor(model_dir)

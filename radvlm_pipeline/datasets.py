@@ -68,16 +68,3 @@ PADCHEST_GR = Dataset(
 DATASETS: dict[str, Dataset] = {
     d.key: d for d in (MIMIC_CXR, CHEXPERT, CHEXPERT_PLUS, CHEST_IMAGENOME, VINDR_CXR, MS_CXR, PADCHEST_GR)
 }
-
-# Image roots that are not a dataset folder: images the pipeline converted itself (VinDr-CXR DICOM ->
-# 8-bit PNG) live under the storage root. An images table names the root of each path in `dataset`.
-DERIVED_IMAGE_ROOTS = {"vindr_cxr_png": Path("derived") / "vindr-cxr-png"}
-
-
-def image_root(dataset: str, data_root: Path, storage_root: Path) -> Path:
-    """The folder an images-table `path` is relative to."""
-    if dataset in DATASETS:
-        return DATASETS[dataset].root(data_root)
-    if dataset in DERIVED_IMAGE_ROOTS:
-        return storage_root / DERIVED_IMAGE_ROOTS[dataset]
-    raise KeyError(f"unknown image root {dataset!r}")

@@ -28,7 +28,6 @@ from dagster import (
 )
 from pydantic import Field
 
-from radvlm_pipeline.config import PROJECT_ROOT
 from radvlm_pipeline.launch.commands import (
     CLUSTER_ENDED_STATES,
     LOCAL_MODES,
@@ -37,6 +36,7 @@ from radvlm_pipeline.launch.commands import (
     sbatch_script,
 )
 from radvlm_pipeline.launch.slurm import run_job
+from radvlm_pipeline.layout import PROJECT_ROOT
 
 
 class TrainingLauncher(ConfigurableResource):

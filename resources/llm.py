@@ -45,7 +45,7 @@ class ModelPrice(Config):
 
 
 class LLMResource(ConfigurableResource):
-    """Answers prompts through ``run``, with the durable cache at ``<storage_root>/llm/cache.sqlite``."""
+    """Answers prompts through ``run``, with the durable cache at ``StorageLayout.llm_cache``."""
 
     storage: PipelineStorage
     backend: str = Field(
@@ -121,7 +121,7 @@ class LLMResource(ConfigurableResource):
 
     @property
     def cache_path(self) -> Path:
-        return self.storage.storage_path / "llm" / "cache.sqlite"
+        return self.storage.layout.llm_cache
 
     @property
     def backend_label(self) -> str:

@@ -7,8 +7,13 @@ from pathlib import Path
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
-from radvlm_pipeline import config
-from radvlm_pipeline.sources.base import source_output_dir
+from radvlm_pipeline.layout import (
+    BUNDLED_SAMPLE_ROOT,
+    DATA_ROOT_ENV,
+    DEFAULT_STORAGE_ROOT,
+    STORAGE_ROOT_ENV,
+    StorageLayout,
+)
 
 
 class PipelineStorage(ConfigurableResource):
@@ -27,12 +32,10 @@ class PipelineStorage(ConfigurableResource):
         import os
 
         return cls(
-            data_root=EnvVar(config.DATA_ROOT_ENV)
-            if os.environ.get(config.DATA_ROOT_ENV)
-            else str(config.BUNDLED_SAMPLE_ROOT),
-            storage_root=EnvVar(config.STORAGE_ROOT_ENV)
-            if os.environ.get(config.STORAGE_ROOT_ENV)
-            else str(config.DEFAULT_STORAGE_ROOT),
+            data_root=EnvVar(DATA_ROOT_ENV) if os.environ.get(DATA_ROOT_ENV) else str(BUNDLED_SAMPLE_ROOT),
+            storage_root=EnvVar(STORAGE_ROOT_ENV)
+            if os.environ.get(STORAGE_ROOT_ENV)
+            else str(DEFAULT_STORAGE_ROOT),
         )
 
     @property
@@ -43,5 +46,7 @@ class PipelineStorage(ConfigurableResource):
     def storage_path(self) -> Path:
         return Path(self.storage_root)
 
-    def source_dir(self, source: str) -> Path:
-        return source_output_dir(self.storage_path, source)
+    @property
+    def layout(self) -> StorageLayout:
+        """The one place assets ask where a stage's files are, so no asset builds a path of its own."""
+        return StorageLayout(self.storage_path)

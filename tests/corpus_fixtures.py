@@ -18,15 +18,14 @@ from pathlib import Path
 
 import polars as pl
 
-from radvlm_pipeline.corpus.inputs import CLEAN_REPORTS_FILE, CONVERSATIONS_FILE
-from radvlm_pipeline.datasets import image_root
+from radvlm_pipeline.layout import CLEAN_REPORTS, CONVERSATIONS, StorageLayout, image_root
 from radvlm_pipeline.schema import (
     CHEXPERT_LABELS,
     CLEAN_REPORTS_SCHEMA,
     CONVERSATIONS_SCHEMA,
     TABLE_SCHEMAS,
 )
-from radvlm_pipeline.sources.base import SourceTables, source_output_dir, write_tables
+from radvlm_pipeline.sources.base import SourceTables, write_tables
 
 
 def _frame(rows: list[dict], table: str) -> pl.DataFrame:
@@ -313,7 +312,7 @@ def write_corpus_inputs(data_root: Path, storage_root: Path) -> Roots:
         ),
     )
     for source, source_tables in tables.items():
-        write_tables(source_tables, source_output_dir(storage_root, source))
+        write_tables(source_tables, StorageLayout(storage_root), source)
         for row in source_tables.images.iter_rows(named=True):
             path = image_root(row["dataset"], data_root, storage_root) / row["path"]
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -349,8 +348,10 @@ def write_corpus_inputs(data_root: Path, storage_root: Path) -> Roots:
         )
         for i, p, sp in CHEXPERT_PLUS
     ]
-    (storage_root / CLEAN_REPORTS_FILE).parent.mkdir(parents=True, exist_ok=True)
-    pl.from_dicts(clean, schema=CLEAN_REPORTS_SCHEMA).write_parquet(storage_root / CLEAN_REPORTS_FILE)
+    StorageLayout(storage_root).llm_dir.mkdir(parents=True, exist_ok=True)
+    pl.from_dicts(clean, schema=CLEAN_REPORTS_SCHEMA).write_parquet(
+        StorageLayout(storage_root).llm_output(CLEAN_REPORTS)
+    )
 
     conversations = [
         (
@@ -426,7 +427,7 @@ def write_corpus_inputs(data_root: Path, storage_root: Path) -> Roots:
             for s, i, st, sp, k, c in conversations
         ],
         schema=CONVERSATIONS_SCHEMA,
-    ).write_parquet(storage_root / CONVERSATIONS_FILE)
+    ).write_parquet(StorageLayout(storage_root).llm_output(CONVERSATIONS))
     return Roots(data_root=data_root, storage_root=storage_root)
 
 

@@ -15,8 +15,7 @@ import polars as pl
 from PIL import Image
 
 from radvlm_pipeline.boxes import format_box
-from radvlm_pipeline.datasets import image_root
-from radvlm_pipeline.evaluation.generation import eval_set_path
+from radvlm_pipeline.layout import StorageLayout, image_root
 from radvlm_pipeline.schema import CORPUS_SCHEMA, conform
 
 REPORTS = [
@@ -182,7 +181,7 @@ def eval_rows(data_root: Path, storage_root: Path) -> dict[str, list[dict]]:
 def write_eval_sets(data_root: Path, storage_root: Path) -> dict[str, Path]:
     written = {}
     for task, rows in eval_rows(data_root, storage_root).items():
-        path = eval_set_path(storage_root, task)
+        path = StorageLayout(storage_root).corpus.eval_set(task)
         path.parent.mkdir(parents=True, exist_ok=True)
         conform(pl.DataFrame(rows, schema=CORPUS_SCHEMA), CORPUS_SCHEMA).write_parquet(path)
         written[task] = path

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import polars as pl
 
+from radvlm_pipeline.layout import StorageLayout
 from radvlm_pipeline.schema import BOXES_SCHEMA, CHEXPERT_LABELS, IMAGES_SCHEMA, LABELS_SCHEMA, REPORTS_SCHEMA
-from radvlm_pipeline.sources.base import SourceTables, source_output_dir, write_tables
+from radvlm_pipeline.sources.base import SourceTables, write_tables
 
 MIMIC_REPORTS = {
     "s50000001": "Compared with the prior radiograph of ___, there is a new moderate left pleural effusion. "
@@ -229,7 +230,7 @@ SOURCE_TABLES = {
 
 def write_sources(storage_root: Path) -> None:
     for source, build in SOURCE_TABLES.items():
-        write_tables(build(), source_output_dir(storage_root, source))
+        write_tables(build(), StorageLayout(storage_root), source)
 
 
 def all_reports() -> pl.DataFrame:

@@ -24,8 +24,8 @@ from dagster import (
 from assets.policies import GPU_INFERENCE_POOL, LLM_POOL, TRAINING_POOL
 from definitions import defs
 from radvlm_pipeline import releases
-from radvlm_pipeline.config import BUNDLED_SAMPLE_ROOT, PROJECT_ROOT
 from radvlm_pipeline.datasets import DATASETS
+from radvlm_pipeline.layout import BUNDLED_SAMPLE_ROOT, PROJECT_ROOT
 from resources.storage import PipelineStorage
 from sensors.dataset_releases import CHANGED_DATASETS_TAG, dataset_releases, raw_datasets, recorded_versions
 from sensors.schedules import weekly_reevaluation

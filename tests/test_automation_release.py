@@ -25,8 +25,8 @@ from fake_openai_server import FakeOpenAI
 
 from assets.policies import RAW_DATASETS
 from definitions import defs
-from radvlm_pipeline.config import BUNDLED_SAMPLE_ROOT
 from radvlm_pipeline.datasets import DATASETS, MIMIC_CXR
+from radvlm_pipeline.layout import BUNDLED_SAMPLE_ROOT
 from radvlm_pipeline.llm import conversations, prior_removal
 from radvlm_pipeline.sample_data import mimic
 from resources.llm import LLMResource

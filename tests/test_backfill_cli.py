@@ -12,8 +12,8 @@ import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, materialize
 
 from definitions import defs
-from radvlm_pipeline.config import BUNDLED_SAMPLE_ROOT, DATA_ROOT_ENV, PROJECT_ROOT, STORAGE_ROOT_ENV
 from radvlm_pipeline.datasets import DATASETS
+from radvlm_pipeline.layout import BUNDLED_SAMPLE_ROOT, DATA_ROOT_ENV, PROJECT_ROOT, STORAGE_ROOT_ENV
 from resources.llm import LLMResource
 from resources.storage import PipelineStorage
 

@@ -12,8 +12,8 @@ from assets.corpus import (
     corpus_eval_sets,
     corpus_llava_export,
 )
-from radvlm_pipeline.corpus.shards import corpus_dir
 from radvlm_pipeline.corpus.table import partition_keys
+from radvlm_pipeline.layout import StorageLayout
 from resources.storage import PipelineStorage
 
 
@@ -62,7 +62,7 @@ def test_materialize_partitions_then_catalog_checks_and_export(run):
     assert "**abnormality_detection**" in catalog["sample_instructions"].value
     export = result.asset_materializations_for_node("corpus_llava_export")[0].metadata
     assert export["dagster/row_count"].value == catalog["dagster/row_count"].value
-    assert sorted(p.name for p in (corpus_dir(roots.storage_root) / "llava").iterdir()) == sorted(
+    assert sorted(p.name for p in StorageLayout(roots.storage_root).corpus.llava.iterdir()) == sorted(
         [f"{k}.json" for k in keys] + ["train.yaml"]
     )
 
@@ -89,7 +89,7 @@ def test_backfilling_one_partition_from_the_cli_rebuilds_only_that_row(tmp_path)
     from radvlm_pipeline.corpus.shards import partition_manifests, shard_paths
 
     roots = build_fixture_corpus(tmp_path / "corpus")
-    root = corpus_dir(roots.storage_root)
+    root = StorageLayout(roots.storage_root).corpus
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in shard_paths(root)}
     manifests = partition_manifests(root)
     module = tmp_path / "corpus_cli_defs.py"

@@ -11,9 +11,10 @@ from corpus_fixtures import (
 
 from radvlm_pipeline.boxes import parse_boxes
 from radvlm_pipeline.corpus.build import build_eval_sets, build_partition
-from radvlm_pipeline.corpus.inputs import CLEAN_REPORTS_FILE, CorpusInputMissing
-from radvlm_pipeline.corpus.shards import SHARDS, corpus_dir, eval_manifest, partition_manifests, shard_paths
+from radvlm_pipeline.corpus.inputs import CorpusInputMissing
+from radvlm_pipeline.corpus.shards import eval_manifest, partition_manifests, shard_paths
 from radvlm_pipeline.corpus.table import TABLE_1, CorpusConfig, partition_keys
+from radvlm_pipeline.layout import CLEAN_REPORTS, StorageLayout
 from radvlm_pipeline.schema import CORPUS_SCHEMA
 
 
@@ -24,13 +25,13 @@ def roots(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rows(roots):
-    return pl.read_parquet(shard_paths(corpus_dir(roots.storage_root)))
+    return pl.read_parquet(shard_paths(StorageLayout(roots.storage_root).corpus))
 
 
 def partition_rows(roots, key):
-    manifest = partition_manifests(corpus_dir(roots.storage_root))[key]
+    manifest = partition_manifests(StorageLayout(roots.storage_root).corpus)[key]
     return pl.read_parquet(
-        [corpus_dir(roots.storage_root) / SHARDS / key / f["file"] for f in manifest["files"]]
+        [StorageLayout(roots.storage_root).corpus.partition(key) / f["file"] for f in manifest["files"]]
     )
 
 
@@ -63,13 +64,13 @@ def test_partitions_are_the_table_1_rows():
 
 
 def test_row_counts_per_partition_and_evaluation_set(roots):
-    root = corpus_dir(roots.storage_root)
+    root = StorageLayout(roots.storage_root).corpus
     assert {k: m["rows"] for k, m in partition_manifests(root).items()} == EXPECTED_TRAINING_ROWS
     assert {k: m["rows"] for k, m in eval_manifest(root).items()} == EXPECTED_EVAL_ROWS
 
 
 def test_skipped_rows_are_counted_with_their_reason(roots):
-    stats = {k: m["stats"] for k, m in partition_manifests(corpus_dir(roots.storage_root)).items()}
+    stats = {k: m["stats"] for k, m in partition_manifests(StorageLayout(roots.storage_root).corpus).items()}
     report = stats["report_generation__mimic_cxr"]
     assert report["skipped/report_nothing_left"] == 1 and report["skipped/report_failed"] == 1
     assert report["excluded/held_out_patient"] == 1
@@ -87,7 +88,7 @@ def test_patients_held_out_by_any_evaluation_set_are_not_trained_on(rows):
 
 
 def test_evaluation_sets_come_from_test_splits(roots):
-    evaluation = pl.read_parquet(corpus_dir(roots.storage_root) / "eval" / "*.parquet")
+    evaluation = pl.read_parquet(StorageLayout(roots.storage_root).corpus.eval_sets / "*.parquet")
     assert set(evaluation["split"].unique().to_list()) == {"test"}
     assert evaluation.schema == CORPUS_SCHEMA
     report = evaluation.filter(pl.col("task") == "report_generation")
@@ -162,13 +163,15 @@ def test_conversations_keep_their_rounds_and_lineage(roots):
 
 
 def test_shards_are_bounded(roots):
-    manifest = partition_manifests(corpus_dir(roots.storage_root))["abnormality_grounding__vindr_cxr"]
+    manifest = partition_manifests(StorageLayout(roots.storage_root).corpus)[
+        "abnormality_grounding__vindr_cxr"
+    ]
     assert [f["rows"] for f in manifest["files"]] == [2, 2, 2, 2, 1]
     assert all(len(f["sha256"]) == 64 for f in manifest["files"])
 
 
 def test_rebuild_is_byte_identical_and_touches_only_its_partition(roots):
-    root = corpus_dir(roots.storage_root)
+    root = StorageLayout(roots.storage_root).corpus
     before = partition_manifests(root)
     others = {p: p.stat().st_mtime_ns for p in shard_paths(root) if "phrase_grounding__ms_cxr" not in str(p)}
     build_partition(roots.storage_root, "phrase_grounding__ms_cxr", CorpusConfig(rows_per_shard=2))
@@ -180,8 +183,8 @@ def test_rebuild_is_byte_identical_and_touches_only_its_partition(roots):
 def test_same_inputs_elsewhere_give_the_same_bytes(roots, tmp_path):
     other = build_fixture_corpus(tmp_path)
     ours, theirs = (
-        partition_manifests(corpus_dir(roots.storage_root)),
-        partition_manifests(corpus_dir(other.storage_root)),
+        partition_manifests(StorageLayout(roots.storage_root).corpus),
+        partition_manifests(StorageLayout(other.storage_root).corpus),
     )
     assert {k: [f["sha256"] for f in m["files"]] for k, m in ours.items()} == {
         k: [f["sha256"] for f in m["files"]] for k, m in theirs.items()
@@ -223,7 +226,7 @@ def test_a_partition_needs_the_evaluation_sets_first(tmp_path):
 
 def test_a_missing_llm_output_names_its_asset(tmp_path):
     roots = write_corpus_inputs(tmp_path / "data", tmp_path / "storage")
-    (roots.storage_root / CLEAN_REPORTS_FILE).unlink()
+    StorageLayout(roots.storage_root).llm_output(CLEAN_REPORTS).unlink()
     with pytest.raises(CorpusInputMissing, match="reports_without_priors"):
         build_eval_sets(roots.storage_root)
 
@@ -231,7 +234,7 @@ def test_a_missing_llm_output_names_its_asset(tmp_path):
 def test_shards_load_with_hugging_face_datasets(roots, tmp_path):
     import datasets
 
-    files = [str(p) for p in shard_paths(corpus_dir(roots.storage_root))]
+    files = [str(p) for p in shard_paths(StorageLayout(roots.storage_root).corpus)]
     loaded = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "hf"))
     assert loaded.num_rows == sum(EXPECTED_TRAINING_ROWS.values())
     first = loaded[0]

@@ -15,14 +15,13 @@ from radvlm_pipeline.corpus.catalog import write_catalog
 from radvlm_pipeline.corpus.llava import export_llava, image_roots
 from radvlm_pipeline.corpus.report import sample_instructions, table1_markdown
 from radvlm_pipeline.corpus.shards import (
-    SHARDS,
-    corpus_dir,
     partition_manifests,
     sha256_file,
     shard_paths,
     write_corpus_manifest,
     write_partition,
 )
+from radvlm_pipeline.layout import StorageLayout
 
 IMAGE_DATASETS = ["chexpert", "chexpert_plus", "mimic_cxr", "padchest_gr", "vindr_cxr_png"]
 
@@ -30,29 +29,29 @@ IMAGE_DATASETS = ["chexpert", "chexpert_plus", "mimic_cxr", "padchest_gr", "vind
 @pytest.fixture(scope="module")
 def roots(tmp_path_factory):
     roots = build_fixture_corpus(tmp_path_factory.mktemp("corpus"))
-    write_corpus_manifest(corpus_dir(roots.storage_root))
-    write_catalog(corpus_dir(roots.storage_root))
+    write_corpus_manifest(StorageLayout(roots.storage_root).corpus)
+    write_catalog(StorageLayout(roots.storage_root).corpus)
     return roots
 
 
 @pytest.fixture
 def root(roots):
-    return corpus_dir(roots.storage_root)
+    return StorageLayout(roots.storage_root).corpus
 
 
 def test_manifest_counts_and_hashes_match_the_files(root):
-    manifest = json.loads((root / "manifest.json").read_text())
+    manifest = json.loads(root.manifest.read_text())
     assert manifest["training_rows"] == sum(EXPECTED_TRAINING_ROWS.values())
     assert manifest["evaluation_rows"] == sum(EXPECTED_EVAL_ROWS.values())
     for key, partition in manifest["partitions"].items():
         for record in partition["files"]:
-            path = root / SHARDS / key / record["file"]
+            path = root.partition(key) / record["file"]
             assert sha256_file(path) == record["sha256"]
             assert pl.read_parquet(path).height == record["rows"]
 
 
 def test_catalog_answers_sql_about_the_corpus(root):
-    with duckdb.connect(str(root / "corpus.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(root.catalog), read_only=True) as con:
         table1 = {(t, s): (n, k) for t, s, n, k, _ in con.execute("SELECT * FROM table1").fetchall()}
         assert table1[("abnormality_grounding", "vindr_cxr")] == (9, 3)
         assert table1[("grounded_conversation", "ms_cxr")] == (4, 1)
@@ -76,16 +75,16 @@ def test_llava_export_resolves_images_and_lists_a_mixture(roots, root):
     roots_by_dataset = image_roots(IMAGE_DATASETS, roots.data_root, roots.storage_root)
     written = export_llava(root, roots_by_dataset)
     assert written == {f"{key}.json": rows for key, rows in EXPECTED_TRAINING_ROWS.items()}
-    records = json.loads((root / "llava" / "phrase_grounding__ms_cxr.json").read_text())
+    records = json.loads((root.llava / "phrase_grounding__ms_cxr.json").read_text())
     assert set(records[0]) == {"id", "image", "conversations"}
     assert records[0]["conversations"][0] == {
         "from": "human",
         "value": records[0]["conversations"][0]["value"],
     }
     for key in EXPECTED_TRAINING_ROWS:
-        for record in json.loads((root / "llava" / f"{key}.json").read_text()):
+        for record in json.loads((root.llava / f"{key}.json").read_text()):
             assert record["image"].startswith("/") and os.path.isfile(record["image"])
-    mixture = yaml.safe_load((root / "llava" / "train.yaml").read_text())
+    mixture = yaml.safe_load(root.llava_mixture.read_text())
     assert sorted(d["json_path"].rsplit("/", 1)[1] for d in mixture["datasets"]) == sorted(written)
     assert {d["sampling_strategy"] for d in mixture["datasets"]} == {"all"}
 
@@ -93,7 +92,7 @@ def test_llava_export_resolves_images_and_lists_a_mixture(roots, root):
 def test_llava_export_uses_configured_roots(roots, root):
     moved = image_roots(IMAGE_DATASETS, roots.data_root, roots.storage_root, {"mimic_cxr": "/scratch/mimic"})
     export_llava(root, moved)
-    records = json.loads((root / "llava" / "conversation__mimic_cxr.json").read_text())
+    records = json.loads((root.llava / "conversation__mimic_cxr.json").read_text())
     assert records[0]["image"] == "/scratch/mimic/files/p10/p10000001/s50000001/m1a.jpg"
     with pytest.raises(KeyError, match="no image root"):
         export_llava(root, {"mimic_cxr": roots.data_root})
@@ -110,7 +109,7 @@ def test_checks_pass_on_a_sound_corpus(roots, root):
 
 
 def test_checks_name_the_rows_that_break_them(roots, tmp_path):
-    root = corpus_dir(roots.storage_root)
+    root = StorageLayout(roots.storage_root).corpus
     good = (
         pl.read_parquet(shard_paths(root))
         .filter(pl.col("task") == "abnormality_grounding")
@@ -130,7 +129,7 @@ def test_checks_name_the_rows_that_break_them(roots, tmp_path):
         .then(pl.lit([[0.5, 0.5, 1.2, 0.4]], dtype=good.schema["target_boxes"]))
         .otherwise(pl.col("target_boxes")),
     )
-    bad_dir = root / SHARDS / "bad__rows"
+    bad_dir = root.partition("bad__rows")
     write_partition(bad, bad_dir, 100, 3, {"partition": "bad__rows"})
     try:
         leak = checks.no_held_out_patient_in_training(root)
@@ -168,5 +167,5 @@ def test_sample_instructions_show_each_task_readably(root):
 
 
 def test_partition_manifests_ignore_staging_folders(root):
-    (root / SHARDS / "phrase_grounding__ms_cxr.tmp").mkdir(exist_ok=True)
+    (root.shards / "phrase_grounding__ms_cxr.tmp").mkdir(exist_ok=True)
     assert "phrase_grounding__ms_cxr.tmp" not in partition_manifests(root)

@@ -8,13 +8,13 @@ from eval_fixtures import write_eval_sets
 from radvlm_pipeline.evaluation.baselines import BASELINES, ORACLE
 from radvlm_pipeline.evaluation.generation import (
     ANSWERS_SCHEMA,
-    answers_path,
     generate_answers,
     image_resolver,
     read_eval_set,
     read_generation_outcome,
     run_generation,
 )
+from radvlm_pipeline.layout import StorageLayout
 
 
 class EchoModel:
@@ -56,7 +56,7 @@ def test_run_generation_records_answers_and_unavailable_models(tmp_path):
     write_eval_sets(data_root, storage_root)
     outcome = run_generation(ORACLE, None, storage_root, data_root, max_samples=1)
     assert outcome.status == "generated" and set(outcome.tasks) == set(ORACLE.tasks)
-    stored = pl.read_parquet(answers_path(storage_root, "oracle", "classification"))
+    stored = pl.read_parquet(StorageLayout(storage_root).answers("oracle", "classification"))
     assert stored.height == 1 and stored["answers"][0].to_list() == stored["raw_answers"][0].to_list()
 
     missing = run_generation(BASELINES["maira2"], tmp_path / "nowhere", storage_root, data_root)

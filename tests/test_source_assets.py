@@ -11,10 +11,10 @@ from PIL import Image
 from sample_digests import folder_digests
 
 from assets.sources import source_assets, source_checks
-from radvlm_pipeline.config import BUNDLED_SAMPLE_ROOT
+from radvlm_pipeline.layout import BUNDLED_SAMPLE_ROOT, StorageLayout
 from radvlm_pipeline.sample_data.cli import generate
 from radvlm_pipeline.sample_data.common import Variant
-from radvlm_pipeline.sources.base import read_table, source_output_dir
+from radvlm_pipeline.sources.base import read_table
 from resources.storage import PipelineStorage
 
 SOURCES = {"mimic_cxr", "chexpert", "chexpert_plus", "chest_imagenome", "vindr_cxr", "ms_cxr", "padchest_gr"}
@@ -70,7 +70,7 @@ def test_dirty_sample_materializes_with_every_check_passing(dirty_root, tmp_path
         (e.asset_key, e.check_name) for e in evaluations if not e.passed
     ]
     for source in SOURCES:
-        quarantine = read_table(source_output_dir(tmp_path, source), "quarantine")
+        quarantine = read_table(StorageLayout(tmp_path), source, "quarantine")
         assert quarantine.filter(pl.col("kind") == "invalid").height > 0, (
             f"{source}: the dirty faults were not quarantined"
         )

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from sample_digests import folder_digests
 
-from radvlm_pipeline.datasets import DERIVED_IMAGE_ROOTS, VINDR_CXR
+from radvlm_pipeline.datasets import VINDR_CXR
+from radvlm_pipeline.layout import DERIVED_IMAGE_ROOTS
 from radvlm_pipeline.sample_data import vindr
 from radvlm_pipeline.sample_data.common import Variant
 from radvlm_pipeline.sources import checks, vindr_cxr

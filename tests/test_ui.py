@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from definitions import defs
-from radvlm_pipeline.config import PROJECT_ROOT
+from radvlm_pipeline.layout import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -17,15 +17,13 @@ from radvlm_pipeline.corpus.builders import BUILDERS, TASK_TEMPLATES
 from radvlm_pipeline.corpus.engine import Assembled, assemble
 from radvlm_pipeline.corpus.inputs import CorpusInputMissing, CorpusInputs
 from radvlm_pipeline.corpus.shards import (
-    EVAL,
-    SHARDS,
-    corpus_dir,
     eval_paths,
     write_eval_sets,
     write_partition,
 )
 from radvlm_pipeline.corpus.table import PATIENT_NAMESPACE, CorpusConfig, TableRow
 from radvlm_pipeline.corpus.templates import templates_fingerprint
+from radvlm_pipeline.layout import StorageLayout
 
 SUBJECT_PREFIX = "subject:"
 
@@ -52,10 +50,11 @@ def subjects_of(rows: pl.LazyFrame) -> pl.LazyFrame:
 
 def held_out_subjects(storage_root: Path, source: str) -> pl.DataFrame:
     """The patients of ``source``'s namespace that some evaluation set holds."""
-    paths = eval_paths(corpus_dir(storage_root))
+    corpus = StorageLayout(storage_root).corpus
+    paths = eval_paths(corpus)
     if not paths:
         raise CorpusInputMissing(
-            f"no evaluation sets under {corpus_dir(storage_root) / EVAL}: materialize corpus_eval_sets first, "
+            f"no evaluation sets under {corpus.eval_sets}: materialize corpus_eval_sets first, "
             "so training rows can leave out the patients they hold."
         )
     return (
@@ -113,7 +112,7 @@ def build_partition(storage_root: Path, key: str, config: CorpusConfig | None = 
         "config_fingerprint": config.fingerprint(),
         "templates_fingerprint": templates_fingerprint()[:16],
     }
-    out_dir = corpus_dir(storage_root) / SHARDS / row.key
+    out_dir = StorageLayout(storage_root).corpus.partition(row.key)
     manifest = write_partition(assembled.rows, out_dir, config.rows_per_shard, config.zstd_level, manifest)
     return PartitionResult(rows=assembled.rows, manifest=manifest)
 
@@ -137,7 +136,7 @@ def build_eval_sets(storage_root: Path, config: CorpusConfig | None = None) -> d
         }
     manifest = write_eval_sets(
         {task: a.rows for task, a in built.items()},
-        corpus_dir(storage_root) / EVAL,
+        StorageLayout(storage_root).corpus.eval_sets,
         config.zstd_level,
         records,
     )

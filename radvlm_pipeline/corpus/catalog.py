@@ -12,9 +12,8 @@ from pathlib import Path
 
 import duckdb
 
-from radvlm_pipeline.corpus.shards import EVAL, SHARDS, eval_manifest, partition_manifests
-
-CATALOG = "corpus.duckdb"
+from radvlm_pipeline.corpus.shards import eval_manifest, partition_manifests
+from radvlm_pipeline.layout import CorpusLayout
 
 
 def _quote(text: str) -> str:
@@ -25,12 +24,12 @@ def _files(paths: list[Path]) -> str:
     return "[" + ", ".join(_quote(str(p.resolve())) for p in paths) + "]"
 
 
-def write_catalog(root: Path) -> Path:
+def write_catalog(root: CorpusLayout) -> Path:
     """(Re)create the catalog: ``corpus`` (all training rows), ``evaluation`` (all held-out rows), one
     ``eval_<task>`` view per evaluation set, ``table1`` (rows per task and source) and ``manifest``."""
     partitions, evaluation = partition_manifests(root), eval_manifest(root)
-    target = root / CATALOG
-    staging = root / (CATALOG + ".tmp")
+    target = root.catalog
+    staging = target.with_name(target.name + ".tmp")
     staging.unlink(missing_ok=True)
     with duckdb.connect(str(staging)) as con:
         con.execute(
@@ -47,7 +46,7 @@ def write_catalog(root: Path) -> Path:
         ]
         if records:
             con.executemany("INSERT INTO manifest VALUES (?, ?, ?, ?, ?, ?)", records)
-        shard_files = [root / SHARDS / key / f["file"] for key, p in partitions.items() for f in p["files"]]
+        shard_files = [root.partition(key) / f["file"] for key, p in partitions.items() for f in p["files"]]
         if shard_files:
             con.execute(f"CREATE VIEW corpus AS SELECT * FROM read_parquet({_files(shard_files)})")
             con.execute(
@@ -56,7 +55,7 @@ def write_catalog(root: Path) -> Path:
                 "round(count(*) / count(DISTINCT regexp_replace(id, ':[0-9]+$', '')), 2) AS repetition "
                 "FROM corpus GROUP BY task, source ORDER BY task, source"
             )
-        eval_files = {task: root / EVAL / e["file"] for task, e in evaluation.items()}
+        eval_files = {task: root.eval_sets / e["file"] for task, e in evaluation.items()}
         for task, path in eval_files.items():
             con.execute(
                 f"CREATE VIEW eval_{task} AS SELECT * FROM read_parquet({_quote(str(path.resolve()))})"

@@ -14,7 +14,7 @@ import polars as pl
 from radvlm_pipeline.boxes import parse_boxes
 from radvlm_pipeline.corpus.build import subjects_of
 from radvlm_pipeline.corpus.shards import eval_paths, shard_paths
-from radvlm_pipeline.datasets import image_root
+from radvlm_pipeline.layout import CorpusLayout, image_root
 
 MAX_EXAMPLES = 20
 BOX_TOLERANCE = 0.005 + 1e-9  # answers carry two decimals
@@ -31,7 +31,7 @@ class CheckOutcome:
         return self.problems == 0
 
 
-def _corpus_rows(root: Path, with_eval: bool = True) -> pl.LazyFrame | None:
+def _corpus_rows(root: CorpusLayout, with_eval: bool = True) -> pl.LazyFrame | None:
     paths = shard_paths(root) + (eval_paths(root) if with_eval else [])
     return pl.scan_parquet(paths) if paths else None
 
@@ -40,7 +40,7 @@ def _outcome(checked: int, problems: list[str], count: int | None = None) -> Che
     return CheckOutcome(checked, len(problems) if count is None else count, problems[:MAX_EXAMPLES])
 
 
-def no_held_out_patient_in_training(root: Path) -> CheckOutcome:
+def no_held_out_patient_in_training(root: CorpusLayout) -> CheckOutcome:
     """No training row comes from a test split, and no training row's patient is in an evaluation set
     (patients compared within a namespace, so MIMIC-CXR, Chest ImaGenome and MS-CXR count as one)."""
     training = _corpus_rows(root, with_eval=False)
@@ -63,7 +63,7 @@ def no_held_out_patient_in_training(root: Path) -> CheckOutcome:
     return _outcome(checked, problems)
 
 
-def images_exist(root: Path, data_root: Path, storage_root: Path) -> CheckOutcome:
+def images_exist(root: CorpusLayout, data_root: Path, storage_root: Path) -> CheckOutcome:
     """Every image a row (training or evaluation) points to is a file under its configured root."""
     rows = _corpus_rows(root)
     if rows is None:
@@ -80,7 +80,7 @@ def images_exist(root: Path, data_root: Path, storage_root: Path) -> CheckOutcom
     return _outcome(images.height, missing)
 
 
-def boxes_in_range(root: Path) -> CheckOutcome:
+def boxes_in_range(root: CorpusLayout) -> CheckOutcome:
     """Every target box lies in [0, 1] with x1 < x2 and y1 < y2."""
     rows = _corpus_rows(root)
     if rows is None:
@@ -103,7 +103,7 @@ def boxes_in_range(root: Path) -> CheckOutcome:
     return _outcome(checked, problems, bad.height)
 
 
-def answers_parse_back(root: Path) -> CheckOutcome:
+def answers_parse_back(root: CorpusLayout) -> CheckOutcome:
     """The boxes the evaluation's parser reads from each answer are the row's target boxes (to two
     decimals, in order); rows without target boxes are not concerned."""
     rows = _corpus_rows(root)

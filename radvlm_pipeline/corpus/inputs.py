@@ -6,10 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
-from radvlm_pipeline.sources.base import source_output_dir
-
-CLEAN_REPORTS_FILE = Path("llm") / "reports_without_priors.parquet"
-CONVERSATIONS_FILE = Path("llm") / "conversations.parquet"
+from radvlm_pipeline.layout import CLEAN_REPORTS, CONVERSATIONS, StorageLayout
 
 
 class CorpusInputMissing(FileNotFoundError):
@@ -18,13 +15,11 @@ class CorpusInputMissing(FileNotFoundError):
 
 class CorpusInputs:
     def __init__(self, storage_root: Path):
-        self.storage_root = Path(storage_root)
+        self.layout = StorageLayout(Path(storage_root))
 
     def table(self, source: str, name: str) -> pl.LazyFrame:
         """``images``, ``reports``, ``labels`` or ``boxes`` of one source."""
-        return self._scan(
-            source_output_dir(self.storage_root, source) / f"{name}.parquet", f"the {source} asset"
-        )
+        return self._scan(self.layout.source_table(source, name), f"the {source} asset")
 
     def images(self, source: str, splits: tuple[str, ...]) -> pl.LazyFrame:
         """The images of some splits, with the columns every sample carries."""
@@ -42,10 +37,10 @@ class CorpusInputs:
         )
 
     def clean_reports(self) -> pl.LazyFrame:
-        return self._scan(self.storage_root / CLEAN_REPORTS_FILE, "the reports_without_priors asset")
+        return self._scan(self.layout.llm_output(CLEAN_REPORTS), f"the {CLEAN_REPORTS} asset")
 
     def conversations(self) -> pl.LazyFrame:
-        return self._scan(self.storage_root / CONVERSATIONS_FILE, "the conversations asset")
+        return self._scan(self.layout.llm_output(CONVERSATIONS), f"the {CONVERSATIONS} asset")
 
     @staticmethod
     def _scan(path: Path, producer: str) -> pl.LazyFrame:

@@ -14,11 +14,8 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from radvlm_pipeline.corpus.shards import SHARDS, partition_manifests
-from radvlm_pipeline.datasets import image_root
-
-LLAVA = "llava"
-MIXTURE = "train.yaml"
+from radvlm_pipeline.corpus.shards import partition_manifests
+from radvlm_pipeline.layout import LLAVA_MIXTURE, CorpusLayout, image_root, llava_name
 
 
 def image_roots(
@@ -33,17 +30,17 @@ def image_roots(
     }
 
 
-def export_llava(root: Path, roots: Mapping[str, Path]) -> dict[str, int]:
+def export_llava(root: CorpusLayout, roots: Mapping[str, Path]) -> dict[str, int]:
     """Write the JSON files and mixture file; returns rows per file. Rows whose image root is not in
     ``roots`` raise: a training file with unresolvable images is worse than none."""
-    out_dir = root / LLAVA
-    staging = root / (LLAVA + ".tmp")
+    out_dir = root.llava
+    staging = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     root_text = {name: str(Path(path).resolve()) for name, path in roots.items()}
     written: dict[str, int] = {}
     for key, manifest in partition_manifests(root).items():
-        rows = pl.read_parquet([root / SHARDS / key / f["file"] for f in manifest["files"]])
+        rows = pl.read_parquet([root.partition(key) / f["file"] for f in manifest["files"]])
         unknown = set(rows["image_dataset"].unique().to_list()) - set(root_text)
         if unknown:
             raise KeyError(f"{key}: no image root configured for {sorted(unknown)}")
@@ -58,15 +55,15 @@ def export_llava(root: Path, roots: Mapping[str, Path]) -> dict[str, int]:
             ),
             conversations=pl.col("conversation"),
         )
-        export.write_json(staging / f"{key}.json")
-        written[f"{key}.json"] = export.height
+        export.write_json(staging / llava_name(key))
+        written[llava_name(key)] = export.height
     mixture = {
         "datasets": [
             {"json_path": str((out_dir / name).resolve()), "sampling_strategy": "all"}
             for name in sorted(written)
         ]
     }
-    (staging / MIXTURE).write_text(yaml.safe_dump(mixture, sort_keys=False))
+    (staging / LLAVA_MIXTURE).write_text(yaml.safe_dump(mixture, sort_keys=False))
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     return written

@@ -1,10 +1,7 @@
-"""Parquet shards, evaluation files and manifests under ``<storage_root>/corpus/``.
+"""Parquet shards, evaluation files and manifests under the corpus folder (``CorpusLayout``).
 
-Layout::
-
-    corpus/shards/<task>__<source>/part-00000.parquet ... + manifest.json   (one folder per Table 1 row)
-    corpus/eval/<task>.parquet ... + manifest.json                          (held-out sets)
-    corpus/manifest.json                                                    (everything above, with hashes)
+A partition folder and the evaluation folder each hold their files plus a manifest of them; the corpus
+manifest collects both, with hashes, so a reader trusts the manifests instead of listing folders.
 
 Files are written to a temporary sibling and swapped in, so a crash never leaves half a partition. The
 same rows and settings give byte-identical files (no timestamps anywhere; rows sorted by id).
@@ -21,13 +18,7 @@ from typing import Any
 
 import polars as pl
 
-SHARDS = "shards"
-EVAL = "eval"
-MANIFEST = "manifest.json"
-
-
-def corpus_dir(storage_root: Path) -> Path:
-    return Path(storage_root) / "corpus"
+from radvlm_pipeline.layout import MANIFEST, CorpusLayout, eval_set_name, shard_name
 
 
 def sha256_file(path: Path) -> str:
@@ -67,7 +58,7 @@ def write_partition(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     files = [
-        _write_parquet(rows.slice(start, rows_per_shard), staging / f"part-{index:05d}.parquet", zstd_level)
+        _write_parquet(rows.slice(start, rows_per_shard), staging / shard_name(index), zstd_level)
         for index, start in enumerate(range(0, max(rows.height, 1), rows_per_shard))
     ]
     manifest = {**manifest, "rows": rows.height, "files": files}
@@ -93,7 +84,7 @@ def write_eval_sets(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     manifest = {
-        task: {**records[task], **_write_parquet(frame, staging / f"{task}.parquet", zstd_level)}
+        task: {**records[task], **_write_parquet(frame, staging / eval_set_name(task), zstd_level)}
         for task, frame in sorted(sets.items())
     }
     write_json(manifest, staging / MANIFEST)
@@ -101,8 +92,8 @@ def write_eval_sets(
     return manifest
 
 
-def partition_manifests(root: Path) -> dict[str, dict[str, Any]]:
-    shards = root / SHARDS
+def partition_manifests(corpus: CorpusLayout) -> dict[str, dict[str, Any]]:
+    shards = corpus.shards
     if not shards.is_dir():
         return {}
     return {
@@ -112,30 +103,32 @@ def partition_manifests(root: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def eval_manifest(root: Path) -> dict[str, dict[str, Any]]:
-    path = root / EVAL / MANIFEST
+def eval_manifest(corpus: CorpusLayout) -> dict[str, dict[str, Any]]:
+    path = corpus.eval_sets_manifest
     return read_json(path) if path.is_file() else {}
 
 
-def write_corpus_manifest(root: Path) -> dict[str, Any]:
-    """``corpus/manifest.json``: every partition and evaluation set with row counts and file hashes."""
-    partitions = partition_manifests(root)
-    evaluation = eval_manifest(root)
+def write_corpus_manifest(corpus: CorpusLayout) -> dict[str, Any]:
+    """Every partition and evaluation set with row counts and file hashes, in one file."""
+    partitions = partition_manifests(corpus)
+    evaluation = eval_manifest(corpus)
     manifest = {
         "training_rows": sum(p["rows"] for p in partitions.values()),
         "evaluation_rows": sum(e["rows"] for e in evaluation.values()),
         "partitions": partitions,
         "eval_sets": evaluation,
     }
-    write_json(manifest, root / MANIFEST)
+    write_json(manifest, corpus.manifest)
     return manifest
 
 
-def shard_paths(root: Path) -> list[Path]:
+def shard_paths(corpus: CorpusLayout) -> list[Path]:
     return [
-        root / SHARDS / key / f["file"] for key, p in partition_manifests(root).items() for f in p["files"]
+        corpus.partition(key) / f["file"]
+        for key, p in partition_manifests(corpus).items()
+        for f in p["files"]
     ]
 
 
-def eval_paths(root: Path) -> list[Path]:
-    return [root / EVAL / record["file"] for record in eval_manifest(root).values()]
+def eval_paths(corpus: CorpusLayout) -> list[Path]:
+    return [corpus.eval_sets / record["file"] for record in eval_manifest(corpus).values()]

@@ -64,16 +64,18 @@ def default_model_path(storage_root: Path, name: str) -> Path | None:
     started from (``models/base/current.json``, written by the base_model asset), else the embedded tiny
     model's folder. Other baselines: ``models/baselines/<name>``.
     """
-    from radvlm_pipeline.training.base_model import TINY_MODEL_NAME, base_model_dir, current_base_model
-    from radvlm_pipeline.training.recipes import RECIPES, recipe_output_dir
+    from radvlm_pipeline.layout import StorageLayout
+    from radvlm_pipeline.training.base_model import current_base_model
+    from radvlm_pipeline.training.recipes import RECIPES
 
+    layout = StorageLayout(storage_root)
     if name == ORACLE.name:
         return None
     if name in RECIPES:
-        return recipe_output_dir(storage_root, name) / "final"
+        return layout.training_run(name).final
     if name == "llava_onevision":
         try:
             return Path(current_base_model(storage_root)["path"])
         except FileNotFoundError:
-            return base_model_dir(storage_root) / TINY_MODEL_NAME
-    return storage_root / "models" / "baselines" / name
+            return layout.tiny_model_dir
+    return layout.baseline_dir(name)

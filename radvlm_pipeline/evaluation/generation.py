@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from radvlm_pipeline.datasets import image_root
 from radvlm_pipeline.evaluation.model_loading import BaselineUnavailable
+from radvlm_pipeline.layout import StorageLayout, image_root
 from radvlm_pipeline.schema import CORPUS_SCHEMA, TASKS
 
 # The evaluation sets the paper scores: every task but abnormality detection, which has no comparable
@@ -40,25 +40,9 @@ ANSWERS_SCHEMA = pl.Schema(
 )
 
 
-def eval_set_path(storage_root: Path, task: str) -> Path:
-    return storage_root / "corpus" / "eval" / f"{task}.parquet"
-
-
-def answers_dir(storage_root: Path, model: str) -> Path:
-    return storage_root / "evaluation" / "answers" / model
-
-
-def answers_path(storage_root: Path, model: str, task: str) -> Path:
-    return answers_dir(storage_root, model) / f"{task}.parquet"
-
-
-def generation_status_path(storage_root: Path, model: str) -> Path:
-    return answers_dir(storage_root, model) / "generation.json"
-
-
 def read_eval_set(storage_root: Path, task: str, max_samples: int | None = None) -> pl.DataFrame:
     """The task's evaluation set, sorted by id; ``max_samples`` keeps the first rows (a demo budget)."""
-    frame = pl.read_parquet(eval_set_path(storage_root, task)).sort("id")
+    frame = pl.read_parquet(StorageLayout(storage_root).corpus.eval_set(task)).sort("id")
     missing = [name for name in CORPUS_SCHEMA if name not in frame.columns]
     if missing:
         raise ValueError(f"evaluation set {task} lacks columns {missing}")
@@ -183,14 +167,14 @@ class GenerationOutcome:
         }
 
     def write(self, storage_root: Path) -> Path:
-        path = generation_status_path(storage_root, self.model)
+        path = StorageLayout(storage_root).generation_record(self.model)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
         return path
 
 
 def read_generation_outcome(storage_root: Path, model: str) -> GenerationOutcome | None:
-    path = generation_status_path(storage_root, model)
+    path = StorageLayout(storage_root).generation_record(model)
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
@@ -225,6 +209,7 @@ def run_generation(
         return outcome
     outcome = GenerationOutcome(adapter.name, "generated", model_path=str(model_path) if model_path else None)
     resolve = image_resolver(data_root, storage_root)
+    layout = StorageLayout(storage_root)
     for task in EVALUATED_TASKS:
         if task not in adapter.tasks:
             outcome.tasks[task] = {
@@ -232,16 +217,16 @@ def run_generation(
                 "reason": f"{adapter.title} is not evaluated on {task}",
             }
             continue
-        if not eval_set_path(storage_root, task).is_file():
+        if not layout.corpus.eval_set(task).is_file():
             outcome.tasks[task] = {
                 "status": "no_eval_set",
-                "reason": f"{eval_set_path(storage_root, task)} missing",
+                "reason": f"{layout.corpus.eval_set(task)} missing",
             }
             continue
         frame = read_eval_set(storage_root, task, max_samples)
         started = time.perf_counter()
         answers = generate_answers(frame, generator, adapter.to_answer, resolve, adapter.name, batch_size)
-        target = answers_path(storage_root, adapter.name, task)
+        target = layout.answers(adapter.name, task)
         target.parent.mkdir(parents=True, exist_ok=True)
         answers.write_parquet(target, compression="zstd")
         seconds = round(time.perf_counter() - started, 3)

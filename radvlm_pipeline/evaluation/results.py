@@ -16,7 +16,7 @@ import polars as pl
 
 from radvlm_pipeline.evaluation.baselines import model_adapters
 from radvlm_pipeline.evaluation.conversation import JUDGE_SCORE
-from radvlm_pipeline.evaluation.generation import GROUNDING_TASKS, answers_path, read_eval_set
+from radvlm_pipeline.evaluation.generation import GROUNDING_TASKS, read_eval_set
 from radvlm_pipeline.evaluation.report_generation import BERTSCORE, GREEN, RADGRAPH, ROUGE_L
 from radvlm_pipeline.evaluation.scoring import (
     ACC_05,
@@ -29,6 +29,7 @@ from radvlm_pipeline.evaluation.scoring import (
     TaskEvaluation,
     read_task_evaluation,
 )
+from radvlm_pipeline.layout import StorageLayout
 from radvlm_pipeline.markdown import markdown_table
 from radvlm_pipeline.schema import CHEXPERT_LABELS
 
@@ -341,7 +342,7 @@ def grounding_examples(
     from radvlm_pipeline.evaluation.generation import image_resolver
     from radvlm_pipeline.images import draw_boxes
 
-    path = answers_path(storage_root, model, task)
+    path = StorageLayout(storage_root).answers(model, task)
     if not path.is_file():
         return None
     answers = pl.read_parquet(path).head(count)
@@ -371,10 +372,6 @@ def grounding_examples(
     return out
 
 
-def results_dir(storage_root: Path) -> Path:
-    return storage_root / "evaluation" / "results"
-
-
 @dataclass
 class RenderedResults:
     markdown: str
@@ -388,22 +385,24 @@ def render_results(
     """Write tables.md, Figure 4 and one Figure 5 sheet per grounding task under evaluation/results/."""
     adapters = model_adapters()
     models = list(models or adapters)
-    out = results_dir(storage_root)
-    out.mkdir(parents=True, exist_ok=True)
+    layout = StorageLayout(storage_root)
+    layout.results_dir.mkdir(parents=True, exist_ok=True)
     markdown = render_tables(storage_root, models)
-    tables_path = out / "tables.md"
+    tables_path = layout.results_tables
     tables_path.write_text(markdown)
     figures = {}
     evaluations = Evaluations(storage_root, models, ["classification"])
     figure_4 = plot_per_label_f1(
         per_label_f1(evaluations, models),
         {m: a.title for m, a in adapters.items()},
-        out / "figure4_per_label_f1.png",
+        layout.per_label_f1_figure,
     )
     if figure_4:
         figures["figure4"] = figure_4
     for task in GROUNDING_TASKS:
-        sheet = grounding_examples(storage_root, data_root, task, example_model, out / f"figure5_{task}.png")
+        sheet = grounding_examples(
+            storage_root, data_root, task, example_model, layout.grounding_figure(task)
+        )
         if sheet:
             figures[f"figure5_{task}"] = sheet
     return RenderedResults(markdown, tables_path, figures)

@@ -18,13 +18,13 @@ from radvlm_pipeline.evaluation import classification, conversation, grounding, 
 from radvlm_pipeline.evaluation.generation import (
     CONVERSATION_TASKS,
     GROUNDING_TASKS,
-    answers_path,
     read_eval_set,
     read_generation_outcome,
     reference_answers,
     split_turns,
 )
 from radvlm_pipeline.evaluation.metric import MetricValue, TextCompleter, percent
+from radvlm_pipeline.layout import StorageLayout
 
 MAP_PAPER = "mAP@0.5"
 COCO_AP50 = "COCO AP50"
@@ -67,10 +67,11 @@ class TaskEvaluation:
         }
 
     def write(self, storage_root: Path) -> Path:
-        path = metrics_path(storage_root, self.task, self.model)
+        layout = StorageLayout(storage_root)
+        path = layout.metrics(self.task, self.model)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
-        sample_path = path.with_suffix(".parquet")
+        sample_path = layout.metric_samples(self.task, self.model)
         if self.per_sample is not None:
             self.per_sample.write_parquet(sample_path, compression="zstd")
         else:
@@ -78,16 +79,13 @@ class TaskEvaluation:
         return path
 
 
-def metrics_path(storage_root: Path, task: str, model: str) -> Path:
-    return storage_root / "evaluation" / "metrics" / task / f"{model}.json"
-
-
 def read_task_evaluation(storage_root: Path, task: str, model: str) -> TaskEvaluation | None:
-    path = metrics_path(storage_root, task, model)
+    layout = StorageLayout(storage_root)
+    path = layout.metrics(task, model)
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
-    sample_path = path.with_suffix(".parquet")
+    sample_path = layout.metric_samples(task, model)
     return TaskEvaluation(
         task=data["task"],
         model=data["model"],
@@ -250,7 +248,7 @@ def _evaluate(storage_root: Path, task: str, model: str, settings: ScoringSettin
         return TaskEvaluation(
             task, model, status, task_outcome.get("reason") or f"no answers of {model} for {task}"
         )
-    answers = pl.read_parquet(answers_path(storage_root, model, task))
+    answers = pl.read_parquet(StorageLayout(storage_root).answers(model, task))
     eval_set = read_eval_set(storage_root, task)
     by_id = answers.select("id").join(eval_set, on="id", how="left", maintain_order="left")
     if by_id["conversation"].null_count():

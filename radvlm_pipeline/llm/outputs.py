@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from radvlm_pipeline.layout import StorageLayout
 from radvlm_pipeline.llm.calls import LLMResult, UsageStats
 
 LLM_QUARANTINE_SCHEMA = pl.Schema(
@@ -78,14 +79,16 @@ def sample_markdown(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> st
     return "\n".join(lines)
 
 
-def write_stage_output(output: StageOutput, directory: Path, name: str) -> dict[str, Path]:
-    """``<name>.parquet`` and ``<name>_quarantine.parquet`` under ``directory``, written atomically."""
-    directory.mkdir(parents=True, exist_ok=True)
+def write_stage_output(output: StageOutput, layout: StorageLayout, stage: str) -> dict[str, Path]:
+    """The stage's table and its quarantine, each written atomically; keyed by file stem."""
+    layout.llm_dir.mkdir(parents=True, exist_ok=True)
     written = {}
-    for suffix, frame in (("", output.table), ("_quarantine", output.quarantine)):
-        target = directory / f"{name}{suffix}.parquet"
+    for target, frame in (
+        (layout.llm_output(stage), output.table),
+        (layout.llm_quarantine(stage), output.quarantine),
+    ):
         partial = target.with_suffix(".parquet.partial")
         frame.write_parquet(partial, compression="zstd", statistics=True)
         partial.replace(target)
-        written[f"{name}{suffix}"] = target
+        written[target.stem] = target
     return written

@@ -15,6 +15,7 @@ from radvlm_pipeline.datasets import Dataset
 from radvlm_pipeline.dicom import PNG_MAX_SIDE
 from radvlm_pipeline.images import ImageCheck
 from radvlm_pipeline.labels import UncertainPolicy
+from radvlm_pipeline.layout import StorageLayout
 from radvlm_pipeline.ledger import ROW
 from radvlm_pipeline.schema import TABLE_SCHEMAS, conform, empty
 
@@ -113,23 +114,19 @@ def relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def write_tables(tables: SourceTables, out_dir: Path) -> dict[str, Path]:
-    """Write each canonical table as ``{name}.parquet`` plus ``facts.json``; byte-identical for equal input."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def write_tables(tables: SourceTables, layout: StorageLayout, source: str) -> dict[str, Path]:
+    """Write each canonical table plus the facts into the source's folder; byte-identical for equal input."""
+    layout.source_dir(source).mkdir(parents=True, exist_ok=True)
     written = {}
     for name, frame in tables.tables().items():
-        target = out_dir / f"{name}.parquet"
+        target = layout.source_table(source, name)
         conform(frame, TABLE_SCHEMAS[name]).write_parquet(target, compression="zstd", statistics=True)
         written[name] = target
-    (out_dir / "facts.json").write_text(
+    layout.source_facts(source).write_text(
         json.dumps(tables.facts, indent=2, sort_keys=True, default=str) + "\n"
     )
     return written
 
 
-def read_table(out_dir: Path, name: str) -> pl.DataFrame:
-    return pl.read_parquet(out_dir / f"{name}.parquet")
-
-
-def source_output_dir(storage_root: Path, source: str) -> Path:
-    return storage_root / "sources" / source
+def read_table(layout: StorageLayout, source: str, name: str) -> pl.DataFrame:
+    return pl.read_parquet(layout.source_table(source, name))

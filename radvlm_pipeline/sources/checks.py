@@ -10,8 +10,8 @@ from pathlib import Path
 
 import polars as pl
 
-from radvlm_pipeline.datasets import image_root
 from radvlm_pipeline.images import ImageCheck, ImageProblem, check_image
+from radvlm_pipeline.layout import image_root
 
 
 def accounting_problems(accounting: pl.DataFrame, quarantine: pl.DataFrame) -> list[str]:

@@ -24,9 +24,10 @@ import numpy as np
 import polars as pl
 
 from radvlm_pipeline.boxes import NORM, PX, normalise_pixel_boxes, pairwise_iou, weighted_box_fusion
-from radvlm_pipeline.datasets import DERIVED_IMAGE_ROOTS, VINDR_CXR
+from radvlm_pipeline.datasets import VINDR_CXR
 from radvlm_pipeline.dicom import dicom_to_png
 from radvlm_pipeline.images import ImageProblem
+from radvlm_pipeline.layout import StorageLayout
 from radvlm_pipeline.ledger import INVALID, ROW, Ledger
 from radvlm_pipeline.schema import BOXES_SCHEMA, IMAGES_SCHEMA, conform
 from radvlm_pipeline.sources.base import (
@@ -100,7 +101,7 @@ def read(data_root: Path, options: ReaderOptions, upstream: Upstream = NO_UPSTRE
 
     images = _convert_images(
         root,
-        options.storage_root / DERIVED_IMAGE_ROOTS[PNG_ROOT],
+        StorageLayout(options.storage_root).derived_images(PNG_ROOT),
         rows.select("split", "image_id").unique(maintain_order=True),
         options.dicom_max_side,
     )

@@ -10,11 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
-TINY_MODEL_NAME = "tiny-llava-onevision"
-
-
-def base_model_dir(storage_root: Path) -> Path:
-    return storage_root / "models" / "base"
+from radvlm_pipeline.layout import StorageLayout
 
 
 def fingerprint(model_dir: Path, sample_bytes: int = 1 << 20) -> str:
@@ -47,7 +43,7 @@ def prepare_base_model(storage_root: Path, configured_path: str | None = None) -
         from radvlm_pipeline.training.tiny_model import build_model_directory
 
         # Rebuilt every time (about a second; deterministic), so a changed builder never leaves an old model.
-        path = build_model_directory(base_model_dir(storage_root) / TINY_MODEL_NAME)
+        path = build_model_directory(StorageLayout(storage_root).tiny_model_dir)
     config = json.loads((path / "config.json").read_text())
     description = {
         "path": str(path),
@@ -57,14 +53,14 @@ def prepare_base_model(storage_root: Path, configured_path: str | None = None) -
         "text_hidden_size": config.get("text_config", {}).get("hidden_size"),
         "text_layers": config.get("text_config", {}).get("num_hidden_layers"),
     }
-    record = base_model_dir(storage_root) / "current.json"
+    record = StorageLayout(storage_root).base_model_record
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(description, indent=2) + "\n")
     return description
 
 
 def current_base_model(storage_root: Path) -> dict:
-    record = base_model_dir(storage_root) / "current.json"
+    record = StorageLayout(storage_root).base_model_record
     if not record.exists():
         raise FileNotFoundError(f"{record} does not exist: materialize the base_model asset first")
     return json.loads(record.read_text())

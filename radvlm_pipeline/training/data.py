@@ -20,8 +20,8 @@ import polars as pl
 import torch.utils.data
 from PIL import Image
 
-from radvlm_pipeline.datasets import image_root
 from radvlm_pipeline.images import to_display_rgb
+from radvlm_pipeline.layout import image_root
 from radvlm_pipeline.training.processing import collate, load_processor
 
 TEXT_COLUMNS = ["id", "task", "image_dataset", "image_path", "conversation"]

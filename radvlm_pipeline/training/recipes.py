@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
+from radvlm_pipeline.layout import SHARD_GLOB, StorageLayout
 from radvlm_pipeline.schema import TASKS
 from radvlm_pipeline.training.config import TrainConfig
 
@@ -26,10 +27,6 @@ RECIPES: dict[str, tuple[str, ...]] = {
 }
 
 
-def corpus_shard_root(storage_root: Path) -> Path:
-    return storage_root / "corpus" / "shards"
-
-
 def shard_task(shard_dir_name: str) -> str:
     """Shard folders are named ``<task>__<source>``."""
     return shard_dir_name.split("__", 1)[0]
@@ -38,9 +35,9 @@ def shard_task(shard_dir_name: str) -> str:
 def recipe_shard_files(storage_root: Path, recipe: str) -> list[Path]:
     """The Parquet files of every shard folder whose task the recipe trains on, in a fixed order."""
     tasks = set(RECIPES[recipe])
-    root = corpus_shard_root(storage_root)
+    root = StorageLayout(storage_root).corpus.shards
     folders = sorted(p for p in root.glob("*__*") if p.is_dir() and shard_task(p.name) in tasks)
-    return [file for folder in folders for file in sorted(folder.glob("part-*.parquet"))]
+    return [file for folder in folders for file in sorted(folder.glob(SHARD_GLOB))]
 
 
 def rows_per_task(files: list[Path]) -> dict[str, int]:
@@ -58,22 +55,19 @@ def rows_per_task(files: list[Path]) -> dict[str, int]:
     return dict(zip(counts["task"].to_list(), counts["len"].to_list()))
 
 
-def recipe_output_dir(storage_root: Path, recipe: str) -> Path:
-    return storage_root / "models" / recipe
-
-
 def recipe_train_config(
     recipe: str, storage_root: Path, data_root: Path, model_path: str, **settings
 ) -> TrainConfig:
     """The training config of one recipe's run; ``settings`` override TrainConfig's paper defaults."""
+    layout = StorageLayout(storage_root)
     files = recipe_shard_files(storage_root, recipe)
     if not files:
         raise FileNotFoundError(
-            f"no corpus shards for recipe {recipe!r} (tasks {RECIPES[recipe]}) under {corpus_shard_root(storage_root)}"
+            f"no corpus shards for recipe {recipe!r} (tasks {RECIPES[recipe]}) under {layout.corpus.shards}"
         )
     return TrainConfig(
         model_path=model_path,
-        output_dir=str(recipe_output_dir(storage_root, recipe)),
+        output_dir=str(layout.model_dir(recipe)),
         shard_files=[str(f) for f in files],
         data_root=str(data_root),
         storage_root=str(storage_root),

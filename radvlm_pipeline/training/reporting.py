@@ -12,6 +12,8 @@ import logging
 import os
 from pathlib import Path
 
+from radvlm_pipeline.layout import RunLayout
+
 log = logging.getLogger("radvlm.train")
 
 
@@ -21,7 +23,7 @@ class Reporter:
     def __init__(self, output_dir: Path, rank: int, start_step: int, pipes_stack: contextlib.ExitStack):
         self.active = rank == 0
         self.pipes = None
-        self.metrics_path = output_dir / "metrics.jsonl"
+        self.metrics_path = RunLayout(output_dir).metrics
         if not self.active:
             return
         if os.environ.get("DAGSTER_PIPES_CONTEXT"):  # launched by Dagster; dagster-pipes is needed only then

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
-from radvlm_pipeline.datasets import image_root
+from radvlm_pipeline.layout import StorageLayout, image_root, shard_name
 from radvlm_pipeline.schema import CORPUS_SCHEMA, conform
 
 # (task, source, image dataset, [(question, answer), ...])
@@ -71,7 +71,7 @@ def write_corpus(
     frame = conform(pl.DataFrame(records, schema=CORPUS_SCHEMA), CORPUS_SCHEMA)
     files = []
     for (task, source), group in frame.group_by(["task", "source"], maintain_order=True):
-        out = storage_root / "corpus" / "shards" / f"{task}__{source}" / "part-00000.parquet"
+        out = StorageLayout(storage_root).corpus.partition(f"{task}__{source}") / shard_name(0)
         out.parent.mkdir(parents=True, exist_ok=True)
         group.write_parquet(out)
         files.append(out)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from radvlm_pipeline.layout import RunLayout
 from radvlm_pipeline.training.checkpoints import resume, save_checkpoint, save_final
 from radvlm_pipeline.training.config import TrainConfig
 from radvlm_pipeline.training.data import BatchPlan, CorpusBatches, batch_loader, load_training_rows
@@ -75,7 +76,8 @@ def train(config: TrainConfig) -> dict:
     use_gpu = device.type == "cuda"
     bf16 = config.precision == "bf16" or (config.precision == "auto" and use_gpu)
     output_dir = Path(config.output_dir)
-    checkpoint_dir = output_dir / "checkpoints"
+    run = RunLayout(output_dir)
+    checkpoint_dir = run.checkpoints
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
 
@@ -190,10 +192,10 @@ def train(config: TrainConfig) -> dict:
             "tokens_per_s": tokens_total / wall if trained_steps else None,
             "wall_time_s": wall,
             "processes": world_size,
-            "output_path": str(output_dir / "final"),
+            "output_path": str(run.final),
         }
-        save_final(engine, processor, config, rank, output_dir / "final", summary)
-        reporter.info(f"saved {output_dir / 'final'}")
+        save_final(engine, processor, config, rank, run.final, summary)
+        reporter.info(f"saved {run.final}")
         reporter.finish(summary)
 
     del engine, model, optimizer  # nothing left for the process group to wait on
