@@ -28,7 +28,7 @@ from definitions import defs
 from radvlm_pipeline.datasets import DATASETS, MIMIC_CXR
 from radvlm_pipeline.layout import BUNDLED_SAMPLE_ROOT
 from radvlm_pipeline.llm import conversations, prior_removal
-from radvlm_pipeline.sample_data import mimic
+from radvlm_pipeline.sample_data import mimic_cxr
 from resources.llm import LLMResource
 from resources.storage import PipelineStorage
 from sensors.dataset_releases import CHANGED_DATASETS_TAG, dataset_releases
@@ -48,17 +48,17 @@ AFTER_THE_CORPUS = [AssetKey("corpus_catalog"), AssetKey("corpus_llava_export")]
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
-def add_mimic_study(data_root: Path) -> mimic.MimicStudy:
+def add_mimic_study(data_root: Path) -> mimic_cxr.MimicStudy:
     """A new MIMIC-CXR release: the sample's studies plus one train study of another seed's plan, written
     by the sample generator (metadata, split and label rows, report, JPEGs)."""
-    studies = mimic.plan(SEED)
+    studies = mimic_cxr.plan(SEED)
     known = {s.subject_id for s in studies}
     new = next(
         s
-        for s in mimic.plan(SEED + 1)
+        for s in mimic_cxr.plan(SEED + 1)
         if s.split == "train" and s.frontal_images() and s.subject_id not in known
     )
-    mimic._write_mimic(MIMIC_CXR.root(data_root), [*studies, new], SEED, dirty=False)
+    mimic_cxr.write(MIMIC_CXR.root(data_root), [*studies, new], SEED, dirty=False)
     return new
 
 

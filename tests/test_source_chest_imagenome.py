@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from radvlm_pipeline.sample_data import mimic
+from radvlm_pipeline.sample_data import mimic_cxr as writer
 from radvlm_pipeline.sample_data.common import REGIONS, Variant
 from radvlm_pipeline.sources import checks, chest_imagenome, mimic_cxr
 from radvlm_pipeline.sources.base import DatasetUnavailable, ReaderOptions
@@ -149,7 +150,7 @@ def test_every_row_is_accounted_for(request, which):
 
 def test_a_lateral_row_is_filtered(tmp_path, roots, mimic_images, clean):
     shutil.copytree(roots[Variant.CLEAN] / "chest-imagenome", tmp_path / "chest-imagenome")
-    lateral = next(s for s in mimic.plan(SEED) if any(i.view == "LATERAL" for i in s.images))
+    lateral = next(s for s in writer.plan(SEED) if any(i.view == "LATERAL" for i in s.images))
     image = next(i for i in lateral.images if i.view == "LATERAL")
     test_csv = tmp_path / "chest-imagenome" / "silver_dataset" / "splits" / "test.csv"
     rows = test_csv.read_text().splitlines()

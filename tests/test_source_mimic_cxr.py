@@ -15,6 +15,7 @@ from sample_digests import folder_digests
 from radvlm_pipeline.images import ImageCheck
 from radvlm_pipeline.labels import UncertainPolicy
 from radvlm_pipeline.sample_data import mimic
+from radvlm_pipeline.sample_data import mimic_cxr as writer
 from radvlm_pipeline.sample_data.common import Variant, chexpert_values
 from radvlm_pipeline.schema import CHEXPERT_LABELS
 from radvlm_pipeline.sources import checks, mimic_cxr, mimic_reports
@@ -44,7 +45,7 @@ def dirty(roots):
 
 @pytest.fixture(scope="module")
 def studies():
-    return mimic.plan(SEED)
+    return writer.plan(SEED)
 
 
 def test_frontal_images_per_split_and_laterals_filtered(clean, studies):
@@ -191,7 +192,7 @@ def test_existence_check_trusts_the_metadata(roots):
 
 def test_a_blank_size_is_measured_on_the_jpeg(tmp_path, roots, clean):
     shutil.copytree(roots[Variant.CLEAN] / "mimic-cxr", tmp_path / "mimic-cxr")
-    path = tmp_path / "mimic-cxr" / mimic.METADATA_FILE
+    path = tmp_path / "mimic-cxr" / writer.METADATA_FILE
     metadata = pl.read_csv(path, infer_schema=False)
     assert metadata.item(0, "dicom_id") in clean.images["image_id"].to_list()  # a kept frontal image
     blank_first = pl.when(pl.int_range(pl.len()) == 0).then(None)
@@ -210,16 +211,16 @@ def test_a_blank_size_is_measured_on_the_jpeg(tmp_path, roots, clean):
 def test_same_seed_writes_the_same_bytes(tmp_path, roots):
     mimic.write(tmp_path, SEED, Variant.DIRTY)
     assert folder_digests(tmp_path) == folder_digests(roots[Variant.DIRTY])
-    header = (tmp_path / "mimic-cxr" / mimic.METADATA_FILE).read_bytes()[:10]
+    header = (tmp_path / "mimic-cxr" / writer.METADATA_FILE).read_bytes()[:10]
     assert header[3] & 0x08 == 0 and header[4:8] == b"\0\0\0\0"  # no file name, no timestamp
 
 
 def test_release_tables_are_gzipped_csv_with_the_release_columns(roots):
     folder = roots[Variant.CLEAN] / "mimic-cxr"
     for name, columns in (
-        (mimic.METADATA_FILE, mimic.METADATA_COLUMNS),
-        (mimic.SPLIT_FILE, mimic.SPLIT_COLUMNS),
-        (mimic.CHEXPERT_FILE, mimic.CHEXPERT_COLUMNS),
+        (writer.METADATA_FILE, writer.METADATA_COLUMNS),
+        (writer.SPLIT_FILE, writer.SPLIT_COLUMNS),
+        (writer.CHEXPERT_FILE, writer.CHEXPERT_COLUMNS),
     ):
         with gzip.open(folder / name, "rt") as text:
             assert text.readline().rstrip("\n").split(",") == list(columns)
@@ -231,7 +232,7 @@ def test_missing_folder_or_file_is_reported_by_name(tmp_path, roots):
     shutil.copytree(
         roots[Variant.CLEAN] / "mimic-cxr", tmp_path / "mimic-cxr", ignore=shutil.ignore_patterns("files")
     )
-    (tmp_path / "mimic-cxr" / mimic.SPLIT_FILE).unlink()
+    (tmp_path / "mimic-cxr" / writer.SPLIT_FILE).unlink()
     with pytest.raises(DatasetUnavailable, match="mimic-cxr-2.0.0-split.csv"):
         mimic_cxr.read(tmp_path, ReaderOptions())
 
@@ -246,7 +247,7 @@ def test_scale_mode_writes_paper_proportions_quickly(tmp_path):
     assert set(tables.quarantine["reason"]) == {"lateral_view", "missing_image", "no_usable_image"}
     assert checks.accounting_problems(tables.accounting, tables.quarantine) == []
     splits = pl.read_csv(
-        tmp_path / "mimic-cxr" / mimic.SPLIT_FILE, schema_overrides={"subject_id": pl.String}
+        tmp_path / "mimic-cxr" / writer.SPLIT_FILE, schema_overrides={"subject_id": pl.String}
     )
     assert (
         splits.group_by("subject_id").agg(pl.col("split").n_unique()).filter(pl.col("split") > 1).is_empty()

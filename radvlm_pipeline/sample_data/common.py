@@ -21,6 +21,15 @@ class Variant(str, Enum):
     DIRTY = "dirty"  # adds the faults every reader must quarantine (see each writer's ``DIRT``)
 
 
+@dataclass(frozen=True)
+class Fault:
+    """Where a fault of the dirty sample lies, for the tests to find it in the reader's quarantine."""
+
+    file: str  # relative to the dataset root
+    row: int  # numbered as in the quarantine table
+    reason: str | None  # the quarantine reason a reader must give; None where it can repair the row
+
+
 def rng_for(seed: int, *keys: object) -> np.random.Generator:
     """A generator derived from the seed and a path of keys: independent of call order elsewhere."""
     digest = hashlib.sha256(repr((seed, *keys)).encode()).digest()
