@@ -8,9 +8,11 @@ the `sensors` package; pools, retries and automation conditions: `assets/policie
 
 from dagster import Definitions
 
-from assets.definitions import defs as asset_defs
+# Modules, not their Definitions objects: `dagster ... -f definitions.py` refuses a file with more than
+# one Definitions at module scope.
+from assets import definitions as asset_area
 from resources import build_resources
-from sensors.definitions import defs as sensor_defs
+from sensors import definitions as sensor_area
 
-# The observed dataset folders (sensor_defs) come first: the assets' order is the data's.
-defs = Definitions.merge(sensor_defs, asset_defs, Definitions(resources=build_resources()))
+# The observed dataset folders (the sensors' area) come first: the assets' order is the data's.
+defs = Definitions.merge(sensor_area.defs, asset_area.defs, Definitions(resources=build_resources()))

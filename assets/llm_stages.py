@@ -14,7 +14,7 @@ from pydantic import Field
 
 from assets.metadata import counts_markdown, preview
 from assets.policies import LLM_POOL, LLM_STEP_RETRY, rebuild_when_upstream_changes
-from assets.versions import code_version
+from assets.versions import code_version, project_modules
 from radvlm_pipeline.layout import CLEAN_REPORTS, CONVERSATIONS
 from radvlm_pipeline.llm import calls, conversations, endpoint, outputs, prior_removal, runner
 from radvlm_pipeline.llm.outputs import StageOutput, write_stage_output
@@ -26,8 +26,10 @@ _LLM_MODULES = (calls, endpoint, outputs, runner)
 
 
 def stage_code_version(stage: ModuleType) -> str:
-    """The stage's prompt version plus its code and the shared LLM code: any change marks the asset stale."""
-    return code_version(stage, *_LLM_MODULES, extra=stage.PROMPT.version)
+    """The stage's prompt version plus its code, every project module it uses (its rules, validation and
+    joins live in modules of their own) and the shared LLM code: any change marks the asset stale."""
+    used = {module.__name__: module for module in (*project_modules(stage), *_LLM_MODULES)}
+    return code_version(*(used[name] for name in sorted(used)), extra=stage.PROMPT.version)
 
 
 SOURCE_TABLES = ("images", "reports", "labels", "boxes")
