@@ -53,7 +53,9 @@ class SourceReaderConfig(Config):
         description="How hard each referenced image is checked before a row is kept.",
     )
     wbf_iou_thr: float = Field(
-        READER_DEFAULTS.wbf_iou_thr, description="VinDr-CXR weighted box fusion: IoU above which boxes fuse."
+        READER_DEFAULTS.wbf_iou_thr,
+        description="VinDr-CXR weighted box fusion: IoU above which the radiologists' boxes fuse "
+        "(default 0.1, the paper's code). Metadata facts/boxes_merged_by_fusion shows its effect.",
     )
     wbf_skip_box_thr: float = Field(
         READER_DEFAULTS.wbf_skip_box_thr, description="VinDr-CXR weighted box fusion: minimum box confidence."

@@ -79,7 +79,8 @@ def test_dirty_sample_materializes_with_every_check_passing(dirty_root, tmp_path
         e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "vindr_cxr"
     ).materialization.metadata
     assert "boxes_example" in metadata and "data:image/png;base64," in metadata["boxes_example"].value
-    assert metadata["facts/wbf_iou_thr"].value == 0.5
+    assert metadata["facts/wbf_iou_thr"].value == 0.1
+    assert metadata["facts/boxes_merged_by_fusion"].value > 0
 
 
 @pytest.mark.slow

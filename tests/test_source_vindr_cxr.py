@@ -147,7 +147,7 @@ def test_every_png_shows_dense_tissue_bright_whatever_the_photometric(clean, sto
 
 def test_wbf_parameters_are_used_and_recorded(clean_root, clean, storage):
     assert (clean.facts["wbf_iou_thr"], clean.facts["wbf_skip_box_thr"], clean.facts["wbf_conf_type"]) == (
-        0.5,
+        0.1,  # the paper's code
         0.0,
         "avg",
     )
@@ -155,6 +155,32 @@ def test_wbf_parameters_are_used_and_recorded(clean_root, clean, storage):
     assert strict.facts["wbf_iou_thr"] == 0.95
     assert strict.facts["fused_boxes"] > clean.facts["fused_boxes"]  # fewer boxes overlap enough to fuse
     assert clean.facts["radiologist_boxes_fused"] == strict.facts["radiologist_boxes_fused"]
+    for facts in (clean.facts, strict.facts):
+        assert facts["boxes_merged_by_fusion"] == facts["radiologist_boxes_fused"] - facts["fused_boxes"]
+    assert (clean.facts["boxes_merged_by_fusion"], strict.facts["boxes_merged_by_fusion"]) == (108, 3)
+    # test boxes are the released consensus, annotators 1: every box of several radiologists is fused
+    assert clean.facts["fused_boxes_from_several_radiologists"] == 68
+    assert clean.boxes.filter(pl.col("annotators") > 1).height == 68
+
+
+def test_radiologists_who_disagree_on_the_extent_fuse_at_the_papers_threshold():
+    """Three outlines of one finding, pairwise IoU 0.2-0.3: one box at the default (the paper's 0.1);
+    a threshold of 0.5 would keep three near-duplicates of one cardiomegaly."""
+    outlines = [(0.2, 0.2, 0.5, 0.5), (0.3, 0.3, 0.6, 0.6), (0.1, 0.3, 0.4, 0.6)]
+    boxes = pl.DataFrame(
+        [("img", f"R{i}", i, "Cardiomegaly", *box, 1000, 800) for i, box in enumerate(outlines)],
+        schema=["image_id", "rad_id", "row", "class_name", "x1", "y1", "x2", "y2", "width", "height"],
+        orient="row",
+    )
+    options = ReaderOptions()
+
+    def fuse(iou_thr):
+        return vindr_cxr.fuse_radiologists(boxes, iou_thr, options.wbf_skip_box_thr, options.wbf_conf_type)
+
+    fused = fuse(options.wbf_iou_thr)
+    assert fused.height == 1 and fused["annotators"].to_list() == [3]
+    assert np.allclose(fused.select("x1", "y1", "x2", "y2").row(0), np.mean(outlines, axis=0))
+    assert fuse(0.5).height == 3
 
 
 def test_rereading_reuses_the_pngs(clean_root, clean, storage):

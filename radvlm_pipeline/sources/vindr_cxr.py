@@ -10,7 +10,8 @@ Every DICOM (``{split}/{image_id}.dicom``) is converted once to an 8-bit PNG und
 (``radvlm_pipeline.dicom``); that conversion is also the image check, whatever ``options.image_check``
 says, because downstream stages need the PNG. Boxes are normalised by the DICOM's own Columns/Rows.
 The train radiologists' boxes are fused per image and class with weighted box fusion (the paper, after
-Müller et al. 2024); the test boxes are already a consensus and are kept as released.
+Müller et al. 2024), at the IoU threshold of the paper's code (0.1, ``ReaderOptions.wbf_iou_thr``); the
+test boxes are already a consensus and are kept as released.
 """
 
 from __future__ import annotations
@@ -154,6 +155,10 @@ def read(data_root: Path, options: ReaderOptions, upstream: Upstream = NO_UPSTRE
             "wbf_applied_to": "train (three radiologists per image); test boxes are the released consensus",
             "radiologist_boxes_fused": boxed.filter(pl.col("split") == "train").height,
             "fused_boxes": fused.height,
+            # Each fused box stands for a cluster of radiologist boxes: the difference is how many boxes
+            # fusion folded into another, the quantity the IoU threshold moves.
+            "boxes_merged_by_fusion": boxed.filter(pl.col("split") == "train").height - fused.height,
+            "fused_boxes_from_several_radiologists": fused.filter(pl.col("annotators") > 1).height,
             "test_consensus_boxes": consensus.height,
             "clipped_boxes": int(boxed["clipped"].sum()),
             "negative_images": images_table.height - boxes["image_id"].n_unique(),
