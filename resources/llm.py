@@ -88,6 +88,10 @@ class LLMResource(ConfigurableResource):
         default_factory=list,
         description="Credentialed datasets (keys of radvlm_pipeline.datasets) whose text this endpoint may receive.",
     )
+    image_transport: str = Field(
+        default=_DEFAULTS.image_transport,
+        description="Images in prompts: 'data_url' (base64, any endpoint) or 'file_url' (a server reading this filesystem).",
+    )
     prices: dict[str, ModelPrice] = Field(
         default_factory=lambda: {
             model: ModelPrice(input_usd_per_million_tokens=i, output_usd_per_million_tokens=o)

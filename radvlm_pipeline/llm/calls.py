@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from radvlm_pipeline.llm.images import ImageInput
+
 OK = "ok"
 FAILED = "failed"
 
@@ -25,14 +27,17 @@ class PromptItem:
 
     ``fields`` fill the template and, through the rendered messages, the cache key. ``context`` holds the
     same facts in structured form for the offline backend; it is never sent and never hashed, so it must
-    say nothing the fields do not.
+    say nothing the fields do not. ``history`` holds earlier (user, assistant) turns sent verbatim before
+    the templated message; ``images`` go into the first user turn.
     """
 
     item_id: str
-    datasets: tuple[str, ...]  # every source dataset whose text is in the prompt: decides governance
+    datasets: tuple[str, ...]  # every source dataset whose text or images are in the prompt: governance
     fields: Mapping[str, str]
     seed: int = 0
     context: Any = None
+    history: tuple[tuple[str, str], ...] = ()
+    images: tuple[ImageInput, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,8 @@ class PendingCall:
     template_name: str
     template_version: str
     params: Mapping[str, Any]
-    messages: Sequence[Mapping[str, str]]
+    messages: Sequence[Mapping[str, Any]]  # images in them are named by hash (``images.image_part``)
+    images: Mapping[str, str] = field(default_factory=dict)  # image reference -> file, read when sent
 
 
 def cache_key(
@@ -69,7 +75,7 @@ def cache_key(
     template_name: str,
     template_version: str,
     params: Mapping[str, Any],
-    messages: Sequence[Mapping[str, str]],
+    messages: Sequence[Mapping[str, Any]],
 ) -> str:
     """sha256 over everything that decides an answer; the API key and the base URL are not part of it."""
     payload = {

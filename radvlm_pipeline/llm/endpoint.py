@@ -27,6 +27,7 @@ from openai.types.chat import ChatCompletion
 
 from radvlm_pipeline.llm.cache import ResponseCache
 from radvlm_pipeline.llm.calls import FAILED, OK, LLMResult, PendingCall, UsageStats
+from radvlm_pipeline.llm.images import resolve_images, text_characters
 from radvlm_pipeline.llm.settings import AZURE, LLMSettings
 
 ResultSink = Callable[[LLMResult, PendingCall], None]
@@ -65,7 +66,10 @@ def make_client(settings: LLMSettings) -> openai.AsyncOpenAI:
 
 
 def request_body(settings: LLMSettings, call: PendingCall) -> dict:
-    return {"model": settings.model, "messages": list(call.messages), **call.params}
+    messages = (
+        resolve_images(call.messages, call.images, settings.image_transport) if call.images else call.messages
+    )
+    return {"model": settings.model, "messages": list(messages), **call.params}
 
 
 def retry_after_seconds(headers) -> float | None:
@@ -131,8 +135,7 @@ def _redact(text: str, settings: LLMSettings) -> str:
 def _estimated_tokens(settings: LLMSettings, call: PendingCall) -> float:
     """What a request counts against a tokens-per-minute limit: ~4 characters a token, plus max_tokens,
     which is how OpenAI itself counts a request before it runs."""
-    characters = sum(len(m["content"]) for m in call.messages)
-    return characters / 4 + settings.max_tokens
+    return text_characters(call.messages) / 4 + settings.max_tokens
 
 
 def _result_from_completion(call: PendingCall, completion, latency_s: float | None, origin: str) -> LLMResult:
@@ -176,14 +179,14 @@ async def _answer_one(
     client, settings: LLMSettings, call: PendingCall, limits: _Limits, stats: UsageStats
 ) -> LLMResult:
     attempt = 0
+    # Built once, outside the retries: an image that cannot be read is our fault, not the endpoint's.
+    body = request_body(settings, call)
     while True:
         await limits.acquire(_estimated_tokens(settings, call))
         stats.requests_sent += 1
         started = time.monotonic()
         try:
-            completion = await client.post(
-                CHAT_ROUTE, body=request_body(settings, call), cast_to=ChatCompletion
-            )
+            completion = await client.post(CHAT_ROUTE, body=body, cast_to=ChatCompletion)
             return _result_from_completion(call, completion, time.monotonic() - started, "call")
         except CALL_ERRORS as exc:
             kind, wait = classify_error(exc)

@@ -11,10 +11,13 @@ may name fields as ``$name`` (``string.Template``), filled per item; every field
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from typing import Any
+
+from radvlm_pipeline.llm.images import ImageInput, image_part
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 USER_MARKER = "--- user ---"
@@ -41,12 +44,27 @@ class PromptTemplate:
             version=hashlib.sha256(raw).hexdigest()[:16],
         )
 
-    def messages(self, fields: Mapping[str, str]) -> list[dict[str, str]]:
-        """The chat messages for one item; raises KeyError naming a missing field."""
-        return [
-            {"role": "system", "content": self.system},
-            {"role": "user", "content": Template(self.user).substitute(fields)},
-        ]
+    def messages(
+        self,
+        fields: Mapping[str, str],
+        history: Sequence[tuple[str, str]] = (),
+        images: Sequence[ImageInput] = (),
+    ) -> list[dict[str, Any]]:
+        """The chat messages for one item; raises KeyError naming a missing field.
+
+        Earlier (user, assistant) turns come first, verbatim; the images open the first user turn, as a
+        vision model is trained to see them. An empty system part sends no system message, so the
+        server's chat template behaves as it does for the model's own evaluation."""
+        messages: list[dict[str, Any]] = [{"role": "system", "content": self.system}] if self.system else []
+        turns = [*history, (Template(self.user).substitute(fields), None)]
+        for index, (asked, answered) in enumerate(turns):
+            content: Any = asked
+            if index == 0 and images:
+                content = [*(image_part(image) for image in images), {"type": "text", "text": asked}]
+            messages.append({"role": "user", "content": content})
+            if answered is not None:
+                messages.append({"role": "assistant", "content": answered})
+        return messages
 
 
 def load_prompt(name: str) -> PromptTemplate:

@@ -40,9 +40,12 @@ Runner = Callable[..., PromptRun]
 def pending_call(settings: LLMSettings, template: PromptTemplate, item: PromptItem) -> PendingCall:
     model = OFFLINE_BACKEND_NAME if settings.backend == OFFLINE else settings.model
     params = settings.request_params(item.seed)
-    messages = template.messages(item.fields)
+    messages = template.messages(item.fields, item.history, item.images)
     key = cache_key(settings.endpoint_kind, model, template.name, template.version, params, messages)
-    return PendingCall(key, settings.endpoint_kind, model, template.name, template.version, params, messages)
+    images = {image.reference: image.path for image in item.images}
+    return PendingCall(
+        key, settings.endpoint_kind, model, template.name, template.version, params, messages, images
+    )
 
 
 def run_prompts(

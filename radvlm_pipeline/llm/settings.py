@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from radvlm_pipeline.llm.images import DATA_URL, IMAGE_TRANSPORTS
+
 OFFLINE = "offline"  # deterministic rules, no model, nothing leaves the machine
 OPENAI = "openai"  # any OpenAI-compatible endpoint: OpenAI, vLLM, Ollama, llama.cpp server
 AZURE = "azure"  # Azure OpenAI (model = deployment name)
@@ -48,11 +50,16 @@ class LLMSettings:
     batch_max_wait_s: float = 3600.0
     batch_price_factor: float = 0.5
     approved_credentialed_datasets: tuple[str, ...] = ()
+    image_transport: str = DATA_URL  # how images are sent; not in the cache key (the bytes are the same)
     prices: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown LLM backend {self.backend!r}; expected one of {BACKENDS}")
+        if self.image_transport not in IMAGE_TRANSPORTS:
+            raise ValueError(
+                f"unknown image transport {self.image_transport!r}; expected one of {IMAGE_TRANSPORTS}"
+            )
         if self.backend == AZURE and not (self.base_url and self.azure_api_version):
             raise ValueError(
                 "the azure backend needs base_url (the Azure OpenAI resource endpoint) and azure_api_version"
