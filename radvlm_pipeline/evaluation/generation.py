@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import polars as pl
 
 from radvlm_pipeline.evaluation.model_loading import BaselineUnavailable
-from radvlm_pipeline.layout import StorageLayout, image_root
+from radvlm_pipeline.layout import DERIVED_IMAGE_ROOTS, StorageLayout, image_root
 from radvlm_pipeline.schema import CORPUS_SCHEMA, TASKS
 
 # The evaluation sets the paper scores: every task but abnormality detection, which has no comparable
@@ -75,6 +75,7 @@ class Request:
     history: tuple[tuple[str, str], ...] = ()  # (question, the model's own answer) of earlier rounds
     target_label: str | None = None  # the region/finding/phrase asked about, for models that want it alone
     reference: str | None = None  # the expected answer: only the oracle looks at it
+    datasets: tuple[str, ...] = ()  # whose text and image the request carries: governs where it may go
 
 
 class AnswerGenerator(Protocol):
@@ -88,6 +89,12 @@ def _target_label(row: dict) -> str | None:
         return None
     labels = set(row.get("target_labels") or [])
     return labels.pop() if len(labels) == 1 else None
+
+
+def _datasets(row: dict) -> tuple[str, ...]:
+    """The row's dataset and its image's; an image the pipeline converted (VinDr-CXR's PNGs) is its row's."""
+    image = row["image_dataset"]
+    return tuple(sorted({row["source"], *([image] if image not in DERIVED_IMAGE_ROOTS else [])}))
 
 
 def generate_answers(
@@ -120,6 +127,7 @@ def generate_answers(
                     history=tuple(zip(turns[i][0][:round_index], raw[i])),
                     target_label=_target_label(rows[i]),
                     reference=turns[i][1][round_index],
+                    datasets=_datasets(rows[i]),
                 )
                 for i in batch
             ]
@@ -193,14 +201,16 @@ def run_generation(
     max_samples: int | None = None,
     device: str | None = None,
     log: Callable[[str], None] = print,
+    generator: AnswerGenerator | None = None,
 ) -> GenerationOutcome:
     """Answer every evaluation set the model is evaluated on and record the outcome beside the answers.
 
     A model whose weights are not on disk is recorded as not available (with the reason) rather than
-    failing, so the results tables show the gap instead of a number.
+    failing, so the results tables show the gap instead of a number. ``generator`` answers instead of
+    the adapter's model loaded here (a serving engine, ``served_answers.py``).
     """
     try:
-        generator = adapter.load(model_path, device=device, max_new_tokens=max_new_tokens)
+        generator = generator or adapter.load(model_path, device=device, max_new_tokens=max_new_tokens)
     except BaselineUnavailable as exc:
         outcome = GenerationOutcome(
             adapter.name, "not_available", str(exc), str(model_path) if model_path else None
