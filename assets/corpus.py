@@ -74,10 +74,16 @@ class CorpusBuildConfig(Config):
         default_factory=dict,
         description="Most samples per Table 1 row, e.g. {'anatomical_grounding__chest_imagenome': 80000}.",
     )
+    splits: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Splits a Table 1 row trains on (train and/or validate; never test), e.g. "
+        "{'phrase_grounding__ms_cxr': ['train']}. Default: train, but train + validate for phrase grounding "
+        "(MS-CXR, PadChest-GR) and PadChest-GR grounded conversations, as the paper's code.",
+    )
 
     def corpus_config(self) -> CorpusConfig:
         return CorpusConfig(seed=self.seed, rows_per_shard=self.rows_per_shard).with_overrides(
-            self.repeat, self.cap
+            self.repeat, self.cap, self.splits
         )
 
 
@@ -152,6 +158,9 @@ def corpus(
             "samples": manifest["samples"],
             "repeat": manifest["repeat"],
             "cap": manifest["cap"] if manifest["cap"] is not None else "none",
+            "splits": MetadataValue.json(
+                {"trained_on": manifest["splits"], "rows": manifest["rows_by_split"]}
+            ),
             "rows_by_step": _skipped_markdown(manifest["stats"]),
             "shards": MetadataValue.json(manifest["files"]),
             "config_fingerprint": manifest["config_fingerprint"],

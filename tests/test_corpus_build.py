@@ -14,7 +14,7 @@ from radvlm_pipeline.corpus.build import build_eval_sets, build_partition
 from radvlm_pipeline.corpus.inputs import CorpusInputMissing
 from radvlm_pipeline.corpus.shards import eval_manifest, partition_manifests, shard_paths
 from radvlm_pipeline.corpus.table import TABLE_1, CorpusConfig, partition_keys
-from radvlm_pipeline.layout import CLEAN_REPORTS, StorageLayout
+from radvlm_pipeline.layout import CLEAN_REPORTS, CONVERSATIONS, StorageLayout
 from radvlm_pipeline.schema import CORPUS_SCHEMA
 
 
@@ -216,6 +216,55 @@ def test_overrides_change_repetition_and_cap(tmp_path):
         build_partition(roots.storage_root, "anatomical_grounding__chest_imagenome", config).manifest["rows"]
         == 1
     )
+
+
+PAPER_TRAIN_AND_VALIDATE_ROWS = {
+    "phrase_grounding__ms_cxr",
+    "phrase_grounding__padchest_gr",
+    "grounded_conversation__padchest_gr",
+}
+
+
+def test_rows_train_on_train_and_validate_where_the_papers_code_does():
+    splits = {row.key: row.splits for row in TABLE_1}
+    assert {key for key, s in splits.items() if s == ("train", "validate")} == PAPER_TRAIN_AND_VALIDATE_ROWS
+    assert {s for key, s in splits.items() if key not in PAPER_TRAIN_AND_VALIDATE_ROWS} == {("train",)}
+    narrowed = CorpusConfig().with_overrides(splits={"phrase_grounding__ms_cxr": ["train"]})
+    assert narrowed.row("phrase_grounding__ms_cxr").splits == ("train",)
+    assert narrowed.fingerprint() != CorpusConfig().fingerprint()
+    for leaking in (["train", "test"], []):
+        with pytest.raises(ValueError, match="test split is held out"):
+            CorpusConfig().with_overrides(splits={"phrase_grounding__ms_cxr": leaking})
+
+
+def _move_training_images_to_validate(storage_root, sources):
+    """The fixture's MS-CXR and PadChest-GR training images (and their conversations) become validate."""
+    layout = StorageLayout(storage_root)
+    to_validate = pl.when(pl.col("split") == "train").then(pl.lit("validate")).otherwise("split")
+    for source in sources:
+        path = layout.source_table(source, "images")
+        pl.read_parquet(path).with_columns(split=to_validate).write_parquet(path)
+    path = layout.llm_output(CONVERSATIONS)
+    conversations = pl.read_parquet(path)
+    moved = pl.col("source").is_in(list(sources))
+    conversations.with_columns(split=pl.when(moved).then(to_validate).otherwise("split")).write_parquet(path)
+
+
+def test_validate_images_are_trained_on_by_the_paper_rows_and_test_images_never(tmp_path):
+    roots = write_corpus_inputs(tmp_path / "data", tmp_path / "storage")
+    _move_training_images_to_validate(roots.storage_root, ("ms_cxr", "padchest_gr"))
+    build_eval_sets(roots.storage_root)
+    built = {key: build_partition(roots.storage_root, key) for key in PAPER_TRAIN_AND_VALIDATE_ROWS}
+    for key, result in built.items():
+        assert result.manifest["rows"] == EXPECTED_TRAINING_ROWS[key], key
+        assert result.manifest["splits"] == ["train", "validate"]
+        assert result.manifest["rows_by_split"] == {"validate": EXPECTED_TRAINING_ROWS[key]}
+    images = set(pl.concat([r.rows for r in built.values()])["source_ids"].list.first())
+    assert images == {"image:ms1", "image:pg1.png"}  # ms6 and pg2.png are test images
+
+    train_only = CorpusConfig().with_overrides(splits=dict.fromkeys(PAPER_TRAIN_AND_VALIDATE_ROWS, ["train"]))
+    for key in PAPER_TRAIN_AND_VALIDATE_ROWS:
+        assert build_partition(roots.storage_root, key, train_only).manifest["rows"] == 0
 
 
 def test_a_partition_needs_the_evaluation_sets_first(tmp_path):

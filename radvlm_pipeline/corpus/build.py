@@ -7,6 +7,7 @@ do CheXpert and CheXpert-Plus). A patient evaluated on is never trained on, whic
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,7 @@ def build_partition(storage_root: Path, key: str, config: CorpusConfig | None = 
     inputs = CorpusInputs(storage_root)
     held_out = held_out_subjects(storage_root, row.source)
     assembled = _assemble(
-        inputs, row.task, row.source, row.key, config.training_splits, config, row.repeat, row.cap, held_out
+        inputs, row.task, row.source, row.key, row.splits, config, row.repeat, row.cap, held_out
     )
     manifest = {
         "partition": row.key,
@@ -107,6 +108,8 @@ def build_partition(storage_root: Path, key: str, config: CorpusConfig | None = 
         "source": row.source,
         "repeat": row.repeat,
         "cap": row.cap,
+        "splits": list(row.splits),
+        "rows_by_split": dict(sorted(Counter(assembled.rows["split"].to_list()).items())),
         "samples": assembled.stats["samples_kept"],
         "stats": assembled.stats,
         "config_fingerprint": config.fingerprint(),

@@ -3,15 +3,24 @@
 Each ``TableRow`` is one partition of the corpus asset (``<task>__<source>``). Small sources are repeated
 (each repetition draws its own phrasing, and region where there is a choice) to balance them against the
 big ones; Chest ImaGenome is capped. Evaluation sets are drawn from test splits only.
+
+Rows train on the train split, except phrase grounding (MS-CXR, PadChest-GR) and PadChest-GR grounded
+conversations, which train on train and validate as the paper's code does: these sources are small and
+the pipeline selects no checkpoint on a validation split, so the validate images would otherwise go unused.
+No row may train on a test split.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
 from radvlm_pipeline.schema import TASKS
+
+TRAINING_SPLITS = ("train", "validate")  # every canonical split but "test"
+PAPER_TRAIN_AND_VALIDATE = ("train", "validate")
 
 
 @dataclass(frozen=True)
@@ -20,12 +29,19 @@ class TableRow:
     source: str
     repeat: int = 1
     cap: int | None = None  # most samples kept before repetition (deterministic subsample by hash)
+    splits: tuple[str, ...] = ("train",)  # the splits trained on
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}")
         if self.repeat < 1 or (self.cap is not None and self.cap < 0):
             raise ValueError(f"{self.key}: repeat must be >= 1 and cap >= 0")
+        unknown = set(self.splits) - set(TRAINING_SPLITS)
+        if unknown or not self.splits:
+            raise ValueError(
+                f"{self.key}: splits {list(self.splits)} must be some of {list(TRAINING_SPLITS)}; "
+                "the test split is held out for evaluation"
+            )
 
     @property
     def key(self) -> str:
@@ -51,11 +67,11 @@ TABLE_1: tuple[TableRow, ...] = (
     TableRow("anatomical_grounding", "chest_imagenome", cap=80_000),
     TableRow("abnormality_grounding", "vindr_cxr", repeat=3),
     TableRow("abnormality_detection", "vindr_cxr", repeat=2),
-    TableRow("phrase_grounding", "ms_cxr", repeat=3),
-    TableRow("phrase_grounding", "padchest_gr", repeat=2),
+    TableRow("phrase_grounding", "ms_cxr", repeat=3, splits=PAPER_TRAIN_AND_VALIDATE),
+    TableRow("phrase_grounding", "padchest_gr", repeat=2, splits=PAPER_TRAIN_AND_VALIDATE),
     TableRow("conversation", "mimic_cxr"),
     TableRow("grounded_conversation", "ms_cxr", repeat=4),
-    TableRow("grounded_conversation", "padchest_gr", repeat=4),
+    TableRow("grounded_conversation", "padchest_gr", repeat=4, splits=PAPER_TRAIN_AND_VALIDATE),
 )
 
 # The paper's held-out sets (Table 1, right column). Anatomical grounding samples 2,000 test images.
@@ -86,7 +102,6 @@ class CorpusConfig:
     seed: int = 0
     rows: tuple[TableRow, ...] = TABLE_1
     eval_sets: tuple[EvalSet, ...] = EVAL_SETS
-    training_splits: tuple[str, ...] = ("train",)
     rows_per_shard: int = 100_000
     zstd_level: int = 3
 
@@ -97,15 +112,24 @@ class CorpusConfig:
         raise KeyError(f"no Table 1 row {key!r}; known: {[r.key for r in self.rows]}")
 
     def with_overrides(
-        self, repeat: dict[str, int] | None = None, cap: dict[str, int] | None = None
+        self,
+        repeat: dict[str, int] | None = None,
+        cap: dict[str, int] | None = None,
+        splits: dict[str, Sequence[str]] | None = None,
     ) -> CorpusConfig:
-        """Change repetition factors or caps of some rows (keyed like partitions)."""
-        repeat, cap = repeat or {}, cap or {}
-        unknown = (set(repeat) | set(cap)) - {r.key for r in self.rows}
+        """Change repetition factors, caps or training splits of some rows (keyed like partitions)."""
+        repeat, cap, splits = repeat or {}, cap or {}, splits or {}
+        unknown = (set(repeat) | set(cap) | set(splits)) - {r.key for r in self.rows}
         if unknown:
             raise KeyError(f"overrides name unknown Table 1 rows: {sorted(unknown)}")
         rows = tuple(
-            replace(r, repeat=repeat.get(r.key, r.repeat), cap=cap.get(r.key, r.cap)) for r in self.rows
+            replace(
+                r,
+                repeat=repeat.get(r.key, r.repeat),
+                cap=cap.get(r.key, r.cap),
+                splits=tuple(splits.get(r.key, r.splits)),
+            )
+            for r in self.rows
         )
         return replace(self, rows=rows)
 
