@@ -42,27 +42,46 @@ def normalise_pixel_boxes(frame: pl.DataFrame, width: str = "width", height: str
     )
 
 
-def validate_normalised_boxes(frame: pl.DataFrame) -> pl.DataFrame:
+# How far past [0, 1] a coordinate of an already normalised release may lie and still be clipped: float
+# rounding in the release's own normalisation, never a box drawn past the image edge.
+NORMALISED_TOLERANCE = 0.01
+
+
+def validate_normalised_boxes(frame: pl.DataFrame, tolerance: float = NORMALISED_TOLERANCE) -> pl.DataFrame:
     """For sources whose boxes are already in [0, 1] (PadChest-GR): clip and validate the same way.
 
     Expects ``x1..y2``; overwrites them clipped and adds the same columns as ``normalise_pixel_boxes``.
+    A pixel box may overhang the image (drawn past its edge) and is clipped; a normalised coordinate
+    more than ``tolerance`` outside [0, 1] cannot come from any drawing and is invalid
+    (``coordinate_out_of_range``): clipping it would train on a box no annotator drew.
     """
     raw = frame.with_columns([pl.col(c).cast(pl.Float64).alias(f"_raw_{c}") for c in NORM])
     clipped = raw.with_columns([pl.col(f"_raw_{c}").clip(0.0, 1.0).alias(c) for c in NORM])
+    raw_columns = [pl.col(f"_raw_{c}") for c in NORM]
     validated = _validate(
         clipped,
         size_known=pl.lit(True),
-        raw=[pl.col(f"_raw_{c}") for c in NORM],
+        raw=raw_columns,
         upper_x=pl.lit(1.0),
         upper_y=pl.lit(1.0),
+        out_of_range=pl.any_horizontal([(r < -tolerance) | (r > 1.0 + tolerance) for r in raw_columns]),
+        range_detail=f"has a coordinate outside [0, 1] by more than {tolerance}, in a release whose "
+        "boxes are normalised",
     )
     return validated.drop([f"_raw_{c}" for c in NORM])
 
 
 def _validate(
-    frame: pl.DataFrame, size_known: pl.Expr, raw: list[pl.Expr], upper_x: pl.Expr, upper_y: pl.Expr
+    frame: pl.DataFrame,
+    size_known: pl.Expr,
+    raw: list[pl.Expr],
+    upper_x: pl.Expr,
+    upper_y: pl.Expr,
+    out_of_range: pl.Expr | None = None,  # only normalised releases have a range to leave
+    range_detail: str = "",
 ):
     rx1, ry1, rx2, ry2 = raw
+    out_of_range = pl.lit(False) if out_of_range is None else out_of_range
     any_missing = pl.any_horizontal([r.is_null() | r.is_nan() for r in raw])
     inverted = (rx2 <= rx1) | (ry2 <= ry1)
     outside = (rx1 >= upper_x) | (ry1 >= upper_y) | (rx2 <= 0) | (ry2 <= 0)
@@ -75,6 +94,8 @@ def _validate(
         .then(pl.lit("inverted_box"))
         .when(outside)
         .then(pl.lit("box_outside_image"))
+        .when(out_of_range)
+        .then(pl.lit("coordinate_out_of_range"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
     coords = pl.format(
@@ -89,6 +110,8 @@ def _validate(
         .then(pl.format("box {} has x2 <= x1 or y2 <= y1", coords))
         .when(outside)
         .then(pl.format("box {} lies wholly outside the image", coords))
+        .when(out_of_range)
+        .then(pl.format(f"box {{}} {range_detail}", coords))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
     overhang = (rx1 < 0) | (ry1 < 0) | (rx2 > upper_x) | (ry2 > upper_y)

@@ -1,6 +1,7 @@
 """The PadChest-GR reader on the synthetic sample: frontal filter, splits, phrase boxes, reports, quarantine."""
 
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -132,6 +133,41 @@ def test_dirty_entries_are_quarantined_with_their_reasons(dirty):
     assert "already has an entry at row 8" in details[9]
     assert "blank split" in details[6]
     assert set(dirty.quarantine.filter(pl.col("kind") == "filtered")["reason"]) == {"lateral_view"}
+
+
+def test_a_normalised_coordinate_past_one_is_quarantined_not_clipped(clean_root, clean, tmp_path):
+    """[0.5, 0.5, 1.3, 1.1] cannot be an overhang in a normalised release: clipped to [0.5, 0.5, 1, 1] it
+    would train on a box nobody drew. A rounding overshoot within the tolerance is still clipped."""
+    shutil.copytree(clean_root / PADCHEST_GR.folder, tmp_path / PADCHEST_GR.folder)
+    path = tmp_path / PADCHEST_GR.folder / padchest_gr.GROUNDED_JSON
+    entries = json.loads(path.read_text(encoding="utf-8"))
+    kept = set(clean.images["image_id"])
+    corrupt, overshoot = [
+        row
+        for row, entry in enumerate(entries, start=1)
+        if entry["ImageID"] in kept and any(f["boxes"] for f in entry["findings"])
+    ][:2]
+    boxed = next(f for f in entries[corrupt - 1]["findings"] if f["boxes"])
+    boxed["boxes"][0] = [0.5, 0.5, 1.3, 1.1]
+    boxed = next(f for f in entries[overshoot - 1]["findings"] if f["boxes"])
+    boxed["boxes"][0][2] = 1.004
+    path.write_text(json.dumps(entries), encoding="utf-8")
+
+    tables = padchest_gr.read(tmp_path, ReaderOptions())
+    invalid = tables.quarantine.filter(pl.col("kind") == "invalid")
+    assert invalid.select("row", "reason", "detail").rows() == [
+        (
+            corrupt,
+            "coordinate_out_of_range",
+            "box [0.5, 0.5, 1.3, 1.1] has a coordinate outside [0, 1] by more than 0.01, "
+            "in a release whose boxes are normalised",
+        )
+    ]
+    assert entries[corrupt - 1]["ImageID"] not in set(tables.images["image_id"])
+    assert tables.facts["clipped_boxes"] == clean.facts["clipped_boxes"] + 1
+    overshooting = tables.boxes.filter(pl.col("image_id") == entries[overshoot - 1]["ImageID"])
+    assert overshooting["x2"].max() == 1.0
+    assert checks.accounting_problems(tables.accounting, tables.quarantine) == []
 
 
 def test_exists_check_takes_sizes_from_the_padchest_table(dirty_root):

@@ -6,10 +6,12 @@ PadChest's image table ``PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv`` 
 them outside PadChest-GR) gives its Projection. Both are lookups, not input rows: an entry they cannot
 place is quarantined, naming the lookup that failed.
 
-As in the paper's code: frontal images only (Projection PA or AP), boxes already normalised (validated
-and clipped here), one phrase box per box of a grounded sentence (``label`` = ``sentence_en``,
-``category`` = its labels); ``extra_boxes`` are not used. The report is the English sentences joined.
-An entry with an unusable box is quarantined whole, so no phrase loses part of its grounding silently.
+As in the paper's code: frontal images only (Projection PA or AP), boxes already normalised, one phrase
+box per box of a grounded sentence (``label`` = ``sentence_en``, ``category`` = its labels);
+``extra_boxes`` are not used. The report is the English sentences joined. Boxes are validated here: a
+coordinate a rounding step outside [0, 1] is clipped, one further out is corruption
+(``coordinate_out_of_range``, ``boxes.NORMALISED_TOLERANCE``), not clipped. An entry with an unusable box
+is quarantined whole, so no phrase loses part of its grounding silently.
 Images lie in ``images_grounding/`` (the layout RadVLM's code reads) or ``Padchest_GR_files/`` (the
 release's archive folder).
 """
