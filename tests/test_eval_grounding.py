@@ -85,14 +85,27 @@ def random_boxes(rng, count):
     return np.concatenate([corner, corner + size], axis=1).tolist()
 
 
-def random_case(rng, samples=300):
-    """Truth boxes and noisy, shuffled, partly spurious predictions (unrounded: no IoU lands on 0.5)."""
+def inverted(box, axes):
+    """``box`` with x1/x2 (axis 0) and / or y1/y2 (axis 1) swapped."""
+    x1, y1, x2, y2 = box
+    return [x2, y1, x1, y2] if axes == (0,) else [x1, y2, x2, y1] if axes == (1,) else [x2, y2, x1, y1]
+
+
+def random_case(rng, samples=300, inverted_boxes=False):
+    """Truth boxes and noisy, shuffled, partly spurious predictions (unrounded: no IoU lands on 0.5);
+    with ``inverted_boxes``, some answers also hold boxes inverted on one axis or both."""
     truth, predicted = [], []
     for _ in range(samples):
         gt = random_boxes(rng, int(rng.integers(1, 4)))
         noisy = [list(np.array(box) + rng.normal(0, 0.03, 4)) for box in gt]
         noisy = [b for b in noisy if b[2] > b[0] and b[3] > b[1]]
         pred = noisy[: int(rng.integers(0, len(noisy) + 1))] + random_boxes(rng, int(rng.integers(0, 3)))
+        if inverted_boxes:
+            axes = [(0,), (1,), (0, 1)]
+            pred += [
+                inverted(box, axes[int(rng.integers(3))])
+                for box in random_boxes(rng, int(rng.integers(0, 3))) + gt[: int(rng.integers(0, 2))]
+            ]
         rng.shuffle(pred)
         truth.append(gt)
         predicted.append(pred)
@@ -107,12 +120,26 @@ def test_paper_map_matches_the_reference_loop_on_random_answers():
     np.testing.assert_allclose(ours, expected, atol=1e-12)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_coco_ap50_matches_pycocotools(seed):
+@pytest.mark.parametrize("seed, inverted_boxes", [(1, False), (2, False), (3, False), (4, True), (5, True)])
+def test_coco_ap50_matches_pycocotools(seed, inverted_boxes):
     rng = np.random.default_rng(seed)
-    predicted, truth = random_case(rng, samples=200)
+    predicted, truth = random_case(rng, samples=200, inverted_boxes=inverted_boxes)
     ours = coco_ap50(pad_boxes(predicted), pad_boxes(truth))
     assert ours == pytest.approx(pycocotools_ap50(predicted, truth), abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "predicted, expected",
+    [
+        ([inverted(A, (0,)), A, B], 1.0),  # one axis inverted: negative area, ignored by pycocotools
+        ([inverted(A, (1,)), A, B], 1.0),
+        ([A, inverted(B, (0,)), B], 1.0),
+        ([inverted(A, (0, 1)), A, B], 2 / 3),  # both: positive area, a false positive first
+    ],
+)
+def test_coco_ap50_treats_inverted_answer_boxes_as_pycocotools(predicted, expected):
+    assert coco_ap50(pad_boxes([predicted]), pad_boxes([[A, B]])) == pytest.approx(expected)
+    assert pycocotools_ap50([predicted], [[A, B]]) == pytest.approx(expected)
 
 
 def test_coco_ap50_edge_cases():

@@ -14,7 +14,11 @@ Two mAP definitions are reported because they disagree on purpose:
 - ``coco_ap50``: the usual detection AP at IoU 0.5 (pycocotools' rules: one class, all detections of
   all samples ranked together, greedy matching to the best still-unmatched box, 101-point interpolation),
   with answer order as confidence. ``pycocotools_ap50`` computes it with pycocotools itself; the tests
-  check both agree.
+  check both agree, inverted answer boxes included: a box inverted on one axis has negative area, outside
+  pycocotools' area range, so pycocotools ignores it (neither a hit nor a false positive, though it still
+  takes one of the 100 detection slots); one inverted on both axes has positive area, overlaps nothing
+  and is a false positive. ``paper_map`` follows the paper's code instead: every parsed box is a
+  prediction, so an inverted one is a false positive there.
 """
 
 from __future__ import annotations
@@ -121,6 +125,9 @@ def coco_ap50(predicted: PaddedBoxes, truth: PaddedBoxes, threshold: float = IOU
     n_truth = int(truth.counts.sum())
     if n_truth == 0:
         return None
+    width = predicted.boxes[..., 2] - predicted.boxes[..., 0]
+    height = predicted.boxes[..., 3] - predicted.boxes[..., 1]
+    ranked = predicted.valid & (width * height >= 0)  # negative area: ignored, as pycocotools does
     ious = _masked_iou(predicted, truth)
     matched_gt = np.zeros(truth.valid.shape, dtype=bool)
     true_positive = np.zeros(predicted.valid.shape, dtype=bool)
@@ -136,8 +143,7 @@ def coco_ap50(predicted: PaddedBoxes, truth: PaddedBoxes, threshold: float = IOU
         true_positive[:, rank] = found
         matched_gt[rows[found], choice[found]] = True
     # Rank-major order = descending confidence, ties in sample order.
-    order_valid = predicted.valid.T.ravel()
-    tp = true_positive.T.ravel()[order_valid]
+    tp = true_positive.T.ravel()[ranked.T.ravel()]
     if tp.size == 0:
         return 0.0
     tp_cum = np.cumsum(tp, dtype=np.float64)
