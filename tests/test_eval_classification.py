@@ -33,6 +33,15 @@ from radvlm_pipeline.schema import CHEXPERT_LABELS
         ("I see no abnormalities on this chest X-ray.", {"No Finding"}),
         ("The image shows support devices.", {"Support Devices", "No Finding"}),
         ("No acute cardiopulmonary process, but a rib fracture.", {"Fracture"}),
+        # pseudo-negations: a cue word that describes change, not absence
+        ("No interval change in the moderate cardiomegaly.", {"Cardiomegaly"}),
+        ("No significant change in the bibasilar atelectasis; no pneumothorax.", {"Atelectasis"}),
+        ("Not significantly changed moderate cardiomegaly.", {"Cardiomegaly"}),
+        ("Without interval change, the right lower lobe opacity persists.", {"Lung Opacity"}),
+        ("No worsening of the pulmonary edema.", {"Edema"}),
+        ("No change in cardiomegaly, no effusion.", {"Cardiomegaly"}),  # the second "no" still negates
+        ("No interval change. No pneumothorax.", set()),
+        ("No enlargement of the heart.", set()),  # a true negation
         ("", set()),
         (None, set()),
     ],

@@ -5,7 +5,9 @@ is a substring of the answer, so "no pneumothorax" counts as a pneumothorax and 
 as nothing. We match synonyms on word boundaries and drop negated mentions (a light NegEx: a cue such as
 "no", "without" or "negative for" negates the rest of its clause, a phrase such as "is not seen" or
 "has resolved" negates what comes before it in the clause), and report the substring variant beside it
-so the two can be compared on the same answers.
+so the two can be compared on the same answers. As in NegEx, pseudo-negations hold a cue but negate
+nothing: "no interval change in the moderate cardiomegaly" reports a cardiomegaly, so phrases such as
+"no change", "not significantly changed" or "no worsening of" are taken out before the cues are sought.
 
 F1 follows scikit-learn's convention with ``zero_division=0``: a label that is neither present nor
 predicted scores 0, which is what the paper's macro average does. Because that caps the macro score
@@ -106,10 +108,21 @@ _NEGATION_AFTER = (
     r"(?:has|have) resolved",
     r"resolved",
 )
+# Pseudo-negations: they hold a cue ("no", "not", "without") but describe change over time of a finding
+# that is there ("no interval change in the effusion", "the opacity has not improved").
+_PSEUDO_NEGATION = (
+    r"no (?:significant |definite |appreciable |substantial |suspicious |other )?(?:interval )?changes?",
+    r"no (?:significant |interval )?(?:increase|decrease|worsening|improvement|progression)",
+    r"not (?:significantly |substantially |appreciably |much )?"
+    r"(?:changed|increased|decreased|worsened|improved|progressed)",
+    r"without (?:significant |appreciable |interval )*change",
+    r"not only",
+)
 # A negation's scope ends at the end of a clause: punctuation or a contrasting conjunction.
 _CLAUSE_BREAK = re.compile(r"[.;:!?\n]|\b(?:but|however|although|though|except|while|whereas|yet)\b")
 _NEGATION_BEFORE_PATTERN = re.compile(r"\b(?:" + "|".join(_NEGATION_BEFORE) + r")\b")
 _NEGATION_AFTER_PATTERN = re.compile(r"\b(?:" + "|".join(_NEGATION_AFTER) + r")\b")
+_PSEUDO_NEGATION_PATTERN = re.compile(r"\b(?:" + "|".join(_PSEUDO_NEGATION) + r")\b")
 _LABEL_PATTERNS = {
     label: re.compile(r"\b(?:" + "|".join(phrases) + r")\b") for label, phrases in SYNONYMS.items()
 }
@@ -117,6 +130,12 @@ _LABEL_PATTERNS = {
 
 def _clauses(text: str) -> list[str]:
     return [clause for clause in _CLAUSE_BREAK.split(text.lower()) if clause and clause.strip()]
+
+
+def _negation_cues(clause: str) -> str:
+    """The clause with its pseudo-negations blanked out, same length, so cue positions stay comparable
+    with the label matches found in the clause itself."""
+    return _PSEUDO_NEGATION_PATTERN.sub(lambda match: " " * len(match.group()), clause)
 
 
 def labels_from_text(text: str | None) -> set[str]:
@@ -130,9 +149,10 @@ def labels_from_text(text: str | None) -> set[str]:
         normal = _LABEL_PATTERNS[NO_FINDING].search(clause)
         if normal:
             found.add(NO_FINDING)
-        before = _NEGATION_BEFORE_PATTERN.search(clause)
+        cues = _negation_cues(clause)
+        before = _NEGATION_BEFORE_PATTERN.search(cues)
         negated_from = before.start() if before else len(clause)
-        after = [match.start() for match in _NEGATION_AFTER_PATTERN.finditer(clause)]
+        after = [match.start() for match in _NEGATION_AFTER_PATTERN.finditer(cues)]
         negated_until = after[-1] if after else -1
         for label, pattern in _LABEL_PATTERNS.items():
             if label == NO_FINDING:
