@@ -17,8 +17,9 @@ from pathlib import Path
 import polars as pl
 
 from radvlm_pipeline.sample_data.common import REGIONS, Fault, region_box, rng_for
-from radvlm_pipeline.sample_data.files import csv_bytes, write_file
+from radvlm_pipeline.sample_data.files import csv_bytes, write_file, write_table
 from radvlm_pipeline.sample_data.mimic_cxr import MimicImage, MimicStudy, dirt_host, unreadable_image
+from radvlm_pipeline.sources.chest_imagenome import scene_graph_file
 
 SPLIT_FILES = {
     "train": "silver_dataset/splits/train.csv",
@@ -28,8 +29,9 @@ SPLIT_FILES = {
 SPLIT_COLUMNS = ("", "subject_id", "study_id", "dicom_id", "path", "ViewPosition")
 SPLIT_SHARES = (("train", 0.65), ("valid", 0.12), ("test", 0.23))
 SUBJECT_FRACTION = 0.7
-# Per MIMIC-CXR patient at paper scale: the Chest ImaGenome split, or "" for a patient it leaves out.
-SCALE_SUBJECT_SHARES = (*SPLIT_SHARES, ("", 1 - SUBJECT_FRACTION))
+# Per MIMIC-CXR patient at paper scale: the Chest ImaGenome split, or "" for a patient it leaves out. The
+# release covers nearly every frontal image of MIMIC-CXR-JPG (242,072 scene graphs for ~243,000).
+SCALE_SUBJECT_SHARES = (*SPLIT_SHARES, ("", 0.005))
 
 # The faults Variant.DIRTY injects. Rows appended to a file keep every clean row where it was, so the
 # dirty sample is the clean one plus these; ``faults`` names the exact file and row of each.
@@ -155,6 +157,10 @@ def scene_graph(study: MimicStudy, image: MimicImage, seed: int) -> dict:
     }
 
 
+def scene_graph_json(study: MimicStudy, image: MimicImage, seed: int) -> str:
+    return json.dumps(scene_graph(study, image, seed))
+
+
 def _split_row(study: MimicStudy, image: MimicImage) -> list[object]:
     """A split-file row; its path names MIMIC-CXR's DICOM, as the release does."""
     return [
@@ -215,8 +221,7 @@ def write(root: Path, studies: list[MimicStudy], seed: int, dirty: bool) -> dict
     for dicom_id, graph in graphs.items():
         text = json.dumps(graph)
         write_file(
-            root / "silver_dataset" / "scene_graph" / f"{dicom_id}_SceneGraph.json",
-            text[: len(text) // 2] if dicom_id in malformed else text,
+            root / scene_graph_file(dicom_id), text[: len(text) // 2] if dicom_id in malformed else text
         )
     return {"images": sum(len(r) for r in rows.values()), "scene_graphs": len(graphs)}
 
@@ -227,7 +232,7 @@ def faults(studies: list[MimicStudy], seed: int) -> dict[str, Fault]:
     train_rows = sum(len(s.frontal_images()) for s in studies if split_of.get(s.subject_id) == "train")
     target = _box_fault_image(studies, seed)
     target_study = next(s for s in studies if target in s.images)
-    graph = f"silver_dataset/scene_graph/{target.dicom_id}_SceneGraph.json"
+    graph = scene_graph_file(target.dicom_id)
     region_row = {
         o["bbox_name"]: n for n, o in enumerate(scene_graph(target_study, target, seed)["objects"], start=1)
     }
@@ -242,17 +247,19 @@ def faults(studies: list[MimicStudy], seed: int) -> dict[str, Fault]:
     }
 
 
-def write_scale(root: Path, frontal: pl.DataFrame) -> dict[str, int]:
-    """The split files at paper scale from MIMIC-CXR's frontal images (``mimic_cxr.write_scale``), without
-    scene graphs (the release keeps them apart)."""
+def write_scale(root: Path, frontal: pl.DataFrame, scene_graphs: bool) -> dict[str, int]:
+    """The split files at paper scale from MIMIC-CXR's frontal images (``mimic_cxr.write_scale``). The
+    scene graphs, when written, come with the MIMIC-CXR study they describe (``mimic.write_scale``)."""
     imagenome = frontal.filter(pl.col("imagenome") != "")
     for name, file in SPLIT_FILES.items():
-        (root / file).parent.mkdir(parents=True, exist_ok=True)
-        imagenome.filter(pl.col("imagenome") == name).select(
+        split = imagenome.filter(pl.col("imagenome") == name).select(
             "subject_id",
             "study_id",
             "dicom_id",
             pl.col("path") + ".dcm",
             "ViewPosition",
-        ).with_row_index("").write_csv(root / file, quote_style="never")  # header starts ",subject_id"
-    return {"images": imagenome.height, "scene_graphs": 0}
+        )
+        write_table(
+            root / file, split.with_row_index("").write_csv(quote_style="never")
+        )  # header ",subject_id"
+    return {"images": imagenome.height, "scene_graphs": imagenome.height if scene_graphs else 0}

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,7 @@ from radvlm_pipeline.sample_data.common import (
     sample_case,
     to_uint8,
 )
+from radvlm_pipeline.sample_data.files import FileJobs, write_pooled, write_table
 
 RELEASE_FOLDER = "CheXpert-v1.0-small"
 TEST_FOLDER = "CheXpert"  # the CheXlocalize release's folder holding the CheXpert test set
@@ -411,10 +414,14 @@ SCALE_SPLITS = (
     ("test", 64741, 1),
 )  # split, first patient, studies/patient
 SCALE_POOL = 64  # distinct synthetic studies the rows cycle through (reports and labels agree per study)
+SCALE_PIXEL_POOL = 16  # distinct images per view kind the image files cycle through
 
 
-def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, int]]:
-    """The CSVs and label lines at paper scale, without pixels, for benchmarks."""
+def write_scale(
+    out_root: Path, seed: int, studies: int, files: FileJobs | None = None
+) -> dict[str, dict[str, int]]:
+    """The CSVs and label lines at paper scale; with ``files`` every image they name is queued there
+    (JPEGs for CheXpert, the 8-bit PNGs of CheXpert-Plus), otherwise there are none."""
     pool = _scale_pool(seed)
     frames = {
         split: _scale_images(seed, split, first, per_patient, size, pool.height)
@@ -424,31 +431,33 @@ def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, 
     }
     chexpert_root, plus_root = CHEXPERT.root(out_root), CHEXPERT_PLUS.root(out_root)
     label_columns = [pl.col(f"chexpert_{name}").alias(name) for name in CHEXPERT_LABEL_ORDER]
+    images: list[pl.DataFrame] = []  # (path, pixel pool index) of every file the tables name
     for split in ("train", "valid"):
         frame = frames[split].join(pool, on="pool", how="left").sort("image_id")
-        path = chexpert_root / RELEASE_FOLDER / f"{split}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame.select(
+        listed = frame.select(
             pl.format("{}/{}.jpg", pl.lit(RELEASE_FOLDER), "image_id").alias("Path"),
             "Sex",
             "Age",
             "Frontal/Lateral",
             "AP/PA",
             *label_columns,
-        ).write_csv(path)
+        )
+        write_table(chexpert_root / RELEASE_FOLDER / f"{split}.csv", listed.write_csv())
+        images.append(_pool_items(listed, CHEXPERT.folder, pl.col("Path")))
     test = frames["test"].join(pool, on="pool", how="left").sort("image_id")
-    (chexpert_root / TEST_LABELS).parent.mkdir(parents=True, exist_ok=True)
-    test.select(
+    listed = test.select(
         (pl.col("image_id") + ".jpg").alias("Path"),
         *[
             (pl.col(f"chexpert_{name}") == "1.0").fill_null(False).cast(pl.Int8).alias(name)
             for name in CHEXPERT_LABEL_ORDER
         ],
-    ).write_csv(chexpert_root / TEST_LABELS)
+        "Frontal/Lateral",
+    )
+    write_table(chexpert_root / TEST_LABELS, listed.drop("Frontal/Lateral").write_csv())
+    images.append(_pool_items(listed, CHEXPERT.folder, pl.lit(f"{TEST_FOLDER}/") + pl.col("Path")))
 
     plus = pl.concat([frames["train"], frames["valid"]]).join(pool, on="pool", how="left").sort("image_id")
-    plus_root.mkdir(parents=True, exist_ok=True)
-    plus.select(
+    listed = plus.select(
         (pl.col("image_id") + ".jpg").alias("path_to_image"),
         (pl.col("image_id") + ".dcm").alias("path_to_dcm"),
         pl.col("Frontal/Lateral").alias("frontal_lateral"),
@@ -470,16 +479,70 @@ def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, 
             )
         ],
         pl.col("split"),
-    ).write_csv(plus_root / PLUS_CSV)
-    (plus_root / PLUS_LABELS).parent.mkdir(parents=True, exist_ok=True)
-    plus.select(
-        (pl.col("image_id") + ".jpg").alias("path_to_image"),
-        *[pl.col(f"plus_{name}").alias(name) for name in CHEXPERT_LABEL_ORDER],
-    ).write_ndjson(plus_root / PLUS_LABELS)
+    )
+    write_table(plus_root / PLUS_CSV, listed.write_csv())
+    write_table(
+        plus_root / PLUS_LABELS,
+        plus.select(
+            (pl.col("image_id") + ".jpg").alias("path_to_image"),
+            *[pl.col(f"plus_{name}").alias(name) for name in CHEXPERT_LABEL_ORDER],
+        ).write_ndjson(),
+    )
+    if files is not None:
+        files.add(functools.partial(write_pooled, jpeg_pool), pl.concat(images).rows(), "chexpert images")
+        plus_images = _pool_items(
+            listed.rename({"frontal_lateral": "Frontal/Lateral"}),
+            CHEXPERT_PLUS.folder,
+            pl.format(
+                "{}/{}.png", pl.lit(PLUS_IMAGE_FOLDER), pl.col("path_to_image").str.strip_suffix(".jpg")
+            ),
+        )
+        files.add(functools.partial(write_pooled, png_pool), plus_images.rows(), "chexpert_plus images")
     return {
         CHEXPERT.key: {f"{split}_rows": frames[split].height for split in frames},
         CHEXPERT_PLUS.key: {"rows": plus.height, "label_lines": plus.height},
     }
+
+
+def _pool_items(listed: pl.DataFrame, folder: str, path: pl.Expr) -> pl.DataFrame:
+    """(path under the data root, pixel pool index) per listed image: the pool cycles with the row, and
+    laterals take the pool's lateral half."""
+    return listed.select(
+        (pl.lit(f"{folder}/") + path).alias("file"),
+        (
+            pl.int_range(pl.len()) % SCALE_PIXEL_POOL
+            + SCALE_PIXEL_POOL * (pl.col("Frontal/Lateral") == "Lateral")
+        )
+        .cast(pl.Int64)
+        .alias("pool"),
+    )
+
+
+def _pixel_pool(seed: int) -> list[Image.Image]:
+    """``SCALE_PIXEL_POOL`` frontal radiographs, then as many laterals, drawn as the sample's are."""
+    cases = [
+        sample_case(rng_for(seed, "chexpert", "pixel pool", k), lateral_fraction=0.0)
+        for k in range(SCALE_PIXEL_POOL)
+    ]
+    return [
+        _pixels(seed, f"pixel-pool/{k}", dataclasses.replace(case, view=view or case.view))
+        for view in (None, "LATERAL")
+        for k, case in enumerate(cases)
+    ]
+
+
+def _encoded(image: Image.Image, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, **options)
+    return buffer.getvalue()
+
+
+def jpeg_pool(seed: int) -> list[bytes]:
+    return [_encoded(image, format="JPEG", quality=85) for image in _pixel_pool(seed)]
+
+
+def png_pool(seed: int) -> list[bytes]:
+    return [_encoded(image, format="PNG") for image in _pixel_pool(seed)]
 
 
 def _scale_pool(seed: int) -> pl.DataFrame:

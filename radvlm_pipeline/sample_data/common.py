@@ -30,6 +30,11 @@ class Fault:
     reason: str | None  # the quarantine reason a reader must give; None where it can repair the row
 
 
+# MIMIC-CXR-JPG 2.0.0's study count: the unit of the paper-scale writers, which size every dataset by
+# its real proportion to it.
+PAPER_MIMIC_STUDIES = 227_835
+
+
 def rng_for(seed: int, *keys: object) -> np.random.Generator:
     """A generator derived from the seed and a path of keys: independent of call order elsewhere."""
     digest = hashlib.sha256(repr((seed, *keys)).encode()).digest()

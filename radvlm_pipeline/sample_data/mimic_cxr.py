@@ -15,6 +15,7 @@ Written under ``mimic-cxr/``::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import textwrap
@@ -36,7 +37,15 @@ from radvlm_pipeline.sample_data.common import (
     sample_case,
     to_uint8,
 )
-from radvlm_pipeline.sample_data.files import csv_bytes, write_file, write_gzip
+from radvlm_pipeline.sample_data.files import (
+    FileJobs,
+    csv_bytes,
+    gzip_bytes,
+    write_file,
+    write_gzip,
+    write_pooled,
+    write_table,
+)
 from radvlm_pipeline.schema import CHEXPERT_LABELS
 
 METADATA_FILE = "mimic-cxr-2.0.0-metadata.csv.gz"
@@ -156,6 +165,13 @@ def _image_size(rng: np.random.Generator) -> tuple[int, int]:
     return (width, height + 3) if width == height else (width, height)
 
 
+def study_case(rng: np.random.Generator, order: int, view: str, sex: str, age: int) -> Case:
+    """The findings of a patient's ``order``-th study, shown on its first view; only a later study's
+    report can compare with a prior one."""
+    case = sample_case(rng, lateral_fraction=0.0, prior_fraction=0.0 if order == 1 else 0.7)
+    return dataclasses.replace(case, view=view, sex=sex, age=age)
+
+
 def plan(seed: int) -> list[MimicStudy]:
     """Every study of the sample in file order: patients' studies in date order."""
     ids = rng_for(seed, "mimic", "ids")
@@ -182,8 +198,7 @@ def plan(seed: int) -> list[MimicStudy]:
             study_id = next(next_study)
             study_rng = rng_for(seed, "mimic", "study", study_id)
             views = _weighted(study_rng, LAYOUTS)
-            case = sample_case(study_rng, lateral_fraction=0.0, prior_fraction=0.0 if number == 1 else 0.7)
-            case = dataclasses.replace(case, view=views[0], sex=sex, age=age)
+            case = study_case(study_rng, number, views[0], sex, age)
             images = []
             for position, view in enumerate(views):
                 width, height = _image_size(study_rng)
@@ -451,17 +466,41 @@ def _study_times(rng: np.random.Generator, count: int) -> pl.Series:
 
 
 def _gzip_frame(path: Path, frame: pl.DataFrame) -> None:
-    write_gzip(path, frame.write_csv().encode(), level=1)
+    write_table(path, gzip_bytes(frame.write_csv().encode(), level=1))
+
+
+# Paper scale with files: every image is one of a few tiny JPEGs, drawn once per process, and the
+# metadata gives each image its JPEG's size (the reader checks the two agree).
+POOL = 16  # distinct JPEGs per view kind (frontal, lateral)
+
+
+def pool_sizes(seed: int) -> list[tuple[int, int]]:
+    return [_image_size(rng_for(seed, "mimic", "pool size", k)) for k in range(POOL)]
+
+
+def jpeg_pool(seed: int) -> list[bytes]:
+    """``POOL`` frontal JPEGs, then ``POOL`` lateral ones of the same sizes."""
+    cases = [sample_case(rng_for(seed, "mimic", "pool case", k), lateral_fraction=0.0) for k in range(POOL)]
+    return [
+        _jpeg(case, MimicImage(f"pool-{k}", view or case.view, width, height), seed)
+        for view in (None, "LATERAL")
+        for k, (case, (width, height)) in enumerate(zip(cases, pool_sizes(seed), strict=True))
+    ]
 
 
 def write_scale(
-    root: Path, rng: np.random.Generator, studies: int, imagenome_shares: tuple[tuple[str, float], ...]
+    root: Path,
+    rng: np.random.Generator,
+    studies: int,
+    imagenome_shares: tuple[tuple[str, float], ...],
+    files: FileJobs | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """The three tables at about ``studies`` studies, without pixels or report files (the release keeps
-    those apart); vectorised, seconds at paper scale. Also returns the frontal images (``path`` without
-    extension) for the datasets annotating them, with each patient's Chest ImaGenome split drawn from
-    ``imagenome_shares`` in ``imagenome``: it is drawn here, with the patients, so the draws keep one
-    order."""
+    """The three tables at about ``studies`` studies; vectorised, seconds at paper scale. With ``files``
+    the JPEGs are queued there too (report files are the family's: ``mimic.write_scale``), otherwise
+    there are none and the sizes are real ones. Returns every image with ``path`` (without extension),
+    ``split``, ``order`` (the study's number for its patient) and each patient's Chest ImaGenome split
+    drawn from ``imagenome_shares`` in ``imagenome``: it is drawn here, with the patients, so the draws
+    keep one order."""
     n_subjects = max(3, round(studies * SCALE_SUBJECTS_PER_STUDY))
     subjects = pl.DataFrame(
         {
@@ -488,6 +527,7 @@ def write_scale(
             .replace_strict(dict(enumerate(layout_views)), return_dtype=pl.List(pl.String))
             .alias("views"),
             (pl.date(2110, 1, 1) + pl.duration(days="day")).dt.strftime("%Y%m%d").alias("StudyDate"),
+            pl.int_range(1, pl.len() + 1).over("subject").alias("order"),
         )
         .join(subjects.with_row_index("subject"), on="subject", how="left", maintain_order="left")
     )
@@ -513,22 +553,37 @@ def write_scale(
         .alias("ViewCodeSequence_CodeMeaning"),
         pl.lit("Erect").alias("PatientOrientationCodeSequence_CodeMeaning"),
     )
-    root.mkdir(parents=True, exist_ok=True)
-    _gzip_frame(root / METADATA_FILE, metadata)
-    _gzip_frame(root / SPLIT_FILE, metadata.select("dicom_id", "study_id", "subject_id", images["split"]))
-    _gzip_frame(
-        root / CHEXPERT_FILE,
-        study_frame.select(
-            "subject_id",
-            "study_id",
-            *(_draw(rng, SCALE_LABEL_VALUES, studies).alias(name) for name in CHEXPERT_LABELS),
-        ),
+    if files is not None:  # the tiny JPEG each image gets, and its size
+        variant = rng_for(files.seed, "mimic", "pool variants").integers(0, POOL, size=n_images)
+        columns, rows = np.asarray(pool_sizes(files.seed)).T
+        metadata = metadata.with_columns(
+            pl.Series("Rows", rows[variant]),
+            pl.Series("Columns", columns[variant]),
+            pl.Series("pool", variant + POOL * ~metadata["ViewPosition"].is_in(["PA", "AP"]).to_numpy()),
+        )
+    labels = study_frame.select(
+        "subject_id",
+        "study_id",
+        *(_draw(rng, SCALE_LABEL_VALUES, studies).alias(name) for name in CHEXPERT_LABELS),
     )
+    _gzip_frame(root / METADATA_FILE, metadata.select(METADATA_COLUMNS))
+    _gzip_frame(root / SPLIT_FILE, metadata.select("dicom_id", "study_id", "subject_id", images["split"]))
+    _gzip_frame(root / CHEXPERT_FILE, labels)
 
-    frontal = metadata.with_columns(
+    every_image = metadata.with_columns(
+        images["split"],
         images["imagenome"],
+        images["order"],
         path=pl.format(
             "files/p{}/p{}/s{}/{}", pl.col("subject_id").str.slice(0, 2), "subject_id", "study_id", "dicom_id"
         ),
-    ).filter(pl.col("ViewPosition").is_in(["PA", "AP"]))
-    return frontal, {"images": n_images, "studies": studies, "subjects": n_subjects, "reports": 0}
+    )
+    if files is not None:
+        folder = root.relative_to(files.out_root)
+        files.add(
+            functools.partial(write_pooled, jpeg_pool),
+            [(f"{folder}/{path}.jpg", pool) for path, pool in every_image.select("path", "pool").iter_rows()],
+            "mimic_cxr images",
+        )
+    reports = studies if files is not None else 0
+    return every_image, {"images": n_images, "studies": studies, "subjects": n_subjects, "reports": reports}

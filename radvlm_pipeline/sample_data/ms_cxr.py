@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from radvlm_pipeline.sample_data.common import Fault, rng_for
-from radvlm_pipeline.sample_data.files import csv_bytes, write_file
+from radvlm_pipeline.sample_data.files import csv_bytes, write_file, write_table
 from radvlm_pipeline.sample_data.mimic_cxr import MimicStudy, dirt_host, unreadable_image
 from radvlm_pipeline.sources.ms_cxr import ANNOTATIONS, COLUMNS
 
@@ -160,6 +160,5 @@ def write_scale(root: Path, frontal: pl.DataFrame, rng: np.random.Generator, stu
         pl.col("Columns").alias("image_width"),
         pl.col("Rows").alias("image_height"),
     )
-    root.mkdir(parents=True, exist_ok=True)
-    rows.write_csv(root / ANNOTATIONS)
+    write_table(root / ANNOTATIONS, rows.write_csv())
     return {"rows": rows.height, "images": rows["dicom_id"].n_unique(), "phrases": rows.height}

@@ -18,7 +18,9 @@ frontal images and some lateral companions appear in the PadChest table only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from PIL import Image
 
 from radvlm_pipeline.datasets import PADCHEST_GR
 from radvlm_pipeline.sample_data.common import (
+    PAPER_MIMIC_STUDIES,
     Case,
     PlacedFinding,
     Variant,
@@ -36,12 +39,12 @@ from radvlm_pipeline.sample_data.common import (
     sample_case,
     to_uint16,
 )
+from radvlm_pipeline.sample_data.files import FileJobs, pool_of, write_pooled, write_table
 from radvlm_pipeline.sources.padchest_gr import GROUNDED_JSON, IMAGE_FOLDERS, LABELS_CSV, MASTER_TABLE
 
 ENTRIES = 66
 FORCED_ROWS = 10  # the first entries are frontal with findings, so the dirty faults land on known rows
 PATIENT_SPLITS = ("train", "train", "train", "validation", "test")  # cycled over patients
-PAPER_MIMIC_STUDIES = 227_835  # MIMIC-CXR's study count: write_scale's unit
 PAPER_STUDIES, PAPER_PADCHEST_IMAGES = 4_555, 160_861
 
 # Finding key -> (English sentence, Spanish sentence, PadChest label, location), as the release writes them.
@@ -409,16 +412,41 @@ def _table_row(entry: dict, case: Case, meta: dict, width: int, height: int, fin
 def _write_table(path: Path, rows: list[dict], columns: tuple[str, ...]) -> None:
     """Blank values as bare empty fields, as the released CSVs write them (polars would quote "")."""
     frame = pl.DataFrame(rows, schema=dict.fromkeys(columns, pl.String))
-    frame.with_columns(pl.all().replace("", None)).write_csv(path)
+    write_table(path, frame.with_columns(pl.all().replace("", None)).write_csv())
 
 
 def _write_json(path: Path, value: object) -> None:
-    path.write_text(json.dumps(value, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    write_table(path, json.dumps(value, ensure_ascii=False, indent=1) + "\n")
 
 
-def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, int]]:
+SCALE_PIXEL_POOL = 16  # distinct 16-bit PNGs the paper-scale root's images cycle through
+
+
+def _png_pool(seed: int) -> list[tuple[bytes, int, int]]:
+    """(16-bit PNG, width, height) of a few cases drawn as the sample's are."""
+    pool = []
+    for index in range(SCALE_PIXEL_POOL):
+        rng = rng_for(seed, "padchest", "pixel pool", index)
+        case = sample_case(rng, lateral_fraction=0.0, normal_fraction=0.0)
+        width, height = int(rng.integers(100, 129)), int(rng.integers(112, 149))
+        buffer = io.BytesIO()
+        Image.fromarray(to_uint16(render_radiograph(case, width, height, rng), bits=12)).save(
+            buffer, format="PNG"
+        )
+        pool.append((buffer.getvalue(), width, height))
+    return pool
+
+
+def _png_bytes(seed: int) -> list[bytes]:
+    return [png for png, _, _ in pool_of(_png_pool, seed)]
+
+
+def write_scale(
+    out_root: Path, seed: int, studies: int, files: FileJobs | None = None
+) -> dict[str, dict[str, int]]:
     """Metadata at paper scale: 4,555 grounded studies and PadChest's 160,861-row image table per
-    MIMIC-CXR's 227,835 studies. The image folder is there but empty (no pixels)."""
+    MIMIC-CXR's 227,835 studies. With ``files`` a 16-bit PNG per grounded image is queued there (the
+    table gives its size); otherwise the image folder is there but empty."""
     root = PADCHEST_GR.root(out_root)
     (root / IMAGE_FOLDERS[0]).mkdir(parents=True, exist_ok=True)
     fraction = studies / PAPER_MIMIC_STUDIES
@@ -471,6 +499,22 @@ def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, 
     image_ids = [e["ImageID"] for e in entries] + [
         image_id_for(seed, f"scale-other-{i}", "PA") for i in range(table_size - grounded)
     ]
+    rows, columns = pl.lit("2800"), pl.lit("2500")
+    if files is not None:
+        pool = np.arange(grounded) % SCALE_PIXEL_POOL
+        sizes = np.array([(width, height) for _, width, height in pool_of(_png_pool, seed)])[pool]
+        rows, columns = (
+            pl.Series(np.r_[sizes[:, axis], np.full(table_size - grounded, default)]).cast(pl.String)
+            for axis, default in ((1, 2800), (0, 2500))
+        )
+        files.add(
+            functools.partial(write_pooled, _png_bytes),
+            [
+                (f"{PADCHEST_GR.folder}/{IMAGE_FOLDERS[0]}/{image_id}", int(index))
+                for image_id, index in zip(image_ids[:grounded], pool, strict=True)
+            ],
+            "padchest_gr images",
+        )
     table = (
         pl.DataFrame({"ImageID": image_ids})
         .with_columns([pl.lit(None, dtype=pl.String).alias(name) for name in LABELS_COLUMNS[1:]])
@@ -479,12 +523,12 @@ def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, 
                 np.where(np.arange(table_size) < grounded, "PA", rng.choice(["PA", "AP", "L"], table_size))
             ),
             Report=pl.lit("cardiomegalia ."),
-            Rows_DICOM=pl.lit("2800"),
-            Columns_DICOM=pl.lit("2500"),
+            Rows_DICOM=rows,
+            Columns_DICOM=columns,
             PatientSex_DICOM=pl.lit("M"),
         )
     )
-    table.select(LABELS_COLUMNS).write_csv(root / LABELS_CSV)
+    write_table(root / LABELS_CSV, table.select(LABELS_COLUMNS).write_csv())
     return {
         PADCHEST_GR.key: {
             "grounded_entries": grounded,

@@ -12,7 +12,9 @@ conversion has every case to handle.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from radvlm_pipeline.datasets import VINDR_CXR
 from radvlm_pipeline.sample_data.common import (
     FINDINGS_BY_KEY,
+    PAPER_MIMIC_STUDIES,
     Case,
     PlacedFinding,
     Variant,
@@ -32,6 +35,7 @@ from radvlm_pipeline.sample_data.common import (
     sample_case,
     to_uint16,
 )
+from radvlm_pipeline.sample_data.files import FileJobs, complete_file, pool_of, write_file, write_table
 from radvlm_pipeline.sources.vindr_cxr import LOCAL_CLASSES, NO_FINDING, TEST_CSV, TRAIN_CSV
 
 TRAIN_IMAGES = 50
@@ -42,7 +46,6 @@ COLUMNS = ("image_id", "rad_id", "class_name", "x_min", "y_min", "x_max", "y_max
 # Image-level labels of the release: the 22 local classes, then the 6 global ones.
 GLOBAL_LABELS = ("COPD", "Lung tumor", "Pneumonia", "Tuberculosis", "Other diseases", NO_FINDING)
 GLOBAL_FROM_FINDING = {"pneumonia": "Pneumonia"}
-PAPER_MIMIC_STUDIES = 227_835  # MIMIC-CXR's study count: write_scale's unit
 PAPER_TRAIN_IMAGES, PAPER_TEST_IMAGES = 15_000, 3_000
 
 # The faults Variant.DIRTY injects, as (file, row) -> the reason the reader must quarantine it with.
@@ -66,8 +69,12 @@ def image_id_for(seed: int, split: str, index: int) -> str:
     return hashlib.md5(f"vindr-cxr/{seed}/{split}/{index}".encode()).hexdigest()
 
 
-def write_dicom(
-    path: Path,
+def write_dicom(path: Path, stored: np.ndarray, **settings) -> None:
+    """``dicom_bytes`` written to ``path``."""
+    write_file(path, dicom_bytes(stored, **settings))
+
+
+def dicom_bytes(
     stored: np.ndarray,
     *,
     photometric: str,
@@ -78,7 +85,7 @@ def write_dicom(
     view: str | None = None,
     age: int | None = None,
     uid_key: str = "",
-) -> None:
+) -> bytes:
     """An uncompressed explicit VR little endian DX image; UIDs derived from ``uid_key`` (deterministic).
 
     ``voi_lut`` (one output value per stored value, 12-bit entries) becomes a VOI LUT Sequence, which a
@@ -119,8 +126,9 @@ def write_dicom(
         item.LUTExplanation = "SOFT GAMMA"
         ds.VOILUTSequence = [item]
     ds.PixelData = stored.astype("<u2").tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
 
 
 def write(out_root: Path, seed: int, variant: Variant) -> dict[str, dict[str, int]]:
@@ -147,7 +155,8 @@ def write(out_root: Path, seed: int, variant: Variant) -> dict[str, dict[str, in
             if dirty and (split, index) == ("test", 0):
                 continue  # its DICOM is missing
             path = root / split / f"{image_id}.dicom"
-            _write_case_dicom(path, case, width, height, index, rng, uid_key=f"{seed}/{split}/{image_id}")
+            stored, settings = _case_dicom(case, width, height, index, rng)
+            write_dicom(path, stored, **settings, uid_key=f"{seed}/{split}/{image_id}")
             if dirty and (split, index) == ("test", 1):
                 path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
             counts["dicoms"] += 1
@@ -223,9 +232,11 @@ def _label_columns(split: str) -> list[str]:
     return names if split == "train" else [("Other disease" if n == "Other diseases" else n) for n in names]
 
 
-def _write_case_dicom(
-    path: Path, case: Case, width: int, height: int, index: int, rng: np.random.Generator, uid_key: str
-) -> None:
+def _case_dicom(
+    case: Case, width: int, height: int, index: int, rng: np.random.Generator
+) -> tuple[np.ndarray, dict]:
+    """The stored pixels of a case and the other ``dicom_bytes`` settings: 12 or 14 bits, MONOCHROME1 on
+    every third image, a window, and on image 4 a VOI LUT Sequence."""
     bits = 12 if index % 2 == 0 else 14
     stored = to_uint16(render_radiograph(case, width, height, rng), bits)
     photometric = "MONOCHROME1" if index % 3 == 1 else "MONOCHROME2"
@@ -236,18 +247,16 @@ def _write_case_dicom(
     voi_lut = None
     if index == 4 and bits == 12:  # one image per split carries a VOI LUT Sequence
         voi_lut = np.round(4095 * (np.arange(full) / (full - 1)) ** 0.8).astype(np.uint16)
-    write_dicom(
-        path,
-        stored,
-        photometric=photometric,
-        bits_stored=bits,
-        window=window,
-        voi_lut=voi_lut,
-        sex=None if index % 7 == 3 else case.sex,
-        view=case.view,
-        age=case.age,
-        uid_key=uid_key,
-    )
+    settings = {
+        "photometric": photometric,
+        "bits_stored": bits,
+        "window": window,
+        "voi_lut": voi_lut,
+        "sex": None if index % 7 == 3 else case.sex,
+        "view": case.view,
+        "age": case.age,
+    }
+    return stored, settings
 
 
 def _inject_train_faults(rows: list[list[str]], width: int) -> None:
@@ -267,9 +276,40 @@ def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
         writer.writerows(rows)
 
 
-def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, int]]:
-    """The annotation and image-label CSVs at paper scale (no DICOMs): 15,000 train and 3,000 test images
-    per MIMIC-CXR's 227,835 studies, 70% of them "No finding" as in the release."""
+SCALE_DICOM_POOL = 16  # distinct pixel arrays the DICOMs of the paper-scale root cycle through
+
+
+def _dicom_pool(seed: int) -> list[tuple[np.ndarray, dict]]:
+    """(stored pixels, ``dicom_bytes`` settings) of a few cases: 12- and 14-bit, both photometric
+    interpretations and a VOI LUT among them, as in the sample."""
+    pool = []
+    for index in range(SCALE_DICOM_POOL):
+        rng = rng_for(seed, "vindr", "dicom pool", index)
+        case = sample_case(rng, lateral_fraction=0.0, normal_fraction=0.35, uncertain_fraction=0.0)
+        width, height = _image_size(rng)
+        pool.append(_case_dicom(case, width, height, index, rng))
+    return pool
+
+
+def _write_scale_dicoms(out_root: Path, seed: int, items: list[tuple[str, int, str]]) -> int:
+    """A ``FileJobs`` job: (path, pool index, UID key) per DICOM; UIDs differ per file."""
+    pool = pool_of(_dicom_pool, seed)
+    written = 0
+    for path, index, uid_key in items:
+        stored, settings = pool[index]
+        written += complete_file(
+            out_root / path, functools.partial(dicom_bytes, stored, **settings, uid_key=uid_key)
+        )
+    return written
+
+
+def write_scale(
+    out_root: Path, seed: int, studies: int, files: FileJobs | None = None
+) -> dict[str, dict[str, int]]:
+    """The annotation and image-label CSVs at paper scale: 15,000 train and 3,000 test images per
+    MIMIC-CXR's 227,835 studies, 70% of them "No finding" as in the release. With ``files`` the DICOMs
+    are queued there and boxes lie in their (small) pixel space; otherwise there are none and the sizes
+    are real ones."""
     root = VINDR_CXR.root(out_root)
     fraction = studies / PAPER_MIMIC_STUDIES
     counts: dict[str, int] = {}
@@ -293,6 +333,9 @@ def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, 
             has_box, rng.integers(0, len(LOCAL_CLASSES), size=row_rater.size), len(LOCAL_CLASSES)
         )
         width, height = rng.integers(2000, 3072, size=size), rng.integers(2000, 3072, size=size)
+        if files is not None:
+            pool = rng_for(seed, "vindr", "pool variants", split).integers(0, SCALE_DICOM_POOL, size=size)
+            height, width = np.array([stored.shape for stored, _ in pool_of(_dicom_pool, seed)])[pool].T
         row_image = image_of_rater[row_rater]
         x1 = rng.uniform(0.05, 0.6, size=row_rater.size) * width[row_image]
         y1 = rng.uniform(0.05, 0.6, size=row_rater.size) * height[row_image]
@@ -311,8 +354,7 @@ def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, 
             }
         )
         file = TRAIN_CSV if split == "train" else TEST_CSV
-        (root / file).parent.mkdir(parents=True, exist_ok=True)
-        annotations.write_csv(root / file, float_precision=2)
+        write_table(root / file, annotations.write_csv(float_precision=2))
         local = np.zeros((image_of_rater.size, len(LOCAL_CLASSES)), dtype=np.int8)
         np.add.at(local, (row_rater[has_box], class_index[has_box]), 1)
         global_labels = np.zeros((image_of_rater.size, len(GLOBAL_LABELS)), dtype=np.int8)
@@ -322,7 +364,20 @@ def write_scale(out_root: Path, seed: int, studies: int) -> dict[str, dict[str, 
         if split == "train":
             labels = labels.with_columns(pl.Series("rad_id", np.char.add("R", rater.astype(str))))
         labels = labels.hstack(pl.DataFrame(one_hot, schema=_label_columns(split)))
-        labels.write_csv(root / "annotations" / f"image_labels_{split}.csv")
+        write_table(root / "annotations" / f"image_labels_{split}.csv", labels.write_csv())
+        if files is not None:
+            files.add(
+                _write_scale_dicoms,
+                [
+                    (
+                        f"{VINDR_CXR.folder}/{split}/{image_id}.dicom",
+                        int(index),
+                        f"{seed}/scale-{split}/{image_id}",
+                    )
+                    for image_id, index in zip(ids, pool, strict=True)
+                ],
+                "vindr_cxr DICOMs",
+            )
         counts[f"{split}_images"] = size
         counts[f"{split}_annotation_rows"] = annotations.height
     return {VINDR_CXR.key: counts}
