@@ -5,18 +5,28 @@ their metadata which backend answered, what it cost and a sample of inputs besid
 version folds in the prompt file's hash, so editing a prompt marks them changed in the UI.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetKey, Config, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, Config, Failure, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
 from assets.metadata import counts_markdown, preview
 from assets.policies import LLM_POOL, LLM_STEP_RETRY, rebuild_when_upstream_changes
 from assets.versions import code_version, project_modules
 from radvlm_pipeline.layout import CLEAN_REPORTS, CONVERSATIONS
-from radvlm_pipeline.llm import calls, conversations, endpoint, outputs, prior_removal, runner
+from radvlm_pipeline.llm import (
+    LLMConfigurationError,
+    calls,
+    conversations,
+    endpoint,
+    outputs,
+    prior_removal,
+    runner,
+)
 from radvlm_pipeline.llm.outputs import StageOutput, write_stage_output
 from radvlm_pipeline.sources.base import read_table
 from resources.llm import LLMResource
@@ -33,6 +43,16 @@ def stage_code_version(stage: ModuleType) -> str:
 
 
 SOURCE_TABLES = ("images", "reports", "labels", "boxes")
+
+
+@contextmanager
+def failing_at_once_on_configuration_errors() -> Iterator[None]:
+    """A dataset not approved for the endpoint, a rejected key or an unknown model fails every retry the
+    same way: raised as ``Failure(allow_retries=False)``, the step fails at once despite LLM_STEP_RETRY."""
+    try:
+        yield
+    except LLMConfigurationError as exc:
+        raise Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
 
 
 def _source_tables(storage: PipelineStorage, sources: tuple[str, ...], required: str):
@@ -90,8 +110,9 @@ def reports_without_priors(
 ) -> MaterializeResult:
     tables, skipped = _source_tables(storage, prior_removal.SOURCES, required=conversations.STANDARD_SOURCE)
     reports = pl.concat([source["reports"] for source in tables.values()])
-    context.log.info(f"cleaning {reports.height} reports with backend {llm.backend_label}")
-    output = prior_removal.remove_priors(reports, llm.run, llm.backend_label)
+    with failing_at_once_on_configuration_errors():
+        context.log.info(f"cleaning {reports.height} reports with backend {llm.backend_label}")
+        output = prior_removal.remove_priors(reports, llm.run, llm.backend_label)
     written = write_stage_output(output, storage.layout, CLEAN_REPORTS)
     return MaterializeResult(metadata=_metadata(output, llm, written, ["source", "status"], skipped))
 
@@ -129,9 +150,10 @@ def conversations_asset(
         required=conversations.STANDARD_SOURCE,
     )
     clean_reports = pl.read_parquet(storage.layout.llm_output(CLEAN_REPORTS))
-    output = conversations.build_conversations(
-        tables, clean_reports, llm.run, llm.backend_label, config.max_attempts
-    )
+    with failing_at_once_on_configuration_errors():
+        output = conversations.build_conversations(
+            tables, clean_reports, llm.run, llm.backend_label, config.max_attempts
+        )
     context.log.info(f"{output.table.height} conversations, {output.quarantine.height} quarantined")
     written = write_stage_output(output, storage.layout, CONVERSATIONS)
     return MaterializeResult(metadata=_metadata(output, llm, written, ["source", "kind", "split"], skipped))

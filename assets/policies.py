@@ -98,6 +98,9 @@ GPU_INFERENCE_POOL = "gpu_inference"  # answer generation on a GPU
 # A request that fails is retried inside the step (resources/llm.py: max_retries, backoff, Retry-After),
 # so an LLM step fails for a transient reason when Batch API jobs are still running after batch_max_wait_s:
 # the retried step picks the same batches up and waits again. The delay is short as the wait is in the step.
+# A configuration error (dataset not approved for the endpoint, key or model rejected, unknown backend)
+# would fail every retry the same way: the LLM steps raise it as Failure(allow_retries=False), which
+# Dagster fails at once whatever the policy (assets/llm_stages.py).
 LLM_STEP_RETRY = RetryPolicy(max_retries=2, delay=1, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 # A Slurm submission refused while the controller is busy, or a job the cluster ended (node failure,
 # preemption, time limit): the retried step submits again and training resumes from its latest complete

@@ -74,7 +74,11 @@ class LLMResource(ConfigurableResource):
         default=_DEFAULTS.max_retry_wait_s,
         description="A longer Retry-After fails the call instead of stalling the run.",
     )
-    retry_failed: bool = Field(default=False, description="Ask again for items whose earlier call failed.")
+    retry_failed: bool = Field(
+        default=False,
+        description="Send again the requests the endpoint refused (a cached 4xx). Transient failures "
+        "(429, 5xx, timeouts) are never cached: the next run asks again without this.",
+    )
     use_batch: bool = Field(
         default=False, description="Send through the Batch API (cheaper, hours not seconds)."
     )

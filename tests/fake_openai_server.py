@@ -6,10 +6,15 @@ Faults, given per request in arrival order with ``script([...])`` or for every r
 - ``"429"``: rate limited, with ``Retry-After`` (seconds, rounded up) and ``retry-after-ms``;
 - ``"500"``: server error without a Retry-After;
 - ``"401"``: authentication error whose message echoes the key it was given (as real servers may);
+  under ``always("401")`` file uploads and batch creation are refused too;
+- ``"400"``: the request itself refused (as for a prompt over the context length);
+- ``"404"``: the model is unknown;
 - ``"timeout"``: answers only after ``timeout_sleep_s`` (longer than the client's timeout);
 - ``"truncated"``: the answer cut in half, ``finish_reason="length"``;
 - ``"malformed_body"``: HTTP 200 whose body is not valid JSON;
-- ``"prose"``: a chatty answer that is not the JSON asked for.
+- ``"prose"``: a chatty answer that is not the JSON asked for;
+- in a batch only: ``"empty_choices"`` (status 200, no choices), ``"no_custom_id"`` (a line that names no
+  request) and ``"not_json"`` (a line cut off mid-object).
 
 Answers come from ``responder(body) -> str``; the default one behaves like an obliging model for the
 project's two prompts. Every request is logged (``api_calls``; model requests in ``chat_requests``),
@@ -77,8 +82,15 @@ def obliging_responder(body: dict) -> str:
     )
 
 
+def _words(content: str | list) -> int:
+    """Words of a message's text, whether plain or in content parts (images count for nothing)."""
+    if isinstance(content, str):
+        return len(content.split())
+    return sum(len(part.get("text", "").split()) for part in content)
+
+
 def _completion(body: dict, text: str, finish_reason: str) -> dict:
-    prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
+    prompt_tokens = sum(_words(m["content"]) for m in body["messages"])
     completion_tokens = len(text.split())
     return {
         "id": "chatcmpl-fake",
@@ -178,8 +190,13 @@ class FakeOpenAI:
             if fault == "500":
                 return _error(500, "The server had an error while processing your request")
             if fault == "401":
-                key = request.headers.get("authorization", "").removeprefix("Bearer ")
-                return _error(401, f"Incorrect API key provided: {key}")
+                return self._unauthorized(request)
+            if fault == "400":
+                return _error(400, "This model's maximum context length is 128000 tokens.")
+            if fault == "404":
+                return _error(
+                    404, f"The model {body['model']} does not exist or you do not have access to it."
+                )
             if fault == "malformed_body":
                 return Response(
                     '{"id": "chatcmpl-fake", "choices": [{"message": ', media_type="application/json"
@@ -187,6 +204,11 @@ class FakeOpenAI:
             return JSONResponse(self._answer(body, fault))
         finally:
             self._in_flight -= 1
+
+    @staticmethod
+    def _unauthorized(request: Request) -> JSONResponse:
+        key = request.headers.get("authorization", "").removeprefix("Bearer ")
+        return _error(401, f"Incorrect API key provided: {key}")
 
     def _answer(self, body: dict, fault: str | None) -> dict:
         if fault == "prose":
@@ -198,6 +220,8 @@ class FakeOpenAI:
 
     async def _upload(self, request: Request) -> Response:
         self.api_calls.append("POST /v1/files")
+        if self._always == "401":
+            return self._unauthorized(request)
         raw = await request.body()
         header = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
         parts = {
@@ -266,46 +290,53 @@ class FakeOpenAI:
             )
             if fault == "500":
                 errors.append(
-                    {
-                        "id": "req",
-                        "custom_id": request["custom_id"],
-                        "error": None,
-                        "response": {
-                            "status_code": 500,
-                            "body": {"error": {"message": "server error", "type": "fake"}},
-                        },
-                    }
+                    json.dumps(
+                        {
+                            "id": "req",
+                            "custom_id": request["custom_id"],
+                            "error": None,
+                            "response": {
+                                "status_code": 500,
+                                "body": {"error": {"message": "server error", "type": "fake"}},
+                            },
+                        }
+                    )
                 )
             else:
-                output.append(
-                    {
-                        "id": "req",
-                        "custom_id": request["custom_id"],
-                        "error": None,
-                        "response": {"status_code": 200, "body": self._answer(body, fault)},
-                    }
-                )
+                answer = self._answer(body, fault)
+                if fault == "empty_choices":
+                    answer["choices"] = []
+                record = {
+                    "id": "req",
+                    "custom_id": request["custom_id"],
+                    "error": None,
+                    "response": {"status_code": 200, "body": answer},
+                }
+                if fault == "no_custom_id":
+                    del record["custom_id"]
+                output.append(json.dumps(record)[:40] if fault == "not_json" else json.dumps(record))
         for key, records in (("output_file_id", output), ("error_file_id", errors)):
             if records:
                 file_id = f"file-{next(self._ids)}"
-                self._files[file_id] = "\n".join(json.dumps(r) for r in records).encode()
+                self._files[file_id] = "\n".join(records).encode()
                 batch[key] = file_id
         batch["status"] = "completed"
 
     # lifecycle -------------------------------------------------------------------------------------
 
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            Route("/v1/files", self._upload, methods=["POST"]),
+            Route("/v1/files/{file_id}/content", self._file_content, methods=["GET"]),
+            Route("/v1/batches", self._create_batch, methods=["POST"]),
+            Route("/v1/batches/{batch_id}", self._get_batch, methods=["GET"]),
+        ]
+
     def __enter__(self) -> FakeOpenAI:
-        app = Starlette(
-            routes=[
-                Route("/v1/chat/completions", self._chat, methods=["POST"]),
-                Route("/v1/files", self._upload, methods=["POST"]),
-                Route("/v1/files/{file_id}/content", self._file_content, methods=["GET"]),
-                Route("/v1/batches", self._create_batch, methods=["POST"]),
-                Route("/v1/batches/{batch_id}", self._get_batch, methods=["GET"]),
-            ]
-        )
+        app = Starlette(routes=self.routes())
         sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", self.port))  # 0 unless set: a free port
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, backlog=512)
         self._server = uvicorn.Server(config)

@@ -91,7 +91,11 @@ def test_endpoint_materialization_is_cached_keeps_the_key_secret_and_reruns_for_
             assert KEY.encode() not in path.read_bytes(), path
 
 
-def test_governance_refuses_before_any_request(tmp_path):
+def step_events(result, event_type: str) -> list:
+    return [e for e in result.all_events if e.event_type_value == event_type]
+
+
+def test_governance_refuses_before_any_request_and_is_not_retried(tmp_path):
     write_sources(tmp_path)
     with FakeOpenAI() as server:
         resources = resources_for(
@@ -103,10 +107,33 @@ def test_governance_refuses_before_any_request(tmp_path):
         )
         result = materialize([reports_without_priors], resources=resources, raise_on_error=False)
         assert not result.success and server.api_calls == []
-    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert step_events(result, "STEP_UP_FOR_RETRY") == []  # LLM_STEP_RETRY would retry it twice
+    [failure] = step_events(result, "STEP_FAILURE")
     message = str(failure.event_specific_data.error)
-    assert "'chexpert_plus'" in message and "approved_credentialed_datasets" in message
+    assert "GovernanceError" in message and "'chexpert_plus'" in message
+    assert "approved_credentialed_datasets" in message
     assert not (tmp_path / "llm" / "reports_without_priors.parquet").exists()
+
+
+def test_a_rejected_key_fails_at_once_without_leaking_it(tmp_path, monkeypatch):
+    write_sources(tmp_path)
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with FakeOpenAI() as server:
+        server.always("401")
+        resources = resources_for(
+            tmp_path,
+            backend="openai",
+            base_url=server.base_url,
+            api_key=EnvVar(KEY_ENV),
+            concurrency=1,
+            approved_credentialed_datasets=list(prior_removal.SOURCES),
+        )
+        result = materialize([reports_without_priors], resources=resources, raise_on_error=False)
+        assert len(server.chat_requests) == 1
+    assert not result.success and step_events(result, "STEP_UP_FOR_RETRY") == []
+    [failure] = step_events(result, "STEP_FAILURE")
+    assert "EndpointConfigurationError" in str(failure.event_specific_data.error)
+    assert KEY not in str(failure.event_specific_data.error)
 
 
 def test_missing_sources_are_skipped_and_said_except_mimic_cxr(tmp_path):

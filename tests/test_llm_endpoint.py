@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from dataclasses import replace
 
 import pytest
@@ -10,9 +11,12 @@ from aiolimiter import AsyncLimiter
 from fake_openai_server import FakeOpenAI
 from llm_tables import SOURCE_TABLES, all_reports, many_reports
 
-from radvlm_pipeline.llm import LLMSettings, conversations, prior_removal, run_prompts
+from radvlm_pipeline.llm import LLMConfigurationError, LLMSettings, conversations, prior_removal, run_prompts
+from radvlm_pipeline.llm.batches import BatchPending
 from radvlm_pipeline.llm.cache import ResponseCache
-from radvlm_pipeline.llm.endpoint import BatchPending, backoff_seconds, retry_after_seconds
+from radvlm_pipeline.llm.calls import LLMResult
+from radvlm_pipeline.llm.endpoint import EndpointConfigurationError, backoff_seconds, retry_after_seconds
+from radvlm_pipeline.llm.runner import pending_call
 
 KEY = "sk-test-do-not-leak-0123456789"
 APPROVED = ("mimic_cxr", "chexpert_plus", "ms_cxr", "padchest_gr")
@@ -79,7 +83,12 @@ def test_retry_after_is_honoured_and_transient_faults_are_retried(server, tmp_pa
     assert run.stats.requests_sent == 5 and not run.stats.failures_by_kind
 
 
-def test_a_call_that_keeps_failing_is_recorded_and_only_retried_when_asked(server, tmp_path):
+def cached_statuses(cache_path) -> list[tuple[str, str | None]]:
+    with closing(sqlite3.connect(cache_path)) as db:
+        return db.execute("SELECT status, error_kind FROM responses ORDER BY status").fetchall()
+
+
+def test_transient_failures_are_not_cached_and_the_next_run_asks_again(server, tmp_path):
     server.always("500")
     settings = settings_for(server, max_retries=2)
     cache_path = tmp_path / "cache.sqlite"
@@ -87,22 +96,59 @@ def test_a_call_that_keeps_failing_is_recorded_and_only_retried_when_asked(serve
     assert {(r.status, r.error_kind) for r in run.results} == {("failed", "server_error")}
     assert "after 3 attempts" in run.results[0].error
     assert len(server.chat_requests) == 6 and run.stats.failures_by_kind == {"server_error": 2}
+    assert cached_statuses(cache_path) == []
 
+    server.always(None)  # the endpoint recovered: the next run, with default settings, asks again
     _, again = clean(settings, cache_path, all_reports().head(2))
-    assert len(server.chat_requests) == 6 and again.results[0].status == "failed"
+    assert [r.status for r in again.results] == ["ok", "ok"] and len(server.chat_requests) == 8
+    assert again.stats.cache_hits == 0 and cached_statuses(cache_path) == [("ok", None)] * 2
 
+
+def test_transient_failures_cached_by_an_older_version_are_asked_again(server, tmp_path):
+    cache_path = tmp_path / "cache.sqlite"
+    settings = settings_for(server)
+    [item] = prior_removal.report_items(all_reports().head(1))
+    call = pending_call(settings, prior_removal.PROMPT, item)
+    with ResponseCache(cache_path) as cache:
+        cache.put(LLMResult("", call.key, "failed", None, error_kind="rate_limited", error="429"), call)
+    _, run = clean(settings, cache_path, all_reports().head(1))
+    assert run.results[0].status == "ok" and len(server.chat_requests) == 1
+
+
+def test_a_request_the_endpoint_refuses_stays_a_cached_failure_until_retry_failed(server, tmp_path):
+    server.always("400")
+    settings = settings_for(server)
+    cache_path = tmp_path / "cache.sqlite"
+    _, run = clean(settings, cache_path, all_reports().head(1))
+    assert (run.results[0].error_kind, len(server.chat_requests)) == ("bad_request", 1)  # never retried
+    assert "maximum context length" in run.results[0].error
     server.always(None)
-    _, retried = clean(replace(settings, retry_failed=True), cache_path, all_reports().head(2))
-    assert [r.status for r in retried.results] == ["ok", "ok"] and len(server.chat_requests) == 8
-
-
-def test_auth_errors_are_not_retried_and_the_key_is_redacted(server, tmp_path):
-    server.always("401")
-    items, run = clean(settings_for(server), tmp_path / "cache.sqlite", all_reports().head(1))
+    _, again = clean(settings, cache_path, all_reports().head(1))
+    assert again.results[0].error_kind == "bad_request" and again.stats.cache_hits == 1
     assert len(server.chat_requests) == 1
-    assert run.results[0].error_kind == "auth"
-    assert KEY not in run.results[0].error and "***" in run.results[0].error
-    assert KEY.encode() not in (tmp_path / "cache.sqlite").read_bytes()
+    _, retried = clean(replace(settings, retry_failed=True), cache_path, all_reports().head(1))
+    assert retried.results[0].status == "ok" and len(server.chat_requests) == 2
+    assert cached_statuses(cache_path) == [("ok", None)]
+
+
+@pytest.mark.parametrize(("fault", "expected"), [("401", "AuthenticationError"), ("404", "NotFoundError")])
+def test_a_rejected_key_or_unknown_model_stops_the_run_and_the_key_is_redacted(
+    server, tmp_path, fault, expected
+):
+    server.always(fault)
+    with pytest.raises(EndpointConfigurationError, match=expected) as raised:
+        clean(settings_for(server, concurrency=1), tmp_path / "cache.sqlite", all_reports().head(3))
+    assert isinstance(raised.value, LLMConfigurationError)
+    assert len(server.chat_requests) == 1  # neither retried nor sent for the other items
+    assert KEY not in str(raised.value) and (fault != "401" or "***" in str(raised.value))
+    assert cached_statuses(tmp_path / "cache.sqlite") == []
+
+
+def test_a_batch_upload_with_a_rejected_key_stops_the_run(server, tmp_path):
+    server.always("401")
+    with pytest.raises(EndpointConfigurationError, match="AuthenticationError") as raised:
+        clean(settings_for(server, use_batch=True), tmp_path / "cache.sqlite", all_reports().head(2))
+    assert KEY not in str(raised.value) and server.api_calls == ["POST /v1/files"]
 
 
 def test_a_retry_after_beyond_the_limit_fails_the_call_instead_of_stalling(server, tmp_path):
@@ -177,9 +223,41 @@ def test_batch_api_round_trip_matches_direct_calls_and_reruns_are_free(server, t
     assert batched.results[1].status == "failed" and batched.results[1].error_kind == "server_error"
     assert {r.origin for r in batched.results} == {"batch"}
     assert batched.stats.batch_requests == len(items) and batched.stats.batch_prompt_tokens > 0
-    calls_after_batch = len(server.api_calls)
-    _, again = clean(batch_settings, tmp_path / "batch.sqlite")
-    assert len(server.api_calls) == calls_after_batch and again.stats.cache_hits == len(items)
+    _, again = clean(batch_settings, tmp_path / "batch.sqlite")  # only the failed line goes again
+    assert again.stats.batch_requests == 1 and again.stats.cache_hits == len(items) - 1
+    assert [r.text for r in again.results] == [r.text for r in direct.results]
+    calls_after_batches = len(server.api_calls)
+    _, third = clean(batch_settings, tmp_path / "batch.sqlite")
+    assert len(server.api_calls) == calls_after_batches and third.stats.cache_hits == len(items)
+
+
+def test_bad_batch_lines_are_quarantined_the_good_answers_recorded_and_the_batch_closed(server, tmp_path):
+    settings = settings_for(server, use_batch=True)
+    cache_path = tmp_path / "cache.sqlite"
+    reports = all_reports().head(5)
+    server.script([None, "empty_choices", "no_custom_id", "not_json", None])
+    items, run = clean(settings, cache_path, reports)
+    assert [r.status for r in run.results] == ["ok", "failed", "failed", "failed", "ok"]
+    assert (
+        run.results[1].error_kind == "invalid_response"
+        and "not a usable chat completion" in run.results[1].error
+    )
+    assert {run.results[2].error_kind, run.results[3].error_kind} == {"batch_completed"}
+    assert run.stats.batch_bad_lines == 3
+    with ResponseCache(cache_path) as cache:
+        assert cache.open_batches() == {}  # closed: later runs do not poll it again
+        bad = cache.bad_lines()
+    assert [(b.line_number, b.reason) for b in bad] == [
+        (2, "unusable_body"),
+        (3, "no_custom_id"),
+        (4, "not_json"),
+    ]
+    assert bad[0].custom_id == run.results[1].cache_key and bad[2].line.startswith('{"id": "req"')
+    assert cached_statuses(cache_path) == [("ok", None)] * 2
+
+    _, again = clean(settings, cache_path, reports)  # the three bad ones go again, in a new batch
+    assert [r.status for r in again.results] == ["ok"] * 5
+    assert again.stats.batch_requests == 3 and again.stats.cache_hits == 2
 
 
 def test_a_batch_still_running_is_resumed_not_resubmitted(server, tmp_path):

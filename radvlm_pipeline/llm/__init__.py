@@ -9,10 +9,11 @@ from radvlm_pipeline.llm.calls import LLMResult, PromptItem, PromptRun, UsageSta
 from radvlm_pipeline.llm.governance import GovernanceError
 from radvlm_pipeline.llm.prompts import PromptTemplate, load_prompt
 from radvlm_pipeline.llm.runner import OfflineRule, Runner, run_prompts
-from radvlm_pipeline.llm.settings import LLMSettings
+from radvlm_pipeline.llm.settings import LLMConfigurationError, LLMSettings
 
 __all__ = [
     "GovernanceError",
+    "LLMConfigurationError",
     "LLMResult",
     "LLMSettings",
     "OfflineRule",

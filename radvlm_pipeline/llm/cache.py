@@ -19,7 +19,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from radvlm_pipeline.llm.calls import LLMResult, PendingCall
+from radvlm_pipeline.llm.calls import BadLine, LLMResult, PendingCall
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -53,6 +53,17 @@ CREATE TABLE IF NOT EXISTS batch_requests (
     cache_key TEXT NOT NULL,
     call_json TEXT NOT NULL,  -- the PendingCall, to file its answer even if another run collects it
     PRIMARY KEY (batch_id, cache_key)
+);
+CREATE TABLE IF NOT EXISTS batch_bad_lines (  -- result lines that could not be used, kept as received
+    batch_id TEXT NOT NULL,
+    file_id TEXT NOT NULL,
+    line_number INTEGER NOT NULL,
+    custom_id TEXT,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    line TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (batch_id, file_id, line_number)
 );
 """
 
@@ -160,6 +171,23 @@ class ResponseCache:
         self._db.execute(
             "UPDATE batches SET status = ?, updated_at = ? WHERE batch_id = ?", (status, _now(), batch_id)
         )
+
+    def record_bad_lines(self, batch_id: str, lines: Sequence[BadLine]) -> None:
+        now = _now()
+        self._db.executemany(
+            "INSERT OR REPLACE INTO batch_bad_lines VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (batch_id, b.file_id, b.line_number, b.custom_id, b.reason, b.detail, b.line, now)
+                for b in lines
+            ],
+        )
+
+    def bad_lines(self) -> list[BadLine]:
+        rows = self._db.execute(
+            "SELECT file_id, line_number, custom_id, reason, detail, line FROM batch_bad_lines "
+            "ORDER BY batch_id, file_id, line_number"
+        )
+        return [BadLine(*row) for row in rows]
 
     def open_batches(self) -> dict[str, list[PendingCall]]:
         """Submitted batches whose results have not been merged yet, with their requests."""

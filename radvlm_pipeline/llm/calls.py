@@ -19,6 +19,11 @@ from radvlm_pipeline.llm.images import ImageInput
 
 OK = "ok"
 FAILED = "failed"
+# The one failure that is the endpoint's verdict on the request itself (a 4xx such as 400: too long,
+# filtered): asking again gets the same verdict, so it is cached like an answer. Every other failure (429,
+# 5xx, timeouts, broken bodies, a batch that ended without the request) says nothing about the request:
+# it is never cached, and the next run asks again.
+REFUSED = "bad_request"
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,11 @@ class LLMResult:
     origin: str = "call"  # "call", "batch", "cache" or "offline"
 
 
+def is_settled(result: LLMResult) -> bool:
+    """Whether a result belongs in the cache: an answer, or the endpoint's refusal of that very request."""
+    return result.status == OK or result.error_kind == REFUSED
+
+
 @dataclass(frozen=True)
 class PendingCall:
     """A request not answered yet: everything needed to send it and to file its answer in the cache."""
@@ -67,6 +77,18 @@ class PendingCall:
     params: Mapping[str, Any]
     messages: Sequence[Mapping[str, Any]]  # images in them are named by hash (``images.image_part``)
     images: Mapping[str, str] = field(default_factory=dict)  # image reference -> file, read when sent
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A Batch API result line that could not be used, as the cache keeps it (``batches.py``)."""
+
+    file_id: str
+    line_number: int  # 1-based, in that file
+    custom_id: str | None
+    reason: str  # not_json, no_custom_id, unknown_custom_id, duplicate_custom_id, unusable_body
+    detail: str
+    line: str
 
 
 def cache_key(
@@ -102,6 +124,7 @@ class UsageStats:
     completion_tokens: int = 0
     batch_prompt_tokens: int = 0  # the part of the above that went through the Batch API (cheaper)
     batch_completion_tokens: int = 0
+    batch_bad_lines: int = 0  # result lines kept in the cache's batch_bad_lines table
     retries_by_kind: Counter = field(default_factory=Counter)
     failures_by_kind: Counter = field(default_factory=Counter)
     latencies_s: list[float] = field(default_factory=list)
@@ -118,6 +141,7 @@ class UsageStats:
             "completion_tokens",
             "batch_prompt_tokens",
             "batch_completion_tokens",
+            "batch_bad_lines",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.retries_by_kind.update(other.retries_by_kind)
@@ -155,6 +179,7 @@ class UsageStats:
             "llm_cache_hits": self.cache_hits,
             "llm_offline_answers": self.offline_answers,
             "llm_batch_requests": self.batch_requests,
+            "llm_batch_bad_lines": self.batch_bad_lines,
             "llm_tokens_in": self.prompt_tokens,
             "llm_tokens_out": self.completion_tokens,
             "llm_estimated_cost_usd": cost if cost is not None else f"not computed: {why_not}",

@@ -1,4 +1,4 @@
-"""Sending prompts to an OpenAI-compatible endpoint: direct calls or the Batch API.
+"""Sending prompts to an OpenAI-compatible endpoint, one request each (the Batch API: ``batches.py``).
 
 Direct calls run on the SDK's async client, ``concurrency`` at a time, under optional requests- and
 tokens-per-minute limits (aiolimiter). Retries are ours, not the SDK's (it is built with
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import random
 import time
 from collections import deque
@@ -25,28 +24,34 @@ import openai
 from aiolimiter import AsyncLimiter
 from openai.types.chat import ChatCompletion
 
-from radvlm_pipeline.llm.cache import ResponseCache
-from radvlm_pipeline.llm.calls import FAILED, OK, LLMResult, PendingCall, UsageStats
+from radvlm_pipeline.llm.calls import FAILED, OK, REFUSED, LLMResult, PendingCall, UsageStats
 from radvlm_pipeline.llm.images import resolve_images, text_characters
-from radvlm_pipeline.llm.settings import AZURE, LLMSettings
+from radvlm_pipeline.llm.settings import AZURE, LLMConfigurationError, LLMSettings
 
 ResultSink = Callable[[LLMResult, PendingCall], None]
 
-CHAT_PATH = "/v1/chat/completions"  # as the Batch API names it
 # Direct calls go through the client's documented raw-request method, not the typed
 # ``chat.completions.create``: that spends about a third of the client's CPU re-encoding parameters that
 # are already plain JSON. Auth, base URL, Azure deployment routing and response parsing are the same.
 CHAT_ROUTE = "/chat/completions"
-BATCH_MAX_REQUESTS = 50_000  # the OpenAI Batch API's limit per input file
-BATCH_DONE = ("completed", "failed", "expired", "cancelled")
 RETRYABLE = ("rate_limited", "server_error", "timeout", "connection", "invalid_response")
+# The endpoint refuses our key or does not know the model or URL: every other request would fail the same
+# way, so the run stops (EndpointConfigurationError) instead of recording one failure per item.
+CONFIGURATION = ("auth", "not_found")
 # What a call may raise that is the endpoint's doing: the SDK's errors, an unparseable body (ValueError) or
 # a body that is not a chat completion (attribute/index/type errors). Anything else is our bug and raises.
 CALL_ERRORS = (openai.APIError, ValueError, AttributeError, IndexError, TypeError)
 
 
-class BatchPending(RuntimeError):
-    """Batches are still running after ``batch_max_wait_s``; they are recorded and resumed next run."""
+class EndpointConfigurationError(LLMConfigurationError):
+    """The endpoint rejected the credentials, the model or the URL (HTTP 401, 403, 404)."""
+
+
+def configuration_error(settings: LLMSettings, error: str) -> EndpointConfigurationError:
+    return EndpointConfigurationError(
+        f"the endpoint {settings.base_url or '(SDK default URL)'} rejected the request for model "
+        f"{settings.model!r}: {error}. Check the LLM resource's API key, model and base URL."
+    )
 
 
 def make_client(settings: LLMSettings) -> openai.AsyncOpenAI:
@@ -109,17 +114,10 @@ def classify_error(exc: Exception) -> tuple[str, float | None]:
             return "server_error", wait
         if exc.status_code in (401, 403):
             return "auth", None
-        return "bad_request", None
+        if exc.status_code == 404:
+            return "not_found", None
+        return REFUSED, None
     return "invalid_response", None  # unparseable body, missing fields: often transient behind proxies
-
-
-def status_kind(status_code: int) -> str:
-    """The failure kind of an HTTP status reported inside a Batch API result line."""
-    if status_code == 429:
-        return "rate_limited"
-    if status_code >= 500:
-        return "server_error"
-    return "auth" if status_code in (401, 403) else "bad_request"
 
 
 def backoff_seconds(settings: LLMSettings, key: str, attempt: int) -> float:
@@ -128,7 +126,7 @@ def backoff_seconds(settings: LLMSettings, key: str, attempt: int) -> float:
     return ceiling * random.Random(f"{key}:{attempt}").uniform(0.5, 1.0)
 
 
-def _redact(text: str, settings: LLMSettings) -> str:
+def redact(text: str, settings: LLMSettings) -> str:
     return text.replace(settings.api_key, "***") if settings.api_key else text
 
 
@@ -138,7 +136,7 @@ def _estimated_tokens(settings: LLMSettings, call: PendingCall) -> float:
     return text_characters(call.messages) / 4 + settings.max_tokens
 
 
-def _result_from_completion(call: PendingCall, completion, latency_s: float | None, origin: str) -> LLMResult:
+def result_from_completion(call: PendingCall, completion, latency_s: float | None, origin: str) -> LLMResult:
     """Raises AttributeError/IndexError/TypeError on a body that is not a chat completion."""
     choice = completion.choices[0]
     usage = completion.usage
@@ -155,7 +153,7 @@ def _result_from_completion(call: PendingCall, completion, latency_s: float | No
     )
 
 
-def _failure(call: PendingCall, kind: str, error: str, origin: str) -> LLMResult:
+def failure(call: PendingCall, kind: str, error: str, origin: str) -> LLMResult:
     return LLMResult(
         item_id="", cache_key=call.key, status=FAILED, text=None, error_kind=kind, error=error, origin=origin
     )
@@ -187,16 +185,18 @@ async def _answer_one(
         started = time.monotonic()
         try:
             completion = await client.post(CHAT_ROUTE, body=body, cast_to=ChatCompletion)
-            return _result_from_completion(call, completion, time.monotonic() - started, "call")
+            return result_from_completion(call, completion, time.monotonic() - started, "call")
         except CALL_ERRORS as exc:
             kind, wait = classify_error(exc)
-            error = _redact(f"{type(exc).__name__}: {exc}", settings)
+            error = redact(f"{type(exc).__name__}: {exc}", settings)
+        if kind in CONFIGURATION:
+            raise configuration_error(settings, error)
         if kind not in RETRYABLE or attempt >= settings.max_retries:
-            return _failure(call, kind, f"{error} (after {attempt + 1} attempts)", "call")
+            return failure(call, kind, f"{error} (after {attempt + 1} attempts)", "call")
         if wait is None:
             wait = backoff_seconds(settings, call.key, attempt)
         elif wait > settings.max_retry_wait_s:
-            return _failure(
+            return failure(
                 call,
                 kind,
                 f"{error}; the server asked to wait {wait:.0f} s, more than "
@@ -221,108 +221,3 @@ async def answer_directly(
 
     async with make_client(settings) as client:
         await asyncio.gather(*(worker(client) for _ in range(min(settings.concurrency, len(queue)))))
-
-
-# Batch API ---------------------------------------------------------------------------------------
-
-
-async def answer_by_batch(
-    settings: LLMSettings,
-    cache: ResponseCache,
-    calls: Sequence[PendingCall],
-    on_result: ResultSink,
-    stats: UsageStats,
-) -> None:
-    """Submit what no open batch already covers, then poll every batch that holds a wanted request.
-
-    Submissions are recorded in the cache before polling, so a run stopped while waiting (killed, or
-    past ``batch_max_wait_s``) resumes the same batches next time.
-    """
-    wanted = {call.key for call in calls}
-    waiting = {bid: reqs for bid, reqs in cache.open_batches().items() if wanted & {c.key for c in reqs}}
-    covered = {c.key for reqs in waiting.values() for c in reqs}
-    fresh = [call for call in calls if call.key not in covered]
-    async with make_client(settings) as client:
-        for start in range(0, len(fresh), BATCH_MAX_REQUESTS):
-            chunk = fresh[start : start + BATCH_MAX_REQUESTS]
-            lines = [
-                json.dumps(
-                    {
-                        "custom_id": c.key,
-                        "method": "POST",
-                        "url": CHAT_PATH,
-                        "body": request_body(settings, c),
-                    }
-                )
-                for c in chunk
-            ]
-            upload = await client.files.create(
-                file=("requests.jsonl", "\n".join(lines).encode()), purpose="batch"
-            )
-            batch = await client.batches.create(
-                input_file_id=upload.id, endpoint=CHAT_PATH, completion_window="24h"
-            )
-            cache.record_batch(batch.id, chunk)
-            waiting[batch.id] = chunk
-            stats.requests_sent += 2
-            stats.batch_requests += len(chunk)
-        deadline = time.monotonic() + settings.batch_max_wait_s
-        while waiting:
-            for batch_id in list(waiting):
-                batch = await client.batches.retrieve(batch_id)
-                stats.requests_sent += 1
-                if batch.status in BATCH_DONE:
-                    for result, call in await _batch_results(client, batch, waiting.pop(batch_id), stats):
-                        on_result(result, call)
-                    cache.set_batch_status(batch_id, batch.status)
-            if not waiting:
-                break
-            if time.monotonic() >= deadline:
-                raise BatchPending(
-                    f"Batch API batches {sorted(waiting)} are still in progress after {settings.batch_max_wait_s:.0f} s. "
-                    "They are recorded in the LLM cache: materialize again to collect their results without resubmitting."
-                )
-            await asyncio.sleep(settings.batch_poll_interval_s)
-
-
-async def _batch_results(client, batch, calls: Sequence[PendingCall], stats: UsageStats):
-    """Pair every request of a finished batch with its result; a request without a line failed with the batch."""
-    lines: dict[str, dict] = {}
-    for file_id in (batch.output_file_id, batch.error_file_id):
-        if file_id:
-            content = await client.files.content(file_id)
-            stats.requests_sent += 1
-            for line in content.text.splitlines():
-                if line.strip():
-                    record = json.loads(line)
-                    lines[record["custom_id"]] = record
-    paired = []
-    for call in calls:
-        record = lines.get(call.key)
-        if record is None:
-            errors = getattr(batch, "errors", None)
-            paired.append(
-                (
-                    _failure(
-                        call,
-                        f"batch_{batch.status}",
-                        f"batch {batch.id} ended '{batch.status}' "
-                        f"without a result for this request; errors: {errors}",
-                        "batch",
-                    ),
-                    call,
-                )
-            )
-            continue
-        response = record.get("response") or {}
-        status_code = response.get("status_code")
-        if status_code == 200:
-            completion = ChatCompletion.model_validate(response["body"])
-            paired.append((_result_from_completion(call, completion, None, "batch"), call))
-        else:
-            detail = record.get("error") or response.get("body")
-            kind = status_kind(status_code) if status_code else "batch_error"
-            paired.append(
-                (_failure(call, kind, f"batch {batch.id}: status {status_code}: {detail}", "batch"), call)
-            )
-    return paired

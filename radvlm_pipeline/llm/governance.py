@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from radvlm_pipeline.datasets import DATASETS, Licence
-from radvlm_pipeline.llm.settings import OFFLINE, LLMSettings
+from radvlm_pipeline.llm.settings import OFFLINE, LLMConfigurationError, LLMSettings
 
 APPROVAL_SETTING = "approved_credentialed_datasets"
 
 
-class GovernanceError(RuntimeError):
+class GovernanceError(LLMConfigurationError):
     """Sending this data to the configured endpoint is not approved."""
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from radvlm_pipeline.llm.batches import answer_by_batch
 from radvlm_pipeline.llm.cache import ResponseCache
 from radvlm_pipeline.llm.calls import (
     FAILED,
@@ -25,8 +26,9 @@ from radvlm_pipeline.llm.calls import (
     PromptRun,
     UsageStats,
     cache_key,
+    is_settled,
 )
-from radvlm_pipeline.llm.endpoint import answer_by_batch, answer_directly
+from radvlm_pipeline.llm.endpoint import answer_directly
 from radvlm_pipeline.llm.governance import check_endpoint_approval
 from radvlm_pipeline.llm.prompts import PromptTemplate
 from radvlm_pipeline.llm.settings import OFFLINE, OFFLINE_BACKEND_NAME, LLMSettings
@@ -57,8 +59,11 @@ def run_prompts(
 ) -> PromptRun:
     """Answer every item; results come back in item order, failures included (never raised).
 
-    Raises ``GovernanceError`` before any request when an item's dataset may not go to the endpoint, and
-    ``BatchPending`` when Batch API batches outlive ``batch_max_wait_s`` (they resume on the next call).
+    Raises ``GovernanceError`` before any request when an item's dataset may not go to the endpoint,
+    ``EndpointConfigurationError`` when the endpoint rejects the key, the model or the URL (both are
+    ``LLMConfigurationError``: no retry can help), and ``BatchPending`` when Batch API batches outlive
+    ``batch_max_wait_s`` (they resume on the next call). Failed calls are never cached unless the endpoint
+    refused the request itself (``calls.is_settled``), so the next run asks again for the others.
     """
     check_endpoint_approval(settings, {key for item in items for key in item.datasets})
     calls = [pending_call(settings, template, item) for item in items]
@@ -71,13 +76,14 @@ def run_prompts(
     answers: dict[str, LLMResult] = {}
     with ResponseCache(cache_path) as cache:
         for key, hit in cache.get_many(call.key for call in calls).items():
-            if hit.status == OK or not settings.retry_failed:
+            if is_settled(hit) and (hit.status == OK or not settings.retry_failed):
                 answers[key] = replace(hit, origin="cache")
         stats.cache_hits = len(answers)
         todo = list({call.key: call for call in calls if call.key not in answers}.values())
 
         def record(result: LLMResult, call: PendingCall) -> None:
-            cache.put(result, call)
+            if is_settled(result):
+                cache.put(result, call)
             stats.record_new(result)
             answers[call.key] = result
 

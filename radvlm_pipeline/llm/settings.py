@@ -18,6 +18,12 @@ BACKENDS = (OFFLINE, OPENAI, AZURE)
 
 OFFLINE_BACKEND_NAME = "offline-rules"
 
+
+class LLMConfigurationError(ValueError):
+    """The settings cannot work as given (unknown backend, rejected key, unapproved dataset): retrying the
+    step would fail the same way, so the assets fail at once instead of spending their retries on it."""
+
+
 # USD per million tokens (input, output), list prices of the models the paper used.
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o-mini": (0.15, 0.60),
@@ -44,7 +50,9 @@ class LLMSettings:
     max_retry_wait_s: float = (
         300.0  # a Retry-After longer than this fails the call instead of stalling the run
     )
-    retry_failed: bool = False  # answer again items whose earlier call failed (else their failure is reused)
+    # Ask again for requests the endpoint answered with a refusal of the request itself (a 400: too long,
+    # filtered). Those are cached like answers; transient failures (429, 5xx, timeouts) never are.
+    retry_failed: bool = False
     use_batch: bool = False
     batch_poll_interval_s: float = 30.0
     batch_max_wait_s: float = 3600.0
@@ -55,13 +63,13 @@ class LLMSettings:
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
-            raise ValueError(f"unknown LLM backend {self.backend!r}; expected one of {BACKENDS}")
+            raise LLMConfigurationError(f"unknown LLM backend {self.backend!r}; expected one of {BACKENDS}")
         if self.image_transport not in IMAGE_TRANSPORTS:
             raise ValueError(
                 f"unknown image transport {self.image_transport!r}; expected one of {IMAGE_TRANSPORTS}"
             )
         if self.backend == AZURE and not (self.base_url and self.azure_api_version):
-            raise ValueError(
+            raise LLMConfigurationError(
                 "the azure backend needs base_url (the Azure OpenAI resource endpoint) and azure_api_version"
             )
 
