@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import Config, ConfigurableResource, EnvVar
 from pydantic import Field
@@ -28,6 +28,9 @@ from radvlm_pipeline.llm import (
 from radvlm_pipeline.llm.governance import check_endpoint_approval
 from radvlm_pipeline.llm.settings import BACKENDS, DEFAULT_PRICES, OFFLINE
 from resources.storage import PipelineStorage
+
+if TYPE_CHECKING:
+    from dagster._config.pythonic_config.resource import PartialResource
 
 _DEFAULTS = LLMSettings()
 
@@ -105,10 +108,15 @@ class LLMResource(ConfigurableResource):
     )
 
     @classmethod
-    def from_environment(cls, storage: PipelineStorage) -> LLMResource:
-        """Offline unless RADVLM_LLM_BACKEND says otherwise; the key is read at run time from RADVLM_LLM_API_KEY."""
+    def from_environment(cls, storage: PipelineStorage) -> PartialResource[LLMResource]:
+        """Offline unless RADVLM_LLM_BACKEND says otherwise; the key is read at run time from RADVLM_LLM_API_KEY.
+
+        The environment's values become the defaults of the resource's run config
+        (``configure_at_launch``), so a run config that sets one field (say ``timeout_s``) changes that
+        field alone. Built as a plain resource instead, any run config would replace every environment
+        setting and quietly run on the offline rules."""
         approved = [key.strip() for key in os.environ.get(APPROVED_ENV, "").split(",") if key.strip()]
-        return cls(
+        return cls.configure_at_launch(
             storage=storage,
             backend=os.environ.get(BACKEND_ENV, OFFLINE),
             base_url=os.environ.get(BASE_URL_ENV) or None,
@@ -156,6 +164,11 @@ class LLMResource(ConfigurableResource):
         return run_prompts(self.settings(), self.cache_path, template, items, offline)
 
     def usage_metadata(self, stats: UsageStats) -> dict[str, Any]:
-        """Calls, cache hits, failures and retries by kind, tokens, estimated cost, latency percentiles."""
+        """Which backend and model answered (so an output written by the offline rules cannot pass for
+        an endpoint's), calls, cache hits, failures and retries by kind, tokens, estimated cost, latency."""
         settings = self.settings()
-        return stats.as_metadata(settings.model, settings.prices, settings.batch_price_factor)
+        return {
+            "llm_backend": settings.backend,
+            "llm_model": settings.answering_model,
+            **stats.as_metadata(settings.model, settings.prices, settings.batch_price_factor),
+        }

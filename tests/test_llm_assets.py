@@ -46,7 +46,7 @@ def test_offline_materialization_writes_outputs_and_quarantine(tmp_path):
     assert clean.height == 9 and set(clean["backend"]) == {"offline-rules"}
     assert talks.height == 8 and set(talks["split"]) == {"train", "test"}
     metadata = materialization(result, "conversations")
-    assert metadata["backend"].value == "offline-rules"
+    assert metadata["backend"].value == "offline-rules" and metadata["llm_model"].value == "offline-rules"
     assert metadata["llm_offline_answers"].value == 8 and metadata["llm_requests_sent"].value == 0
     assert "| facts given |" in metadata["sample_inputs_and_outputs"].value
     assert not (out / "cache.sqlite").exists()  # the offline backend needs no cache
@@ -89,6 +89,31 @@ def test_endpoint_materialization_is_cached_keeps_the_key_secret_and_reruns_for_
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_run_config_overrides_the_environment_field_by_field(tmp_path, monkeypatch):
+    write_sources(tmp_path)
+    storage = PipelineStorage(data_root=str(tmp_path), storage_root=str(tmp_path))
+    with FakeOpenAI() as server:
+        for name, value in {
+            "RADVLM_LLM_BACKEND": "openai",
+            "RADVLM_LLM_BASE_URL": server.base_url,
+            "RADVLM_LLM_API_KEY": KEY,
+            "RADVLM_LLM_APPROVED_DATASETS": ",".join(prior_removal.SOURCES),
+        }.items():
+            monkeypatch.setenv(name, value)
+        result = materialize(
+            [reports_without_priors],
+            resources={"storage": storage, "llm": LLMResource.from_environment(storage)},
+            run_config={"resources": {"llm": {"config": {"timeout_s": 7.0, "concurrency": 2}}}},
+        )
+        assert len(server.chat_requests) == 9 and server.max_in_flight <= 2
+        assert {r.authorization for r in server.chat_requests} == {f"Bearer {KEY}"}
+    metadata = materialization(result, "reports_without_priors")
+    assert metadata["llm_backend"].value == "openai" and metadata["llm_model"].value == "gpt-4o-mini"
+    assert metadata["backend"].value == "openai:gpt-4o-mini"
+    clean = pl.read_parquet(tmp_path / "llm" / "reports_without_priors.parquet")
+    assert set(clean["backend"]) == {"openai:gpt-4o-mini"}
 
 
 def step_events(result, event_type: str) -> list:

@@ -31,7 +31,7 @@ from radvlm_pipeline.llm.calls import (
 from radvlm_pipeline.llm.endpoint import answer_directly
 from radvlm_pipeline.llm.governance import check_endpoint_approval
 from radvlm_pipeline.llm.prompts import PromptTemplate
-from radvlm_pipeline.llm.settings import OFFLINE, OFFLINE_BACKEND_NAME, LLMSettings
+from radvlm_pipeline.llm.settings import OFFLINE, LLMSettings
 
 OfflineRule = Callable[[PromptItem], str]  # the answer text an LLM would give, from the item's context
 # What a stage is given to answer its prompts: ``run_prompts`` with the settings and cache bound
@@ -40,7 +40,7 @@ Runner = Callable[..., PromptRun]
 
 
 def pending_call(settings: LLMSettings, template: PromptTemplate, item: PromptItem) -> PendingCall:
-    model = OFFLINE_BACKEND_NAME if settings.backend == OFFLINE else settings.model
+    model = settings.answering_model
     params = settings.request_params(item.seed)
     messages = template.messages(item.fields, item.history, item.images)
     key = cache_key(settings.endpoint_kind, model, template.name, template.version, params, messages)

@@ -81,6 +81,11 @@ class LLMSettings:
         ]
 
     @property
+    def answering_model(self) -> str:
+        """The model named in cache keys and metadata: the offline rules stand in for one."""
+        return OFFLINE_BACKEND_NAME if self.backend == OFFLINE else self.model
+
+    @property
     def backend_label(self) -> str:
         """What the output tables and metadata name as the producer of each answer."""
         return OFFLINE_BACKEND_NAME if self.backend == OFFLINE else f"{self.backend}:{self.model}"
