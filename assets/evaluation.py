@@ -20,6 +20,7 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     Config,
+    Failure,
     MaterializeResult,
     MetadataValue,
     StaticPartitionMapping,
@@ -36,9 +37,12 @@ from radvlm_pipeline.evaluation.conversation import JUDGE_PROMPT_VERSION
 from radvlm_pipeline.evaluation.llm_calls import llm_completer
 from radvlm_pipeline.evaluation.report_generation import GREEN_PROMPT_VERSION, ReportMetricSettings
 from radvlm_pipeline.evaluation.results import render_results
-from radvlm_pipeline.llm import UsageStats
+from radvlm_pipeline.evaluation.served_answers import ServedAnswersFailed, run_served_generation
+from radvlm_pipeline.launch.serving import ServingError
+from radvlm_pipeline.llm import LLMConfigurationError, UsageStats
 from radvlm_pipeline.llm.settings import OFFLINE
 from resources.llm import LLMResource
+from resources.serving import AnswerServer
 from resources.storage import PipelineStorage
 
 GROUP = "evaluation"
@@ -52,6 +56,9 @@ BASE_MODEL = AssetKey("base_model")
 RECIPES = list(baselines.recipe_adapters())
 
 
+LOCAL_BACKEND, SERVED_BACKEND = "local", "served"
+
+
 class GenerationConfig(Config):
     model_path: str | None = Field(
         None,
@@ -62,6 +69,11 @@ class GenerationConfig(Config):
     max_new_tokens: int = Field(512, description="Answer length limit (greedy decoding).")
     max_samples: int | None = Field(None, description="Answer only the first N rows of each set (None: all).")
     device: str | None = Field(None, description="torch device; None: cuda when available, else cpu.")
+    backend: str = Field(
+        LOCAL_BACKEND,
+        description="'local': transformers generate() in this step; 'served': requests to the OpenAI-compatible "
+        "server of the answer_server resource (vLLM), through the LLM client (cached, governed, retried).",
+    )
 
 
 @asset(
@@ -80,7 +92,10 @@ class GenerationConfig(Config):
     "recorded as not available.",
 )
 def eval_answers(
-    context: AssetExecutionContext, config: GenerationConfig, storage: PipelineStorage
+    context: AssetExecutionContext,
+    config: GenerationConfig,
+    storage: PipelineStorage,
+    answer_server: AnswerServer,
 ) -> MaterializeResult:
     model = context.partition_key
     adapter = baselines.model_adapters()[model]
@@ -89,20 +104,28 @@ def eval_answers(
         if config.model_path
         else baselines.default_model_path(storage.storage_path, model)
     )
-    outcome = generation.run_generation(
-        adapter,
-        path,
-        storage.storage_path,
-        storage.data_path,
-        batch_size=config.batch_size,
-        max_new_tokens=config.max_new_tokens,
-        max_samples=config.max_samples,
-        device=config.device,
-        log=context.log.info,
-    )
+    served_metadata = {}
+    if config.backend == SERVED_BACKEND:
+        outcome, served_metadata = _served_answers(context, config, storage, answer_server, adapter, path)
+    elif config.backend == LOCAL_BACKEND:
+        outcome = generation.run_generation(
+            adapter,
+            path,
+            storage.storage_path,
+            storage.data_path,
+            batch_size=config.batch_size,
+            max_new_tokens=config.max_new_tokens,
+            max_samples=config.max_samples,
+            device=config.device,
+            log=context.log.info,
+        )
+    else:
+        raise Failure(f"unknown answer backend {config.backend!r}; expected 'local' or 'served'")
     metadata = {
         "model": model,
         "model_title": adapter.title,
+        "backend": config.backend,
+        **served_metadata,
         "status": outcome.status,
         "model_path": str(path) if path else "(none: the oracle answers with the ground truth)",
         "tasks": MetadataValue.json(outcome.tasks),
@@ -118,6 +141,35 @@ def eval_answers(
             pl.read_parquet(sample).select("id", "task", answer=pl.col("answers").list.last())
         )
     return MaterializeResult(metadata=metadata)
+
+
+def _served_answers(context, config, storage, answer_server, adapter, path):
+    """(outcome, metadata) of answering through the answer server; what stops it fails the step with the
+    reason (no vLLM, wrong weights served, an unapproved dataset, a rejected key, requests that kept
+    failing)."""
+    try:
+        outcome, served = run_served_generation(
+            adapter,
+            path,
+            storage.storage_path,
+            storage.data_path,
+            lambda name, weights: answer_server.serve(name, weights, context.log.info),
+            answer_server.client_settings(),
+            config.max_new_tokens,
+            config.max_samples,
+            context.log.info,
+        )
+    except (ServingError, ServedAnswersFailed, LLMConfigurationError) as exc:
+        raise Failure(description=str(exc)) from exc
+    if served is None:
+        return outcome, {}
+    settings = served.settings
+    return outcome, {
+        "answer_server": answer_server.describe(),
+        "endpoint": settings.base_url,
+        "served_model": settings.model,
+        **served.usage.as_metadata(settings.model, {}, 1.0),
+    }
 
 
 class MetricConfig(Config):

@@ -5,7 +5,9 @@ environment variables, so assets never know whether they run on a laptop with th
 - ``storage``: data root and storage root (RADVLM_DATA_ROOT, RADVLM_STORAGE_ROOT);
 - ``llm``: the offline rules unless RADVLM_LLM_BACKEND names an endpoint (see resources/llm.py);
 - ``training_launcher``: a local subprocess (python / torchrun / deepspeed) unless
-  RADVLM_TRAINING_LAUNCHER=slurm, with the Slurm geometry from RADVLM_SLURM_* variables.
+  RADVLM_TRAINING_LAUNCHER=slurm, with the Slurm geometry from RADVLM_SLURM_* variables;
+- ``answer_server``: the server ``eval_answers`` uses with backend ``served``: vLLM started on this
+  machine unless RADVLM_SERVING_MODE says slurm or url (see resources/serving.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 
 from resources.launchers import LocalTrainingLauncher, SlurmTrainingLauncher, TrainingLauncher
 from resources.llm import LLMResource
+from resources.serving import AnswerServer
 from resources.storage import PipelineStorage
 
 LAUNCHER_ENV = "RADVLM_TRAINING_LAUNCHER"
@@ -42,4 +45,5 @@ def build_resources() -> dict[str, object]:
         "storage": storage,
         "llm": LLMResource.from_environment(storage),
         "training_launcher": training_launcher_from_environment(),
+        "answer_server": AnswerServer.from_environment(storage),
     }

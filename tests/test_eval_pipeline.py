@@ -15,6 +15,7 @@ from radvlm_pipeline.datasets import DATASETS
 from radvlm_pipeline.evaluation.report_generation import GREEN_ERROR_CATEGORIES
 from radvlm_pipeline.evaluation.scoring import read_task_evaluation
 from resources.llm import LLMResource
+from resources.serving import AnswerServer
 from resources.storage import PipelineStorage
 
 
@@ -62,7 +63,7 @@ def test_evaluation_assets_end_to_end(tmp_path):
             api_key="test-key",
             approved_credentialed_datasets=list(DATASETS),
         )
-        resources = {"storage": storage, "llm": llm}
+        resources = {"storage": storage, "llm": llm, "answer_server": AnswerServer(storage=storage)}
         for model in ("oracle", "all", "chexagent"):
             assert materialize(
                 [eval_answers, *task_evaluation_assets],
@@ -125,7 +126,12 @@ def test_evaluation_assets_load_in_definitions_and_explain_themselves():
 
     storage = PipelineStorage(data_root="data", storage_root="storage")
     defs = Definitions(
-        assets=evaluation_assets, resources={"storage": storage, "llm": LLMResource(storage=storage)}
+        assets=evaluation_assets,
+        resources={
+            "storage": storage,
+            "llm": LLMResource(storage=storage),
+            "answer_server": AnswerServer(storage=storage),
+        },
     )
     defs.resolve_all_job_defs()
     graph = defs.resolve_asset_graph()

@@ -191,6 +191,16 @@ def read_generation_outcome(storage_root: Path, model: str) -> GenerationOutcome
     )
 
 
+def record_unavailable(
+    adapter, model_path: Path | None, reason: str, storage_root: Path
+) -> GenerationOutcome:
+    outcome = GenerationOutcome(
+        adapter.name, "not_available", reason, str(model_path) if model_path else None
+    )
+    outcome.write(storage_root)
+    return outcome
+
+
 def run_generation(
     adapter,
     model_path: Path | None,
@@ -212,11 +222,7 @@ def run_generation(
     try:
         generator = generator or adapter.load(model_path, device=device, max_new_tokens=max_new_tokens)
     except BaselineUnavailable as exc:
-        outcome = GenerationOutcome(
-            adapter.name, "not_available", str(exc), str(model_path) if model_path else None
-        )
-        outcome.write(storage_root)
-        return outcome
+        return record_unavailable(adapter, model_path, str(exc), storage_root)
     outcome = GenerationOutcome(adapter.name, "generated", model_path=str(model_path) if model_path else None)
     resolve = image_resolver(data_root, storage_root)
     layout = StorageLayout(storage_root)

@@ -81,11 +81,12 @@ class SlurmJobSpec:
     extra_sbatch_lines: list[str] = field(default_factory=list)  # e.g. ["--qos=high", "--constraint=h100"]
 
 
-def sbatch_script(spec: SlurmJobSpec) -> str:
+def sbatch_header(spec, placement: list[str]) -> str:
+    """The shebang and ``#SBATCH`` lines of a job, for any spec with the fields of ``SlurmJobSpec`` but
+    the training ones (the serving job's too); ``placement`` says how many nodes and tasks."""
     directives = [
         f"--job-name={spec.job_name}",
-        f"--nodes={spec.nodes}",
-        "--ntasks-per-node=1",  # one torchrun per node; it spawns the per-GPU processes
+        *placement,
         f"--cpus-per-task={spec.cpus_per_task}",
         f"--time={spec.time_limit}",
         f"--output={spec.log_path}",
@@ -98,6 +99,12 @@ def sbatch_script(spec: SlurmJobSpec) -> str:
     if spec.account:
         directives.append(f"--account={spec.account}")
     directives += [line.removeprefix("#SBATCH ").strip() for line in spec.extra_sbatch_lines]
+    return "#!/bin/bash\n" + "".join(f"#SBATCH {d}\n" for d in directives) + "set -euo pipefail\n"
+
+
+def sbatch_script(spec: SlurmJobSpec) -> str:
+    # One torchrun per node; it spawns the per-GPU processes.
+    header = sbatch_header(spec, [f"--nodes={spec.nodes}", "--ntasks-per-node=1"])
     exports = "".join(
         f"export {name}={shlex.quote(value)}\n" for name, value in sorted(spec.environment.items())
     )
@@ -118,9 +125,7 @@ def sbatch_script(spec: SlurmJobSpec) -> str:
         ]
     )
     return (
-        "#!/bin/bash\n"
-        + "".join(f"#SBATCH {d}\n" for d in directives)
-        + "set -euo pipefail\n"
+        header
         + exports
         + 'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)\n'
         # A port derived from the job id: two jobs sharing a head node do not collide.

@@ -6,6 +6,7 @@ be a submit host of the cluster; job state comes from ``scontrol`` so no account
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -23,8 +24,11 @@ class SlurmError(RuntimeError):
     pass
 
 
-def submit(script_path: Path) -> str:
-    done = subprocess.run(["sbatch", "--parsable", str(script_path)], capture_output=True, text=True)
+def submit(script_path: Path, environment: dict[str, str] | None = None) -> str:
+    """``environment`` is added to what the job inherits (sbatch exports the submitter's environment):
+    the way to hand a job a secret without writing it into the script on shared storage."""
+    env = {**os.environ, **environment} if environment else None
+    done = subprocess.run(["sbatch", "--parsable", str(script_path)], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SlurmError(f"sbatch {script_path} failed: {done.stderr.strip()}")
     return parse_sbatch_job_id(done.stdout)
