@@ -75,3 +75,24 @@ def test_every_reader_reads_it_and_quarantines_only_what_the_paper_filters(tmp_p
         assert tables.images.height > 0, key
     assert counts["mimic_cxr"]["reports"] == counts["mimic_cxr"]["studies"]
     assert images["chest_imagenome"].height == counts["chest_imagenome"]["scene_graphs"]
+
+
+def test_a_later_mimic_release_writes_only_its_new_studies(tmp_path, capsys):
+    root = tmp_path / "root"
+    main(["--out", str(root), "--fraction", FRACTION])
+    capsys.readouterr()
+    before = folder_digests(root)
+
+    main(["--out", str(root), "--fraction", FRACTION, "--later-mimic-studies", "12"])
+    counts = written(capsys)
+    after = folder_digests(root)
+    changed = {path for path in before if after[path] != before[path]}
+    added = set(after) - set(before)
+    assert changed == {
+        f"mimic-cxr/mimic-cxr-2.0.0-{name}.csv.gz" for name in ("metadata", "split", "chexpert")
+    }
+    assert counts["mimic_cxr"]["studies"] == fraction_studies(float(FRACTION)) + 12
+    assert {path.rsplit(".", 1)[1] for path in added} == {"txt", "jpg"}  # no scene graph: not in ImaGenome
+    assert sum(path.endswith(".txt") for path in added) == 12
+    assert sum(counts["files_written"].values()) == len(added)
+    assert all(path.startswith("mimic-cxr/files/p2") for path in added)  # new patients, numbered apart

@@ -20,7 +20,8 @@ from radvlm_pipeline.sample_data.common import PAPER_MIMIC_STUDIES, Variant
 from radvlm_pipeline.sample_data.files import FileJobs, write_table
 
 # Each family writes its datasets' folders under the output root; MIMIC-CXR, Chest ImaGenome and MS-CXR
-# are one family because the latter two refer to MIMIC-CXR images, as in reality.
+# are one family because the latter two refer to MIMIC-CXR images, as in reality. MIMIC-CXR's comes
+# first: its tables can also be a later release.
 FAMILIES = (mimic, chexpert, vindr, padchest)
 # What a paper-scale root was written with; a resumed run must ask for the same.
 PAPER_SCALE_MARKER = ".paper_scale.json"
@@ -35,16 +36,30 @@ def generate(out_root: Path, seed: int = 0, variant: Variant = Variant.CLEAN) ->
 
 
 def generate_scale(
-    out_root: Path, seed: int = 0, studies: int = 400_000, files: bool = False, workers: int | None = None
+    out_root: Path,
+    seed: int = 0,
+    studies: int = 400_000,
+    files: bool = False,
+    workers: int | None = None,
+    later_mimic_studies: int = 0,
 ) -> dict[str, dict[str, int]]:
     """Tables at paper scale for about ``studies`` MIMIC-CXR studies; with ``files`` also every file they
-    name, skipping those a stopped run completed (counts then hold ``files_written`` per kind)."""
+    name, skipping those a stopped run completed (counts then hold ``files_written`` per kind, and the
+    ``seconds`` the tables and the files took). ``later_mimic_studies`` makes it a later MIMIC-CXR
+    release with that many more studies of new patients: on an existing root, only their files and the
+    MIMIC-CXR tables are written."""
+    started = time.perf_counter()
     jobs = FileJobs(out_root, seed) if files else None
-    counts: dict[str, dict[str, int]] = {}
-    for family in FAMILIES:
+    counts: dict[str, dict] = mimic.write_scale(out_root, seed, studies, jobs, later_mimic_studies)
+    for family in FAMILIES[1:]:
         counts.update(family.write_scale(out_root, seed, studies, jobs))
     if jobs is not None:
+        tables_done = time.perf_counter()
         counts["files_written"] = jobs.run(workers)
+        counts["seconds"] = {
+            "tables": round(tables_done - started, 1),
+            "files": round(time.perf_counter() - tables_done, 1),
+        }
     return counts
 
 
@@ -53,7 +68,9 @@ def fraction_studies(fraction: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--out", type=Path, required=True, help="data root to write (dataset folders go inside)"
     )
@@ -77,6 +94,14 @@ def main(argv: list[str] | None = None) -> None:
         metavar="F",
         help="every dataset at F x its released size (1.0: ~1.3M files), with every file; resumable",
     )
+    parser.add_argument(
+        "--later-mimic-studies",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --fraction: a later MIMIC-CXR release adding N studies of new patients (rerun on an "
+        "existing root to publish it: only the new files are written)",
+    )
     parser.add_argument("--workers", type=int, help="processes writing files (default: one per core)")
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
@@ -89,7 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     if args.fraction:
         write_table(args.out / PAPER_SCALE_MARKER, json.dumps(marker, sort_keys=True) + "\n")
-        counts = generate_scale(args.out, args.seed, fraction_studies(args.fraction), True, args.workers)
+        counts = generate_scale(
+            args.out, args.seed, fraction_studies(args.fraction), True, args.workers, args.later_mimic_studies
+        )
     elif args.scale:
         counts = generate_scale(args.out, args.seed, args.scale)
     else:

@@ -39,16 +39,18 @@ def write(out_root: Path, seed: int, variant: Variant) -> dict[str, dict[str, in
 
 
 def write_scale(
-    out_root: Path, seed: int, studies: int, files: FileJobs | None = None
+    out_root: Path, seed: int, studies: int, files: FileJobs | None = None, later_studies: int = 0
 ) -> dict[str, dict[str, int]]:
     """The three datasets' tables at about ``studies`` MIMIC-CXR studies, from one generator drawn in a
     fixed order (so a seed gives the same files); with ``files``, their JPEGs, report files and scene
-    graphs are queued there."""
+    graphs are queued there. ``later_studies`` > 0 writes a later MIMIC-CXR release instead: the same
+    studies plus that many of new patients (Chest ImaGenome and MS-CXR unchanged)."""
     rng = rng_for(seed, "mimic", "scale")
+    later = (rng_for(seed, "mimic", "scale", "later release"), later_studies) if later_studies else None
     images, mimic_counts = mimic_cxr.write_scale(
-        MIMIC_CXR.root(out_root), rng, studies, chest_imagenome.SCALE_SUBJECT_SHARES, files
+        MIMIC_CXR.root(out_root), rng, studies, chest_imagenome.SCALE_SUBJECT_SHARES, files, later
     )
-    frontal = images.filter(pl.col("ViewPosition").is_in(VIEWS_FRONTAL))
+    frontal = images.filter(pl.col("ViewPosition").is_in(VIEWS_FRONTAL) & ~pl.col("later_release"))
     if files is not None:
         files.add(_write_study_files, _study_items(images), "mimic_cxr reports, chest_imagenome scene graphs")
     return {

@@ -46,7 +46,7 @@ from radvlm_pipeline.sample_data.files import (
     write_pooled,
     write_table,
 )
-from radvlm_pipeline.schema import CHEXPERT_LABELS
+from radvlm_pipeline.schema import CHEXPERT_LABELS, VIEWS_FRONTAL
 
 METADATA_FILE = "mimic-cxr-2.0.0-metadata.csv.gz"
 SPLIT_FILE = "mimic-cxr-2.0.0-split.csv.gz"
@@ -488,23 +488,69 @@ def jpeg_pool(seed: int) -> list[bytes]:
     ]
 
 
+# A later release adds studies of new patients, numbered apart from the first release's so none collides.
+FIRST_RELEASE_IDS = (10_000_000, 50_000_000)  # first subject_id, first study_id
+LATER_RELEASE_IDS = (20_000_000, 60_000_000)
+
+
 def write_scale(
     root: Path,
     rng: np.random.Generator,
     studies: int,
     imagenome_shares: tuple[tuple[str, float], ...],
     files: FileJobs | None = None,
+    later: tuple[np.random.Generator, int] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """The three tables at about ``studies`` studies; vectorised, seconds at paper scale. With ``files``
     the JPEGs are queued there too (report files are the family's: ``mimic.write_scale``), otherwise
-    there are none and the sizes are real ones. Returns every image with ``path`` (without extension),
-    ``split``, ``order`` (the study's number for its patient) and each patient's Chest ImaGenome split
-    drawn from ``imagenome_shares`` in ``imagenome``: it is drawn here, with the patients, so the draws
-    keep one order."""
+    there are none and the sizes are real ones. ``later`` = (generator, studies) appends a later
+    release's studies of new patients, left out of Chest ImaGenome. Returns every image with ``path``
+    (without extension), ``split``, ``order`` (the study's number for its patient), ``later_release``
+    and each patient's
+    Chest ImaGenome split drawn from ``imagenome_shares`` in ``imagenome``: it is drawn here, with the
+    patients, so the draws keep one order."""
+    seed = files.seed if files is not None else None
+    labels, images = _scale_release(rng, studies, imagenome_shares, FIRST_RELEASE_IDS, seed)
+    if later is not None:
+        later_rng, later_studies = later
+        later_labels, later_images = _scale_release(
+            later_rng, later_studies, (("", 1.0),), LATER_RELEASE_IDS, seed
+        )
+        labels, images = pl.concat([labels, later_labels]), pl.concat([images, later_images])
+        studies += later_studies
+    _gzip_frame(root / METADATA_FILE, images.select(METADATA_COLUMNS))
+    _gzip_frame(root / SPLIT_FILE, images.select("dicom_id", "study_id", "subject_id", "split"))
+    _gzip_frame(root / CHEXPERT_FILE, labels)
+    if files is not None:
+        folder = root.relative_to(files.out_root)
+        files.add(
+            functools.partial(write_pooled, jpeg_pool),
+            [(f"{folder}/{path}.jpg", pool) for path, pool in images.select("path", "pool").iter_rows()],
+            "mimic_cxr images",
+        )
+    counts = {
+        "images": images.height,
+        "studies": studies,
+        "subjects": images["subject_id"].n_unique(),
+        "reports": studies if files is not None else 0,
+    }
+    return images, counts
+
+
+def _scale_release(
+    rng: np.random.Generator,
+    studies: int,
+    imagenome_shares: tuple[tuple[str, float], ...],
+    first_ids: tuple[int, int],
+    pool_seed: int | None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(label rows, images) of one release's studies; with ``pool_seed`` each image is given one of the
+    pool's tiny JPEGs (``pool``) and its size."""
+    first_subject, first_study = first_ids
     n_subjects = max(3, round(studies * SCALE_SUBJECTS_PER_STUDY))
     subjects = pl.DataFrame(
         {
-            "subject_id": np.sort(10_000_000 + rng.choice(10_000_000, size=n_subjects, replace=False)),
+            "subject_id": np.sort(first_subject + rng.choice(10_000_000, size=n_subjects, replace=False)),
             "split": _draw(rng, SCALE_SPLIT_SHARES, n_subjects),
             "imagenome": _draw(rng, imagenome_shares, n_subjects),
         }
@@ -516,7 +562,7 @@ def write_scale(
                 "subject": np.sort(
                     np.concatenate([np.arange(n_subjects), rng.integers(0, n_subjects, studies - n_subjects)])
                 ),
-                "study_id": 50_000_000 + rng.choice(10_000_000, size=studies, replace=False),
+                "study_id": first_study + rng.choice(10_000_000, size=studies, replace=False),
                 "layout": rng.choice(len(LAYOUTS), size=studies, p=np.asarray([w for _, w in LAYOUTS])),
                 "day": rng.integers(0, 365 * 90, size=studies),
             }
@@ -552,38 +598,25 @@ def write_scale(
         .replace_strict(VIEW_MEANINGS, default="")
         .alias("ViewCodeSequence_CodeMeaning"),
         pl.lit("Erect").alias("PatientOrientationCodeSequence_CodeMeaning"),
+        images["split"],
+        images["imagenome"],
+        images["order"],
+        pl.lit(first_ids == LATER_RELEASE_IDS).alias("later_release"),
+        path=pl.format(
+            "files/p{}/p{}/s{}/{}", pl.col("subject_id").str.slice(0, 2), "subject_id", "study_id", "dicom_id"
+        ),
     )
-    if files is not None:  # the tiny JPEG each image gets, and its size
-        variant = rng_for(files.seed, "mimic", "pool variants").integers(0, POOL, size=n_images)
-        columns, rows = np.asarray(pool_sizes(files.seed)).T
+    if pool_seed is not None:  # the tiny JPEG each image gets, and its size
+        variant = rng_for(pool_seed, "mimic", "pool variants", first_ids).integers(0, POOL, size=n_images)
+        columns, rows = np.asarray(pool_sizes(pool_seed)).T
         metadata = metadata.with_columns(
             pl.Series("Rows", rows[variant]),
             pl.Series("Columns", columns[variant]),
-            pl.Series("pool", variant + POOL * ~metadata["ViewPosition"].is_in(["PA", "AP"]).to_numpy()),
+            pl.Series("pool", variant + POOL * ~metadata["ViewPosition"].is_in(VIEWS_FRONTAL).to_numpy()),
         )
     labels = study_frame.select(
         "subject_id",
         "study_id",
         *(_draw(rng, SCALE_LABEL_VALUES, studies).alias(name) for name in CHEXPERT_LABELS),
     )
-    _gzip_frame(root / METADATA_FILE, metadata.select(METADATA_COLUMNS))
-    _gzip_frame(root / SPLIT_FILE, metadata.select("dicom_id", "study_id", "subject_id", images["split"]))
-    _gzip_frame(root / CHEXPERT_FILE, labels)
-
-    every_image = metadata.with_columns(
-        images["split"],
-        images["imagenome"],
-        images["order"],
-        path=pl.format(
-            "files/p{}/p{}/s{}/{}", pl.col("subject_id").str.slice(0, 2), "subject_id", "study_id", "dicom_id"
-        ),
-    )
-    if files is not None:
-        folder = root.relative_to(files.out_root)
-        files.add(
-            functools.partial(write_pooled, jpeg_pool),
-            [(f"{folder}/{path}.jpg", pool) for path, pool in every_image.select("path", "pool").iter_rows()],
-            "mimic_cxr images",
-        )
-    reports = studies if files is not None else 0
-    return every_image, {"images": n_images, "studies": studies, "subjects": n_subjects, "reports": reports}
+    return labels, metadata
