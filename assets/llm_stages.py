@@ -27,6 +27,7 @@ from radvlm_pipeline.llm import (
     prior_removal,
     runner,
 )
+from radvlm_pipeline.llm.attempts import DEFAULT_MAX_ATTEMPTS
 from radvlm_pipeline.llm.outputs import StageOutput, write_stage_output
 from radvlm_pipeline.sources.base import read_table
 from resources.llm import LLMResource
@@ -92,6 +93,14 @@ def _metadata(
     }
 
 
+class AttemptsConfig(Config):
+    max_attempts: int = Field(
+        default=DEFAULT_MAX_ATTEMPTS,
+        description="Answers per input (with seed 0, 1, ...) before one that fails the stage's check "
+        "(cut off, adds words to the report, invalid conversation) is quarantined.",
+    )
+
+
 @asset(
     name=CLEAN_REPORTS,
     group_name="llm",
@@ -103,25 +112,23 @@ def _metadata(
     retry_policy=LLM_STEP_RETRY,
     description="MIMIC-CXR and CheXpert-Plus reports rewritten by the LLM to describe only the current image "
     "(no comparisons with prior studies, no history); 'nothing_left' reports leave report generation. "
+    "An answer cut off mid-sentence or with words the report lacks is asked again, then quarantined. "
     "A source not materialized (other than MIMIC-CXR) is skipped and named in the metadata.",
 )
 def reports_without_priors(
-    context: AssetExecutionContext, storage: PipelineStorage, llm: LLMResource
+    context: AssetExecutionContext, config: AttemptsConfig, storage: PipelineStorage, llm: LLMResource
 ) -> MaterializeResult:
     tables, skipped = _source_tables(storage, prior_removal.SOURCES, required=conversations.STANDARD_SOURCE)
     reports = pl.concat([source["reports"] for source in tables.values()])
     with failing_at_once_on_configuration_errors():
         context.log.info(f"cleaning {reports.height} reports with backend {llm.backend_label}")
-        output = prior_removal.remove_priors(reports, llm.run, llm.backend_label)
+        output = prior_removal.remove_priors(reports, llm.run, llm.backend_label, config.max_attempts)
     written = write_stage_output(output, storage.layout, CLEAN_REPORTS)
     return MaterializeResult(metadata=_metadata(output, llm, written, ["source", "status"], skipped))
 
 
-class ConversationConfig(Config):
-    max_attempts: int = Field(
-        default=conversations.DEFAULT_MAX_ATTEMPTS,
-        description="Answers per image (with seed 0, 1, ...) before an invalid conversation is quarantined.",
-    )
+class ConversationConfig(AttemptsConfig):
+    pass
 
 
 @asset(

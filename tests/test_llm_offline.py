@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import polars as pl
@@ -21,11 +22,14 @@ from radvlm_pipeline.llm import (
     prior_removal,
     run_prompts,
 )
+from radvlm_pipeline.llm.attempts import RejectedAnswer
 from radvlm_pipeline.llm.calls import LLMResult, UsageStats, cache_key
 from radvlm_pipeline.llm.conversation_facts import grounded_facts, standard_facts
 from radvlm_pipeline.llm.conversation_validation import InvalidConversation, parse_conversation
 from radvlm_pipeline.llm.conversation_vocabulary import ImageFacts
 from radvlm_pipeline.llm.governance import check_endpoint_approval
+from radvlm_pipeline.llm.offline_rules import NOTHING_LEFT
+from radvlm_pipeline.llm.prior_removal_checks import check_answer
 from radvlm_pipeline.llm.runner import pending_call
 from radvlm_pipeline.schema import CLEAN_REPORTS_SCHEMA, CONVERSATIONS_SCHEMA
 
@@ -100,21 +104,85 @@ def test_every_report_comes_out_once_with_status_and_failures_quarantined():
     assert "| report | without priors |" in output.sample_markdown
 
 
+REPORT = (
+    "Compared with the prior radiograph, the endotracheal tube tip lies 4 cm above the carina. "
+    "Bilateral pleural effusions, unchanged.\nNo pneumothorax"
+)
+
+
 @pytest.mark.parametrize(
-    ("result", "expected"),
+    ("text", "finish", "expected"),
     [
-        (LLMResult("a", "k", "ok", "None."), ("nothing_left", None, None)),
-        (LLMResult("a", "k", "ok", "Answer: Lungs are clear."), ("ok", "Lungs are clear.", None)),
-        (LLMResult("a", "k", "ok", "Lungs are", finish_reason="length"), ("failed", None, "truncated")),
-        (LLMResult("a", "k", "ok", "  "), ("failed", None, "empty_answer")),
-        (
-            LLMResult("a", "k", "failed", None, error_kind="rate_limited"),
-            ("failed", None, "call_rate_limited"),
-        ),
+        ("None.", "stop", NOTHING_LEFT),
+        ("Answer: No pneumothorax.", "stop", "No pneumothorax."),
+        ("There is a bilateral pleural effusion. No pneumothorax", "stop", None),  # ends as the report does
+        ("The endotracheal tube tip lies 4 cm above the carina.", "stop", None),
+        ('The tube "lies 4 cm above the carina."', "stop", None),
     ],
 )
-def test_prior_removal_answers_are_interpreted(result, expected):
-    assert prior_removal.interpret_answer(result) == expected
+def test_prior_removal_answers_that_only_delete_are_accepted(text, finish, expected):
+    answer = check_answer(REPORT, LLMResult("a", "k", "ok", text, finish_reason=finish))
+    assert answer == (expected or text)
+
+
+@pytest.mark.parametrize(
+    ("text", "finish", "reason", "detail"),
+    [
+        ("The endotracheal tube tip lies", "length", "truncated", "max_tokens"),
+        ("  ", "stop", "empty_answer", "empty"),
+        ("The endotracheal tube tip lies 4 cm above the", "stop", "ends_mid_sentence", "above the'"),
+        ("Bilateral pleural effusions, right more than", "stop", "ends_mid_sentence", "right more than'"),
+        (
+            "Bilateral pleural effusions with pneumonia. No pneumothorax.",
+            "stop",
+            "words_not_in_report",
+            "pneumonia",
+        ),
+        ("The tube tip lies 6 cm above the carina.", "stop", "words_not_in_report", ": 6"),
+    ],
+)
+def test_prior_removal_answers_cut_off_or_adding_words_are_rejected(text, finish, reason, detail):
+    with pytest.raises(RejectedAnswer) as rejected:
+        check_answer(REPORT, LLMResult("a", "k", "ok", text, finish_reason=finish))
+    assert rejected.value.reason == reason and detail in rejected.value.detail
+
+
+def test_the_prompts_worked_examples_pass_the_check():
+    examples = re.findall(r"Report: (.*?)\nAnswer: (.*?)(?:\n\n|$)", prior_removal.PROMPT.system, re.S)
+    assert len(examples) == 4
+    for report, answer in examples:
+        check_answer(" ".join(report.split()), LLMResult("a", "k", "ok", " ".join(answer.split())))
+
+
+def test_rejected_prior_removal_answers_are_asked_again_then_quarantined():
+    reports = all_reports()
+    first = "mimic_cxr/s50000001/"  # its seed-0 answer adds a word; seed 1 is sound
+    always = "mimic_cxr/s50000004/"  # every answer stops mid-sentence
+    seeds_asked = []
+
+    def run_with_bad_answers(template, items, offline=None):
+        seeds_asked.extend((item.item_id, item.seed) for item in items)
+        result = offline_run(template, items, offline)
+        result.results = [
+            replace(r, text=r.text + " Also pneumonia.")
+            if (r.item_id == first and item.seed == 0)
+            else replace(r, text=r.text.rstrip(".") + " and the")
+            if r.item_id == always
+            else r
+            for r, item in zip(result.results, items)
+        ]
+        return result
+
+    output = prior_removal.remove_priors(reports, run_with_bad_answers, "offline-rules")
+    statuses = dict(zip(output.table["study_id"], output.table["status"]))
+    assert statuses["s50000001"] == "ok" and statuses["s50000004"] == "failed"
+    assert "pneumonia" not in output.table.filter(pl.col("study_id") == "s50000001")["report_clean"].item()
+    assert [seed for item_id, seed in seeds_asked if item_id == first] == [0, 1]
+    assert [seed for item_id, seed in seeds_asked if item_id == always] == [0, 1, 2]
+    [row] = output.quarantine.filter(pl.col("study_id") == "s50000004").iter_rows(named=True)
+    assert row["reason"] == "ends_mid_sentence" and row["detail"].endswith("(after 3 attempts)")
+    assert row["raw_text"].endswith(" and the")
+    assert output.facts["valid_at_attempt"] == {"1": 7, "2": 1}
 
 
 def test_offline_conversations_cover_every_input_and_pass_validation():

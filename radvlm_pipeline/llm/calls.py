@@ -200,7 +200,9 @@ class UsageStats:
 
 @dataclass
 class PromptRun:
-    """The results of ``run_prompts`` in the order of the items, with the run's usage."""
+    """The results of ``run_prompts`` in the order of the items, with the run's usage and the backend and
+    model that answered (``LLMSettings.backend_label``), which the stages write beside each answer."""
 
     results: list[LLMResult]
     stats: UsageStats
+    backend: str

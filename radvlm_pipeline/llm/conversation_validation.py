@@ -10,14 +10,12 @@ import json
 import re
 
 from radvlm_pipeline.boxes import format_box, parse_boxes
+from radvlm_pipeline.llm.attempts import RejectedAnswer
 from radvlm_pipeline.llm.conversation_vocabulary import MAX_ROUNDS, MIN_ROUNDS
 
 
-class InvalidConversation(ValueError):
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+class InvalidConversation(RejectedAnswer):
+    """A conversation answer that fails the check (asked again, then quarantined)."""
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)

@@ -6,8 +6,8 @@ from MS-CXR and PadChest-GR, whose phrase boxes are given to the writer so the a
 deterministic composer over the same facts (``offline_rules.py``).
 
 Whoever wrote it, an answer must pass ``parse_conversation`` (``conversation_validation.py``). A failing
-answer is asked for again with another seed, a bounded number of times, then quarantined with its reason
-and raw text. Every input (a MIMIC-CXR report, a grounded image) ends as a conversation or a quarantine
+answer is asked for again with another seed, a bounded number of times (``attempts.py``), then
+quarantined with its reason and raw text. Every input (a MIMIC-CXR report, a grounded image) ends as a conversation or a quarantine
 row; the facts come from the source tables through ``conversation_facts.py``.
 """
 
@@ -18,9 +18,10 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from radvlm_pipeline.llm.calls import FAILED, PromptItem, UsageStats
+from radvlm_pipeline.llm.attempts import DEFAULT_MAX_ATTEMPTS, Attempts, ask_until_valid
+from radvlm_pipeline.llm.calls import LLMResult, PromptItem
 from radvlm_pipeline.llm.conversation_facts import grounded_facts, standard_facts
-from radvlm_pipeline.llm.conversation_validation import InvalidConversation, parse_conversation
+from radvlm_pipeline.llm.conversation_validation import parse_conversation
 from radvlm_pipeline.llm.conversation_vocabulary import (
     GROUNDED,
     GROUNDED_SOURCES,
@@ -36,72 +37,48 @@ from radvlm_pipeline.llm.runner import Runner
 from radvlm_pipeline.schema import CONVERSATIONS_SCHEMA
 
 PROMPT = load_prompt("conversation")
-DEFAULT_MAX_ATTEMPTS = 3
 
 
 def offline_rule(item: PromptItem) -> str:
     return compose_conversation(item.context, item.seed)
 
 
-# The stage -----------------------------------------------------------------------------------------
+def _checked(fact: ImageFacts, result: LLMResult) -> list[dict]:
+    return parse_conversation(result.text, result.finish_reason, fact.allowed_boxes(), fact.kind == GROUNDED)
 
 
 def synthesise(
-    facts: Sequence[ImageFacts], run: Runner, backend: str, max_attempts: int = DEFAULT_MAX_ATTEMPTS
-) -> tuple[list[dict], list[dict], UsageStats, Counter]:
+    facts: Sequence[ImageFacts], run: Runner, max_attempts: int = DEFAULT_MAX_ATTEMPTS
+) -> tuple[list[dict], list[dict], Attempts[ImageFacts]]:
     """Ask for every conversation; re-ask the invalid ones with seed 1, 2, ... up to ``max_attempts``.
 
-    Returns (conversation rows, quarantine rows, usage, how many conversations each attempt number
-    produced). A call that failed outright is quarantined at once: another seed would not help it.
-    """
-    rows, quarantine, stats, valid_at_attempt = [], [], UsageStats(), Counter()
-    pending = list(facts)
-    for seed in range(max_attempts):
-        if not pending:
-            break
-        prompt_run = run(PROMPT, [f.item(seed) for f in pending], offline=offline_rule)
-        stats.add(prompt_run.stats)
-        retry = []
-        for fact, result in zip(pending, prompt_run.results):
-            row = {
-                "source": fact.source,
-                "study_id": fact.study_id,
-                "image_id": fact.image_id,
-                "split": fact.split,
-            }
-            if result.status == FAILED:
-                quarantine.append(quarantine_row(row, f"call_{result.error_kind}", result, backend))
-                continue
-            try:
-                turns = parse_conversation(
-                    result.text, result.finish_reason, fact.allowed_boxes(), fact.kind == GROUNDED
-                )
-            except InvalidConversation as invalid:
-                if seed + 1 < max_attempts:
-                    retry.append(fact)
-                else:
-                    quarantine.append(
-                        quarantine_row(
-                            row,
-                            invalid.reason,
-                            result,
-                            backend,
-                            f"{invalid.detail} (after {max_attempts} attempts)",
-                        )
-                    )
-                continue
-            valid_at_attempt[seed + 1] += 1
-            rows.append(
-                {
-                    **row,
-                    "kind": fact.kind,
-                    "conversation": turns,
-                    "cache_key": result.cache_key,
-                    "backend": backend,
-                }
+    Returns (conversation rows, quarantine rows, the attempts with their usage). A call that failed
+    outright is quarantined at once: another seed would not help it."""
+    attempts = ask_until_valid(run, PROMPT, facts, ImageFacts.item, _checked, offline_rule, max_attempts)
+    rows, quarantine = [], []
+    for outcome in attempts.outcomes:
+        fact = outcome.subject
+        row = {
+            "source": fact.source,
+            "study_id": fact.study_id,
+            "image_id": fact.image_id,
+            "split": fact.split,
+        }
+        if not outcome.accepted:
+            quarantine.append(
+                quarantine_row(row, outcome.reason, outcome.result, outcome.backend, outcome.detail)
             )
-        pending = retry
-    return rows, quarantine, stats, valid_at_attempt
+            continue
+        rows.append(
+            {
+                **row,
+                "kind": fact.kind,
+                "conversation": outcome.value,
+                "cache_key": outcome.result.cache_key,
+                "backend": outcome.backend,
+            }
+        )
+    return rows, quarantine, attempts
 
 
 def _sample_cells(fact: ImageFacts, conversation: list[dict]) -> tuple[str, str]:
@@ -136,7 +113,7 @@ def build_conversations(
         facts += found
         quarantine += rejected
     inputs = len(facts) + len(quarantine)
-    rows, failed, stats, valid_at_attempt = synthesise(facts, run, backend, max_attempts)
+    rows, failed, attempts = synthesise(facts, run, max_attempts)
     quarantine += failed
     order = ["source", "study_id", "image_id"]  # one order whatever attempt each conversation needed
     table = pl.DataFrame(rows, schema=CONVERSATIONS_SCHEMA, orient="row").sort(order, nulls_last=True)
@@ -151,13 +128,13 @@ def build_conversations(
         "inputs": inputs,
         "conversations": {f"{kind}/{split}": n for (kind, split), n in sorted(counts.items())},
         "quarantined_by_reason": dict(sorted(Counter(q["reason"] for q in quarantine).items())),
-        "valid_at_attempt": {str(k): v for k, v in sorted(valid_at_attempt.items())},
+        "valid_at_attempt": attempts.valid_at_attempt,
         "mean_rounds": round(sum(len(r["conversation"]) for r in rows) / (2 * len(rows)), 2) if rows else 0.0,
     }
     return StageOutput(
         table,
         quarantine_frame,
-        stats,
+        attempts.stats,
         summary,
         sample_markdown(("facts given", "conversation (first 3 rounds)"), samples),
     )

@@ -70,7 +70,9 @@ def run_prompts(
     stats = UsageStats()
     if settings.backend == OFFLINE:
         return PromptRun(
-            [_offline_result(item, call, offline, stats) for item, call in zip(items, calls)], stats
+            [_offline_result(item, call, offline, stats) for item, call in zip(items, calls)],
+            stats,
+            settings.backend_label,
         )
 
     answers: dict[str, LLMResult] = {}
@@ -95,7 +97,9 @@ def run_prompts(
             )
             asyncio.run(answer)
     return PromptRun(
-        [replace(answers[call.key], item_id=item.item_id) for item, call in zip(items, calls)], stats
+        [replace(answers[call.key], item_id=item.item_id) for item, call in zip(items, calls)],
+        stats,
+        settings.backend_label,
     )
 
 
