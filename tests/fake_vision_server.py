@@ -3,7 +3,8 @@
 every chat request, the way vLLM serving LLaVA-OneVision would receive it.
 
 A request is refused with 400 (and the reason kept in ``rejected``) unless:
-- it names the served model and decodes greedily (temperature 0);
+- it carries the API key, if one was set (401 otherwise), names the served model (404 otherwise) and
+  decodes greedily (temperature 0);
 - its messages alternate user / assistant, start and end with a user turn, and carry no system message;
 - the first user turn holds exactly one image, before the question, as a base64 data URL of a readable
   image or as a ``file://`` URL inside ``media_root`` (``--allowed-local-media-path``); no later turn
@@ -47,19 +48,28 @@ class FakeVisionServer(FakeOpenAI):
         answers: dict[tuple[str, str], str] | None = None,
         media_root: Path | None = None,
         latency_s: float = 0.0,
+        api_key: str | None = None,
     ):
         super().__init__(responder=self._respond, latency_s=latency_s)
         self.served_model, self.root = served_model, root
         self.answers = answers or {}
         self.media_root = media_root.resolve() if media_root else None
+        self.api_key = api_key  # as vLLM's --api-key: every request must carry it
         self.images: list[tuple[str, str]] = []  # (sha256, "data" or "file") per request received
         self.rejected: list[str] = []
 
     def routes(self) -> list[Route]:
         return [*super().routes(), Route("/v1/models", self._models, methods=["GET"])]
 
+    def _key_refused(self, request: Request) -> Response | None:
+        if self.api_key and request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return _error(401, "Unauthorized")
+        return None
+
     async def _models(self, request: Request) -> Response:
         self.api_calls.append("GET /v1/models")
+        if refused := self._key_refused(request):
+            return refused
         card = {
             "id": self.served_model,
             "object": "model",
@@ -71,6 +81,8 @@ class FakeVisionServer(FakeOpenAI):
         return JSONResponse({"object": "list", "data": [card]})
 
     async def _chat(self, request: Request) -> Response:
+        if refused := self._key_refused(request):
+            return refused
         body = await request.json()  # Starlette keeps the body: the parent reads it again
         if body.get("model") != self.served_model:
             self.rejected.append(f"model {body.get('model')}")

@@ -33,7 +33,12 @@ def main() -> None:
     media_root = Path(args.allowed_local_media_path) if args.allowed_local_media_path else None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    server = FakeVisionServer(args.served_model_name, root=args.weights, media_root=media_root)
+    server = FakeVisionServer(
+        args.served_model_name,
+        root=args.weights,
+        media_root=media_root,
+        api_key=os.environ.get("VLLM_API_KEY"),  # as vLLM reads it
+    )
     server.port = args.port
     with server:
         print(f"serving {args.served_model_name} on {args.host}:{args.port}", flush=True)
