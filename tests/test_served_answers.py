@@ -312,3 +312,30 @@ def test_commands_for_vllm_and_slurm(tmp_path):
     assert "#SBATCH --gpus-per-node=1\n" in script and "port=$((20000 + SLURM_JOB_ID % 20000))" in script
     assert f'echo "$(hostname):$port" > {tmp_path / "address"}' in script
     assert "exec vllm serve" in script and '--port "$port"' in script and "VLLM_API_KEY" not in script
+
+
+def test_answer_server_from_the_environment(monkeypatch):
+    from dagster import build_resources
+
+    from resources import build_resources as resources_from_environment
+
+    for name, value in {
+        "RADVLM_SERVING_MODE": "url",
+        "RADVLM_SERVING_URL": "http://gpu-node:8000/v1",
+        "RADVLM_SERVING_API_KEY": "sk-serving-secret",
+        "RADVLM_SERVING_APPROVED_DATASETS": "mimic_cxr, chexpert",
+        "RADVLM_SERVING_VLLM_ARGS": "--dtype bfloat16 --max-model-len 8192",
+    }.items():
+        monkeypatch.setenv(name, value)
+    configured = resources_from_environment()
+    with build_resources({key: configured[key] for key in ("storage", "answer_server")}) as built:
+        server = built.answer_server
+        settings = server.client_settings()
+    assert (server.mode, server.url, server.vllm_args) == (
+        "url",
+        "http://gpu-node:8000/v1",
+        ["--dtype", "bfloat16", "--max-model-len", "8192"],
+    )
+    sending = answer_settings(settings, ServedEndpoint(server.url, "radvlm-all-x", api_key=server.api_key), 8)
+    assert sending.api_key == "sk-serving-secret" and "sk-serving-secret" not in repr(sending)
+    assert settings.approved_credentialed_datasets == ("mimic_cxr", "chexpert")
