@@ -1,11 +1,15 @@
 # `make demo`: fresh clone -> whole asset graph materialized on the bundled sample, offline.
-# `make test`: the test suite. Both create .venv and install into it when needed.
+# `make test`: the test suite, then the tests marked `transformers` again under transformers 5 (.venv-tf5).
+# Both create their virtualenvs and install into them when needed.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The second test environment: transformers 5 (as on GPU machines) without radgraph, which needs < 5.
+VENV_TF5 ?= .venv-tf5
+PY_TF5 := $(VENV_TF5)/bin/python
 PIP_FLAGS ?= -q
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install demo test test-fast lint format sample-data ui clean
+.PHONY: install install-tf5 demo test test-tf5 test-fast lint format sample-data ui clean
 
 $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +21,14 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 
 install: $(VENV)/.installed
 
+$(VENV_TF5)/.installed: pyproject.toml constraints-cpu-tf5.txt
+	test -x $(PY_TF5) || python3 -m venv $(VENV_TF5)
+	$(PY_TF5) -m pip install $(PIP_FLAGS) --upgrade pip
+	$(PY_TF5) -m pip install $(PIP_FLAGS) -c constraints-cpu-tf5.txt -e '.[train,test]'
+	touch $@
+
+install-tf5: $(VENV_TF5)/.installed
+
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
@@ -26,6 +38,12 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 
 test: install $(DAGSTER_HOME)/dagster.yaml lint
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-tf5
+
+# DeepSpeed JIT-compiles an op into TORCH_EXTENSIONS_DIR; one folder per environment, or each run of the
+# other environment rebuilds it (~1 min).
+test-tf5: install-tf5 $(DAGSTER_HOME)/dagster.yaml
+	TORCH_EXTENSIONS_DIR=$(CURDIR)/$(VENV_TF5)/torch_extensions $(PY_TF5) -m pytest -m transformers
 
 # ruff's lint and format check (settings in pyproject.toml); `make format` rewrites the tree.
 lint: install

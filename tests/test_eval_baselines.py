@@ -19,6 +19,8 @@ from radvlm_pipeline.evaluation.generation import Request
 from radvlm_pipeline.evaluation.model_loading import BaselineUnavailable
 from radvlm_pipeline.evaluation.prompt_formats import chat_messages, mistral_instruct_prompt, vicuna_prompt
 
+pytestmark = pytest.mark.transformers
+
 
 @pytest.fixture
 def image(tmp_path) -> Path:
@@ -149,7 +151,6 @@ def build_tiny_llava(folder: Path) -> Path:
     """LLaVA-Med's architecture in the transformers layout: CLIP vision tower + Mistral, from configs."""
     import torch
     from transformers import (
-        CLIPImageProcessor,
         CLIPVisionConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
@@ -157,6 +158,7 @@ def build_tiny_llava(folder: Path) -> Path:
         MistralConfig,
     )
 
+    from radvlm_pipeline.training.compat import pil_image_processor
     from radvlm_pipeline.training.tiny_model import build_tokenizer
 
     tokenizer = build_tokenizer()
@@ -188,7 +190,9 @@ def build_tiny_llava(folder: Path) -> Path:
     torch.manual_seed(0)
     LlavaForConditionalGeneration(config).save_pretrained(folder)
     processor = LlavaProcessor(
-        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        image_processor=pil_image_processor(
+            "CLIP", size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+        ),
         tokenizer=tokenizer,
         patch_size=8,
         vision_feature_select_strategy="default",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 from eval_fixtures import write_eval_sets
 
 from radvlm_pipeline.evaluation.baselines import BASELINES, ORACLE
@@ -15,6 +16,8 @@ from radvlm_pipeline.evaluation.generation import (
     run_generation,
 )
 from radvlm_pipeline.layout import StorageLayout
+
+pytestmark = pytest.mark.transformers
 
 
 class EchoModel:

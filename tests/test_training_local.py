@@ -19,6 +19,8 @@ from radvlm_pipeline.training.train import train
 from resources.launchers import LocalTrainingLauncher
 from resources.storage import PipelineStorage
 
+pytestmark = pytest.mark.transformers
+
 FAST_LEARNING = {"lr_vision": 1e-3, "lr_language": 1e-3}  # the paper's rates barely move a random toy
 
 

@@ -1,4 +1,6 @@
-"""Fast checks of the training pieces: label masking, batch planning, recipes, launch commands."""
+"""Fast checks of the training pieces: label masking, batch planning, recipes, launch commands.
+
+Tests marked ``transformers`` also run under transformers 5 (``make test-tf5``)."""
 
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ def labelled_text(processor, input_ids, labels) -> str:
     return processor.tokenizer.decode([t for t, l in zip(input_ids, labels) if l != IGNORE_INDEX])
 
 
+@pytest.mark.transformers
 def test_only_assistant_answers_carry_labels_in_every_round(processor):
     sample = encode_conversation(processor, MULTI_TURN)
     assert labelled_text(processor, sample.input_ids, sample.labels) == (
@@ -55,6 +58,7 @@ def test_only_assistant_answers_carry_labels_in_every_round(processor):
     assert unlabelled.count("<|im_start|>assistant") == 2
 
 
+@pytest.mark.transformers
 def test_batch_labels_survive_image_expansion_and_padding(processor):
     from PIL import Image
 
@@ -76,6 +80,38 @@ def test_batch_labels_survive_image_expansion_and_padding(processor):
         assert all(labels[i] == IGNORE_INDEX for i in padding)
 
 
+@pytest.mark.transformers
+def test_labels_are_the_processors_assistant_mask_plus_each_end_of_turn(processor):
+    """The spans processing.py finds, against transformers' own assistant mask where it can be trusted.
+
+    On 5.x the processor marks each answer's text but not the <|im_end|> closing it, which the model must
+    learn to say as well; on 4.57 its mask is all zeros once <image> is expanded, which is why
+    processing.py computes the spans itself."""
+    from PIL import Image
+
+    from radvlm_pipeline.training.compat import TRANSFORMERS_MAJOR
+
+    image = Image.new("RGB", (80, 64), 100)
+    messages = to_messages(MULTI_TURN)
+    messages[0]["content"][0]["image"] = image
+    reference = processor.apply_chat_template(
+        messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, return_tensors="pt"
+    )
+    batch = collate(processor, [MULTI_TURN], [image], max_length=4096)
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    assert ids == reference["input_ids"][0].tolist()  # the same text and the same image expansion
+    mask = [bool(m) for m in reference["assistant_masks"][0]]
+    if TRANSFORMERS_MAJOR < 5:
+        assert not any(mask)
+        return
+    labelled = {i for i, label in enumerate(labels) if label != IGNORE_INDEX}
+    masked = {i for i, m in enumerate(mask) if m}
+    end_of_turn = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert masked < labelled
+    assert [(ids[i], i - 1 in masked) for i in sorted(labelled - masked)] == [(end_of_turn, True)] * 2
+
+
+@pytest.mark.transformers
 def test_truncation_refuses_to_cut_image_tokens(processor):
     from PIL import Image
 
@@ -217,6 +253,7 @@ def test_each_corpus_partition_feeds_all_and_its_task_family():
     }
 
 
+@pytest.mark.transformers
 def test_base_model_is_a_configured_directory_or_the_built_tiny_model(tmp_path, tiny_model_dir):
     from radvlm_pipeline.training.base_model import current_base_model, prepare_base_model
 

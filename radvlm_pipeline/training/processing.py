@@ -24,48 +24,19 @@ def build_processor(image_processor, tokenizer, **kwargs):
     """A LLaVA-OneVision processor for images only.
 
     The stock class insists on a video processor, which needs torchvision; torchvision's PyPI wheels
-    break beside the CPU torch. Training never sees videos, so the image-only variant is used on every
-    machine and saves a directory the stock class (and ``from_pretrained``) reads as usual."""
+    break beside the CPU torch. Training never sees videos, so the image-only variant (``compat.py``) is
+    used on every machine and saves a directory the stock class (and ``from_pretrained``) reads as usual."""
+    from radvlm_pipeline.training.compat import image_only_processor_class
+
     return image_only_processor_class()(image_processor=image_processor, tokenizer=tokenizer, **kwargs)
 
 
 def load_processor(model_path: str | Path):
+    from radvlm_pipeline.training.compat import image_only_processor_class
+
     processor = image_only_processor_class().from_pretrained(str(model_path))
     processor.tokenizer.padding_side = "right"  # training pads after the answer
     return processor
-
-
-def image_only_processor_class():
-    from transformers import LlavaOnevisionProcessor
-    from transformers.processing_utils import ProcessorMixin
-
-    class ImageOnlyProcessor(LlavaOnevisionProcessor):
-        attributes = ["image_processor", "tokenizer"]
-
-        def __init__(
-            self,
-            image_processor=None,
-            tokenizer=None,
-            num_image_tokens=None,
-            vision_feature_select_strategy=None,
-            chat_template=None,
-            image_token="<image>",
-            video_token="<video>",
-            vision_aspect_ratio="anyres_max_9",
-            **kwargs,
-        ):
-            self.num_image_tokens = num_image_tokens
-            self.vision_feature_select_strategy = vision_feature_select_strategy
-            self.image_token = image_token
-            self.video_token = video_token
-            self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
-            self.video_token_id = tokenizer.convert_tokens_to_ids(video_token)
-            self.vision_aspect_ratio = vision_aspect_ratio
-            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-
-    # Saved configs name the stock class, so the directory is an ordinary LLaVA-OneVision one.
-    ImageOnlyProcessor.__name__ = ImageOnlyProcessor.__qualname__ = "LlavaOnevisionProcessor"
-    return ImageOnlyProcessor
 
 
 def to_messages(conversation: Sequence[dict]) -> list[dict]:

@@ -17,7 +17,6 @@ Run: ``python -m radvlm_pipeline.training.tiny_model --out DIR [--shape tiny|0.5
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import tempfile
 from dataclasses import dataclass
@@ -144,7 +143,8 @@ def tokenizer_training_text() -> list[str]:
 def build_tokenizer(vocab_size: int = 1024):
     """A byte-level BPE (the Qwen2 family's scheme) trained here, wrapped as a Qwen2 tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import Qwen2TokenizerFast
+
+    from radvlm_pipeline.training.compat import qwen2_tokenizer
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -158,15 +158,7 @@ def build_tokenizer(vocab_size: int = 1024):
     bpe.train_from_iterator(tokenizer_training_text(), trainer=trainer)
     with tempfile.TemporaryDirectory() as scratch:
         vocab_file, merges_file = bpe.model.save(scratch)
-        if "vocab_file" in inspect.signature(Qwen2TokenizerFast.__init__).parameters:  # transformers 4.x
-            tokenizer = Qwen2TokenizerFast(vocab_file=vocab_file, merges_file=merges_file)
-        else:  # transformers 5.x takes the vocabulary and merges themselves
-            merges = [
-                tuple(line.split(" "))
-                for line in Path(merges_file).read_text().splitlines()
-                if line and not line.startswith("#version")
-            ]
-            tokenizer = Qwen2TokenizerFast(vocab=json.loads(Path(vocab_file).read_text()), merges=merges)
+        tokenizer = qwen2_tokenizer(Path(vocab_file), Path(merges_file))
     tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS[1:])})
     probe = "<|im_start|>user\nThe heart size is normal. [0.12, 0.34, 0.56, 0.78]<|im_end|>"
     if (
@@ -188,11 +180,11 @@ def build_model_directory(out: Path, shape_name: str = "tiny", seed: int = 0) ->
     from transformers import (
         LlavaOnevisionConfig,
         LlavaOnevisionForConditionalGeneration,
-        LlavaOnevisionImageProcessor,
         Qwen2Config,
         SiglipVisionConfig,
     )
 
+    from radvlm_pipeline.training.compat import pil_image_processor
     from radvlm_pipeline.training.processing import build_processor
 
     shape = SHAPES[shape_name]
@@ -231,7 +223,8 @@ def build_model_directory(out: Path, shape_name: str = "tiny", seed: int = 0) ->
     )
     torch.manual_seed(seed)
     model = LlavaOnevisionForConditionalGeneration(config)
-    image_processor = LlavaOnevisionImageProcessor(
+    image_processor = pil_image_processor(
+        "LlavaOnevision",
         size={"height": shape.image_size, "width": shape.image_size},
         image_grid_pinpoints=grid_pinpoints(shape),
         image_mean=SIGLIP_MEAN_STD,
