@@ -214,3 +214,42 @@ def test_tiny_llava_med_layout_loads_and_answers(tmp_path, image):
         ]
     )
     assert len(answers) == 2 and all(isinstance(text, str) for text in answers)
+
+
+def test_chexagent_generator_prompts_through_its_tokenizers_chat_template(image):
+    """CheXagent's tokenizer (remote code) builds the query; here the tiny Qwen2 tokenizer stands in with
+    the two things the generator asks of it, so its prompt-to-generate path runs on a real model."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from radvlm_pipeline.evaluation.adapters import CheXagentGenerator
+    from radvlm_pipeline.training.tiny_model import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['from'] }}\n{{ m['value'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>gpt\n{% endif %}"
+    )
+    queries = []
+
+    def from_list_format(items):
+        queries.append(items)
+        return "".join(f"<img>{item['image']}</img>" if "image" in item else item["text"] for item in items)
+
+    tokenizer.from_list_format = from_list_format
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    torch.manual_seed(0)
+    generator = CheXagentGenerator(
+        Qwen2ForCausalLM(config).eval(), tokenizer, BASELINES["chexagent"], "cpu", 5
+    )
+    request = Request("abnormality_grounding", image, "Where?", target_label="Nodule/Mass")
+    answers = generator.answer([request, request])
+    assert queries[0] == [{"image": str(image)}, {"text": "Locate Nodule/Mass for the given image."}]
+    assert len(answers) == 2 and answers[0] == answers[1] and isinstance(answers[0], str)

@@ -203,8 +203,9 @@ class CheXagentGenerator:
                 {"from": "system", "value": "You are a helpful assistant."},
                 {"from": "human", "value": query},
             ]
+            # The ids alone on both majors: transformers 5 returns a dict unless told otherwise.
             input_ids = self.tokenizer.apply_chat_template(
-                conversation, add_generation_prompt=True, return_tensors="pt"
+                conversation, add_generation_prompt=True, return_tensors="pt", return_dict=False
             )
             with torch.inference_mode():
                 output = self.model.generate(
