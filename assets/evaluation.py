@@ -168,7 +168,7 @@ def _served_answers(context, config, storage, answer_server, adapter, path):
         "answer_server": answer_server.describe(),
         "endpoint": settings.base_url,
         "served_model": settings.model,
-        **served.usage.as_metadata(settings.model, {}, 1.0),
+        **served.usage.as_metadata({}, 1.0),
     }
 
 

@@ -128,7 +128,13 @@ def reports_without_priors(
 
 
 class ConversationConfig(AttemptsConfig):
-    pass
+    standard_caps: dict[str, int] = Field(
+        default_factory=lambda: dict(conversations.PAPER_STANDARD_CAPS),
+        description="Most standard (MIMIC-CXR) conversations asked for per split, chosen by a hash of the "
+        "image before any request; a split not named is not capped. The paper's (Table 1): 80,312 train, "
+        "523 test.",
+    )
+    cap_seed: int = Field(default=0, description="Another seed draws another subset under the caps.")
 
 
 @asset(
@@ -145,8 +151,9 @@ class ConversationConfig(AttemptsConfig):
     pool=LLM_POOL,
     retry_policy=LLM_STEP_RETRY,
     description="Multi-turn user/assistant conversations written by the LLM from each image's facts: standard "
-    "(MIMIC-CXR) and grounded with phrase boxes (MS-CXR, PadChest-GR, when materialized), every split; "
-    "invalid ones quarantined.",
+    "(MIMIC-CXR, capped per split before any request: the paper's 80,312 train and 523 test) and grounded "
+    "with phrase boxes (MS-CXR, PadChest-GR, when materialized), every split; the test split by the LLM "
+    "resource's test_model when set (the paper: gpt-4o); invalid ones quarantined.",
 )
 def conversations_asset(
     context: AssetExecutionContext, config: ConversationConfig, storage: PipelineStorage, llm: LLMResource
@@ -158,9 +165,10 @@ def conversations_asset(
     )
     clean_reports = pl.read_parquet(storage.layout.llm_output(CLEAN_REPORTS))
     with failing_at_once_on_configuration_errors():
-        output = conversations.build_conversations(
-            tables, clean_reports, llm.run, llm.backend_label, config.max_attempts
+        plan = conversations.ConversationPlan(
+            config.max_attempts, config.standard_caps, config.cap_seed, llm.settings().test_model
         )
+        output = conversations.build_conversations(tables, clean_reports, llm.run, llm.backend_label, plan)
     context.log.info(f"{output.table.height} conversations, {output.quarantine.height} quarantined")
     written = write_stage_output(output, storage.layout, CONVERSATIONS)
     return MaterializeResult(metadata=_metadata(output, llm, written, ["source", "kind", "split"], skipped))

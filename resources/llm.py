@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ _DEFAULTS = LLMSettings()
 BACKEND_ENV = "RADVLM_LLM_BACKEND"
 BASE_URL_ENV = "RADVLM_LLM_BASE_URL"
 MODEL_ENV = "RADVLM_LLM_MODEL"
+TEST_MODEL_ENV = "RADVLM_LLM_TEST_MODEL"
 API_KEY_ENV = "RADVLM_LLM_API_KEY"
 AZURE_API_VERSION_ENV = "RADVLM_LLM_AZURE_API_VERSION"
 APPROVED_ENV = "RADVLM_LLM_APPROVED_DATASETS"  # comma-separated dataset keys
@@ -54,7 +55,16 @@ class LLMResource(ConfigurableResource):
     backend: str = Field(
         default=_DEFAULTS.backend, description=f"One of {BACKENDS}; 'offline' needs no model."
     )
-    model: str = Field(default=_DEFAULTS.model, description="Model name (Azure: deployment name).")
+    model: str = Field(
+        default=_DEFAULTS.model,
+        description="Model name (Azure: deployment name). The paper's: gpt-4o-mini (prior removal, "
+        "training conversations).",
+    )
+    test_model: str | None = Field(
+        default=None,
+        description="Model that writes the held-out (test split) conversations; None: 'model'. The paper "
+        "wrote them with a stronger model than the training ones: gpt-4o.",
+    )
     base_url: str | None = Field(
         default=None,
         description="Endpoint URL, e.g. http://localhost:8000/v1 for vLLM; "
@@ -121,6 +131,7 @@ class LLMResource(ConfigurableResource):
             backend=os.environ.get(BACKEND_ENV, OFFLINE),
             base_url=os.environ.get(BASE_URL_ENV) or None,
             model=os.environ.get(MODEL_ENV, _DEFAULTS.model),
+            test_model=os.environ.get(TEST_MODEL_ENV) or None,
             api_key=EnvVar(API_KEY_ENV) if os.environ.get(API_KEY_ENV) else None,
             azure_api_version=os.environ.get(AZURE_API_VERSION_ENV) or None,
             approved_credentialed_datasets=approved,
@@ -148,7 +159,11 @@ class LLMResource(ConfigurableResource):
         check_endpoint_approval(self.settings(), dataset_keys)
 
     def run(
-        self, template: PromptTemplate, items: Sequence[PromptItem], offline: OfflineRule | None = None
+        self,
+        template: PromptTemplate,
+        items: Sequence[PromptItem],
+        offline: OfflineRule | None = None,
+        model: str | None = None,
     ) -> PromptRun:
         """Answer ``items`` with ``template``; the entry point for every LLM use in the pipeline.
 
@@ -157,11 +172,13 @@ class LLMResource(ConfigurableResource):
         costs nothing; failures come back as results with ``status="failed"`` and an ``error_kind``.
         ``offline`` is the rule the offline backend answers with; without one the offline backend
         returns failures of kind ``no_offline_rule``. ``result.stats`` feeds ``usage_metadata``.
+        ``model`` answers instead of the resource's own (the test split's ``test_model``).
 
         For an LLM-as-judge: ``PromptTemplate.from_file(path)`` for the judge prompt, one ``PromptItem``
         per conversation (``fields`` = the template's ``$names``), then parse ``result.text``.
         """
-        return run_prompts(self.settings(), self.cache_path, template, items, offline)
+        settings = self.settings() if model is None else replace(self.settings(), model=model)
+        return run_prompts(settings, self.cache_path, template, items, offline)
 
     def usage_metadata(self, stats: UsageStats) -> dict[str, Any]:
         """Which backend and model answered (so an output written by the offline rules cannot pass for
@@ -170,5 +187,5 @@ class LLMResource(ConfigurableResource):
         return {
             "llm_backend": settings.backend,
             "llm_model": settings.answering_model,
-            **stats.as_metadata(settings.model, settings.prices, settings.batch_price_factor),
+            **stats.as_metadata(settings.prices, settings.batch_price_factor),
         }

@@ -55,6 +55,7 @@ class ChatRequest:
     authorization: str
     via: str  # "chat" or "batch"
     fault: str | None
+    model: str
 
 
 def obliging_responder(body: dict) -> str:
@@ -175,6 +176,7 @@ class FakeOpenAI:
                 request.headers.get("authorization", ""),
                 "chat",
                 fault,
+                body["model"],
             )
         )
         self._in_flight += 1
@@ -285,7 +287,13 @@ class FakeOpenAI:
             fault = self._next_fault()
             self.chat_requests.append(
                 ChatRequest(
-                    time.monotonic(), body["messages"][-1]["content"], body.get("seed"), "", "batch", fault
+                    time.monotonic(),
+                    body["messages"][-1]["content"],
+                    body.get("seed"),
+                    "",
+                    "batch",
+                    fault,
+                    body["model"],
                 )
             )
             if fault == "500":

@@ -24,6 +24,15 @@ KEY = "sk-test-secret-9f8e7d6c5b4a"
 ASSETS = [reports_without_priors, conversations_asset]
 
 
+ALL_APPROVED = [*prior_removal.SOURCES, *conversations.GROUNDED_SOURCES]
+
+
+def endpoint_resources(root, server: FakeOpenAI, **llm_config):
+    """The resources for an endpoint at the fake server, every dataset approved unless said otherwise."""
+    defaults = {"api_key": "k", "approved_credentialed_datasets": ALL_APPROVED}
+    return resources_for(root, backend="openai", base_url=server.base_url, **(defaults | llm_config))
+
+
 def resources_for(root, **llm_config):
     storage = PipelineStorage(data_root=str(root), storage_root=str(root))
     return {"storage": storage, "llm": LLMResource(storage=storage, **llm_config)}
@@ -52,6 +61,19 @@ def test_offline_materialization_writes_outputs_and_quarantine(tmp_path):
     assert not (out / "cache.sqlite").exists()  # the offline backend needs no cache
 
 
+def test_conversation_caps_and_test_model_come_from_config(tmp_path):
+    write_sources(tmp_path)
+    with FakeOpenAI() as server:
+        resources = endpoint_resources(tmp_path, server, test_model="gpt-4o")
+        config = {"ops": {"conversations": {"config": {"standard_caps": {"train": 2, "test": 0}}}}}
+        result = materialize(ASSETS, resources=resources, run_config=config)
+        models = [r.model for r in server.chat_requests[9:]]  # after the 9 prior-removal requests
+    metadata = materialization(result, "conversations")
+    assert metadata["standard_left_out_by_cap"].value == {"train": 1, "test": 1}
+    assert metadata["backend_by_split"].value == {"test": ["openai:gpt-4o"], "train": ["openai:gpt-4o-mini"]}
+    assert sorted(models) == ["gpt-4o"] * 2 + ["gpt-4o-mini"] * 4  # 2 grounded test, 2 + 2 train
+
+
 def test_endpoint_materialization_is_cached_keeps_the_key_secret_and_reruns_for_free(
     tmp_path, monkeypatch, capfd
 ):
@@ -59,13 +81,11 @@ def test_endpoint_materialization_is_cached_keeps_the_key_secret_and_reruns_for_
     monkeypatch.setenv(KEY_ENV, KEY)
     instance = DagsterInstance.ephemeral()
     with FakeOpenAI() as server:
-        resources = resources_for(
+        resources = endpoint_resources(
             tmp_path,
-            backend="openai",
-            base_url=server.base_url,
+            server,
             api_key=EnvVar(KEY_ENV),
             concurrency=4,
-            approved_credentialed_datasets=list(prior_removal.SOURCES) + list(conversations.GROUNDED_SOURCES),
         )
         first = materialize(ASSETS, resources=resources, instance=instance)
         assert first.success
@@ -123,13 +143,7 @@ def step_events(result, event_type: str) -> list:
 def test_governance_refuses_before_any_request_and_is_not_retried(tmp_path):
     write_sources(tmp_path)
     with FakeOpenAI() as server:
-        resources = resources_for(
-            tmp_path,
-            backend="openai",
-            base_url=server.base_url,
-            api_key="unused",
-            approved_credentialed_datasets=["mimic_cxr"],
-        )
+        resources = endpoint_resources(tmp_path, server, approved_credentialed_datasets=["mimic_cxr"])
         result = materialize([reports_without_priors], resources=resources, raise_on_error=False)
         assert not result.success and server.api_calls == []
     assert step_events(result, "STEP_UP_FOR_RETRY") == []  # LLM_STEP_RETRY would retry it twice
@@ -145,10 +159,9 @@ def test_a_rejected_key_fails_at_once_without_leaking_it(tmp_path, monkeypatch):
     monkeypatch.setenv(KEY_ENV, KEY)
     with FakeOpenAI() as server:
         server.always("401")
-        resources = resources_for(
+        resources = endpoint_resources(
             tmp_path,
-            backend="openai",
-            base_url=server.base_url,
+            server,
             api_key=EnvVar(KEY_ENV),
             concurrency=1,
             approved_credentialed_datasets=list(prior_removal.SOURCES),

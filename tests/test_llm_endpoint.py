@@ -6,6 +6,7 @@ import sqlite3
 from contextlib import closing
 from dataclasses import replace
 
+import polars as pl
 import pytest
 from aiolimiter import AsyncLimiter
 from fake_openai_server import FakeOpenAI
@@ -26,6 +27,10 @@ APPROVED = ("mimic_cxr", "chexpert_plus", "ms_cxr", "padchest_gr")
 def server():
     with FakeOpenAI() as fake:
         yield fake
+
+
+def offline_run(template, items, offline=None):
+    return run_prompts(LLMSettings(), None, template, items, offline)
 
 
 def settings_for(server: FakeOpenAI, **overrides) -> LLMSettings:
@@ -54,7 +59,7 @@ def test_answers_are_cached_and_a_rerun_sends_nothing(server, tmp_path):
     items, first = clean(settings, tmp_path / "cache.sqlite")
     assert [r.status for r in first.results] == ["ok"] * len(items)
     assert first.stats.requests_sent == first.stats.answers_recorded == len(items)
-    assert first.stats.prompt_tokens > 0 and len(first.stats.latencies_s) == len(items)
+    assert first.stats.token_count(direction="in") > 0 and len(first.stats.latencies_s) == len(items)
     assert {r.authorization for r in server.chat_requests} == {f"Bearer {KEY}"}
 
     _, second = clean(settings, tmp_path / "cache.sqlite")
@@ -201,15 +206,52 @@ def test_invalid_conversations_are_asked_again_with_another_seed_then_quarantine
     assert output.table.height == 8 and set(output.table["backend"]) == {"openai:gpt-4o-mini"}
 
     server.always("prose")  # now every new answer is invalid: quarantined after max_attempts, raw text kept
-    failing = conversations.build_conversations(tables, reports, run, settings.backend_label, max_attempts=4)
+    failing = conversations.build_conversations(
+        tables, reports, run, settings.backend_label, conversations.ConversationPlan(max_attempts=4)
+    )
     assert failing.table.height == 8  # seeds 0 and 1 answered before: served from the cache
     assert failing.stats.requests_sent == 0
     cache_path.unlink()
-    failing = conversations.build_conversations(tables, reports, run, settings.backend_label, max_attempts=2)
+    failing = conversations.build_conversations(
+        tables, reports, run, settings.backend_label, conversations.ConversationPlan(max_attempts=2)
+    )
     assert failing.table.height == 0
     invalid = failing.quarantine.filter(failing.quarantine["reason"] == "invalid_json")
     assert invalid.height == 8 and invalid["raw_text"][0].startswith("Sure!")
     assert "after 2 attempts" in invalid["detail"][0]
+
+
+def test_the_test_split_is_written_by_the_test_model_and_priced_as_such(server, tmp_path):
+    tables = {
+        k: {t: getattr(f(), t) for t in ("images", "reports", "labels", "boxes")}
+        for k, f in SOURCE_TABLES.items()
+    }
+    settings = settings_for(server)
+    cache_path = tmp_path / "cache.sqlite"
+    reports = prior_removal.remove_priors(all_reports(), offline_run, "offline-rules").table
+
+    def run(template, items, offline=None, model=None):
+        chosen = settings if model is None else replace(settings, model=model)
+        return run_prompts(chosen, cache_path, template, items, offline)
+
+    plan = conversations.ConversationPlan(test_model="gpt-4o")
+    output = conversations.build_conversations(tables, reports, run, settings.backend_label, plan)
+    by_split = dict(output.table.group_by("split").agg(pl.col("backend").unique().sort()).iter_rows())
+    assert by_split == {"train": ["openai:gpt-4o-mini"], "test": ["openai:gpt-4o"]}
+    assert output.facts["backend_by_split"] == {"test": ["openai:gpt-4o"], "train": ["openai:gpt-4o-mini"]}
+    test_requests = [r for r in server.chat_requests if r.model == "gpt-4o"]
+    assert len(test_requests) == output.table.filter(pl.col("split") == "test").height == 3
+    assert {r.model for r in server.chat_requests} == {"gpt-4o", "gpt-4o-mini"}
+    prices = {"gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00)}
+    tokens = output.stats.as_metadata(prices, 0.5)["llm_tokens_by_model"]
+    expected = sum(
+        tokens[model][direction] * prices[model][n] / 1e6
+        for model in prices
+        for n, direction in enumerate(("in", "out"))
+    )
+    assert output.stats.as_metadata(prices, 0.5)["llm_estimated_cost_usd"] == pytest.approx(
+        expected, abs=1e-6
+    )
 
 
 def test_batch_api_round_trip_matches_direct_calls_and_reruns_are_free(server, tmp_path):
@@ -222,7 +264,10 @@ def test_batch_api_round_trip_matches_direct_calls_and_reruns_are_free(server, t
     ]
     assert batched.results[1].status == "failed" and batched.results[1].error_kind == "server_error"
     assert {r.origin for r in batched.results} == {"batch"}
-    assert batched.stats.batch_requests == len(items) and batched.stats.batch_prompt_tokens > 0
+    assert (
+        batched.stats.batch_requests == len(items)
+        and batched.stats.token_count(channel="batch", direction="in") > 0
+    )
     _, again = clean(batch_settings, tmp_path / "batch.sqlite")  # only the failed line goes again
     assert again.stats.batch_requests == 1 and again.stats.cache_hits == len(items) - 1
     assert [r.text for r in again.results] == [r.text for r in direct.results]

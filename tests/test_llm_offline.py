@@ -207,6 +207,32 @@ def test_offline_conversations_cover_every_input_and_pass_validation():
     assert all(row["backend"] == "offline-rules" for row in output.table.iter_rows(named=True))
 
 
+def test_standard_conversations_are_capped_per_split_before_any_request():
+    asked = []
+
+    def counting_run(template, items, offline=None):
+        asked.extend(item.item_id for item in items)
+        return offline_run(template, items, offline)
+
+    def standard_images(clean, seed=0, run=offline_run):
+        plan = conversations.ConversationPlan(standard_caps={"train": 1, "test": 0}, cap_seed=seed)
+        output = conversations.build_conversations(source_frames(), clean, run, "offline-rules", plan)
+        return output, output.table.filter(pl.col("kind") == "standard")
+
+    clean = _clean_reports()
+    output, standard = standard_images(clean, run=counting_run)
+    assert standard["split"].to_list() == ["train"]
+    assert output.facts["standard_left_out_by_cap"] == {"test": 1, "train": 2}
+    assert output.facts["inputs"] == output.table.height + output.quarantine.height + 3
+    assert sorted(asked) == sorted(
+        f"{r['source']}/{r['image_id']}" for r in output.table.iter_rows(named=True)
+    )
+    assert output.table.filter(pl.col("kind") == "grounded").height == 4  # grounded ones are not capped
+    assert standard_images(clean.reverse())[1]["image_id"].to_list() == standard["image_id"].to_list()
+    assert len({standard_images(clean, seed)[1]["image_id"].item() for seed in range(12)}) == 3
+    assert conversations.ConversationPlan().standard_caps == {"train": 80_312, "test": 523}
+
+
 def _clean_reports():
     return prior_removal.remove_priors(all_reports(), offline_run, "offline-rules").table
 
@@ -323,22 +349,27 @@ def test_offline_backend_without_a_rule_fails_honestly():
     assert run.stats.failures_by_kind == {"no_offline_rule": 1}
 
 
-def test_usage_metadata_counts_cost_and_latency():
-    stats = UsageStats(
-        prompt_tokens=2_000_000,
-        completion_tokens=1_000_000,
-        batch_prompt_tokens=1_000_000,
-        batch_completion_tokens=0,
-        latencies_s=[0.1, 0.2, 0.3, 0.4],
+def test_usage_metadata_prices_each_model_and_the_batch_discount():
+    stats = UsageStats(latencies_s=[0.1, 0.2, 0.3, 0.4])
+    stats.record_new(
+        LLMResult("a", "k", "ok", "x", prompt_tokens=1_000_000, completion_tokens=1_000_000), "gpt-4o-mini"
     )
-    metadata = stats.as_metadata("gpt-4o-mini", {"gpt-4o-mini": (0.15, 0.60)}, batch_factor=0.5)
-    assert metadata["llm_estimated_cost_usd"] == pytest.approx(0.15 + 0.60 + 0.5 * 0.15)
+    stats.record_new(LLMResult("b", "k", "ok", "x", prompt_tokens=1_000_000, origin="batch"), "gpt-4o-mini")
+    stats.record_new(LLMResult("c", "k", "ok", "x", prompt_tokens=1_000_000, completion_tokens=10), "gpt-4o")
+    prices = {"gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00)}
+    metadata = stats.as_metadata(prices, batch_factor=0.5)
+    expected = 0.15 + 0.60 + 0.5 * 0.15 + 2.50 + 10 * 10.00 / 1e6
+    assert metadata["llm_estimated_cost_usd"] == pytest.approx(expected)
+    assert metadata["llm_tokens_in"] == 3_000_000 and metadata["llm_tokens_out"] == 1_000_010
+    assert metadata["llm_tokens_by_model"]["gpt-4o"] == {"in": 1_000_000, "out": 10}
     assert metadata["llm_latency_p50_s"] == pytest.approx(0.25)
-    unknown = UsageStats().as_metadata("my-model", {}, 0.5)
+    assert UsageStats().as_metadata({}, 0.5)["llm_estimated_cost_usd"] == 0.0  # nothing new: nothing paid
+    stats.record_new(LLMResult("d", "k", "ok", "x", prompt_tokens=5), "my-model")
+    unknown = stats.as_metadata(prices, 0.5)
     assert (
         unknown["llm_estimated_cost_usd"] == "not computed: no price for model 'my-model' in the price table"
     )
-    assert unknown["llm_latency"].startswith("not computed")
+    assert UsageStats().as_metadata({}, 0.5)["llm_latency"].startswith("not computed")
 
 
 def test_empty_inputs_give_empty_tables_with_the_schemas():

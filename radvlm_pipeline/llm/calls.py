@@ -120,11 +120,10 @@ class UsageStats:
     cache_hits: int = 0
     offline_answers: int = 0
     batch_requests: int = 0  # requests sent through the Batch API
-    prompt_tokens: int = 0  # of new answers only: what this run paid for
-    completion_tokens: int = 0
-    batch_prompt_tokens: int = 0  # the part of the above that went through the Batch API (cheaper)
-    batch_completion_tokens: int = 0
     batch_bad_lines: int = 0  # result lines kept in the cache's batch_bad_lines table
+    # Tokens of new answers only (what this run paid for) by (model, "direct" or "batch", "in" or "out"):
+    # a stage may use two models (test conversations), each at its own price, the Batch API at a discount.
+    tokens: Counter = field(default_factory=Counter)
     retries_by_kind: Counter = field(default_factory=Counter)
     failures_by_kind: Counter = field(default_factory=Counter)
     latencies_s: list[float] = field(default_factory=list)
@@ -137,42 +136,48 @@ class UsageStats:
             "cache_hits",
             "offline_answers",
             "batch_requests",
-            "prompt_tokens",
-            "completion_tokens",
-            "batch_prompt_tokens",
-            "batch_completion_tokens",
             "batch_bad_lines",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.tokens.update(other.tokens)
         self.retries_by_kind.update(other.retries_by_kind)
         self.failures_by_kind.update(other.failures_by_kind)
         self.latencies_s.extend(other.latencies_s)
 
-    def record_new(self, result: LLMResult) -> None:
+    def record_new(self, result: LLMResult, model: str) -> None:
         self.answers_recorded += 1
-        self.prompt_tokens += result.prompt_tokens
-        self.completion_tokens += result.completion_tokens
-        if result.origin == "batch":
-            self.batch_prompt_tokens += result.prompt_tokens
-            self.batch_completion_tokens += result.completion_tokens
+        channel = "batch" if result.origin == "batch" else "direct"
+        self.tokens[(model, channel, "in")] += result.prompt_tokens
+        self.tokens[(model, channel, "out")] += result.completion_tokens
         if result.status == FAILED:
             self.failures_by_kind[result.error_kind or "unknown"] += 1
         elif result.latency_s is not None:
             self.latencies_s.append(result.latency_s)
 
-    def estimated_cost_usd(self, model: str, prices: Mapping[str, tuple[float, float]], batch_factor: float):
+    def token_count(
+        self, model: str | None = None, channel: str | None = None, direction: str | None = None
+    ) -> int:
+        """Tokens of new answers, all of them or those of one model, channel or direction."""
+        return sum(
+            n
+            for (m, c, d), n in self.tokens.items()
+            if model in (None, m) and channel in (None, c) and direction in (None, d)
+        )
+
+    def estimated_cost_usd(self, prices: Mapping[str, tuple[float, float]], batch_factor: float):
         """(cost, None) or (None, why not): a model missing from the price table is not guessed."""
-        if model not in prices:
-            return None, f"no price for model {model!r} in the price table"
-        per_in, per_out = (p / 1e6 for p in prices[model])
-        direct_in = self.prompt_tokens - self.batch_prompt_tokens
-        direct_out = self.completion_tokens - self.batch_completion_tokens
-        cost = direct_in * per_in + direct_out * per_out
-        cost += batch_factor * (self.batch_prompt_tokens * per_in + self.batch_completion_tokens * per_out)
+        cost = 0.0
+        for model in sorted({m for (m, _, _), n in self.tokens.items() if n}):
+            if model not in prices:
+                return None, f"no price for model {model!r} in the price table"
+            for channel, factor in (("direct", 1.0), ("batch", batch_factor)):
+                for direction, per_million in zip(("in", "out"), prices[model]):
+                    cost += factor * self.token_count(model, channel, direction) * per_million / 1e6
         return round(cost, 6), None
 
-    def as_metadata(self, model: str, prices: Mapping[str, tuple[float, float]], batch_factor: float) -> dict:
-        cost, why_not = self.estimated_cost_usd(model, prices, batch_factor)
+    def as_metadata(self, prices: Mapping[str, tuple[float, float]], batch_factor: float) -> dict:
+        cost, why_not = self.estimated_cost_usd(prices, batch_factor)
+        models = sorted({m for (m, _, _), n in self.tokens.items() if n})
         metadata: dict[str, Any] = {
             "llm_requests_sent": self.requests_sent,
             "llm_answers_recorded": self.answers_recorded,
@@ -180,8 +185,12 @@ class UsageStats:
             "llm_offline_answers": self.offline_answers,
             "llm_batch_requests": self.batch_requests,
             "llm_batch_bad_lines": self.batch_bad_lines,
-            "llm_tokens_in": self.prompt_tokens,
-            "llm_tokens_out": self.completion_tokens,
+            "llm_tokens_in": self.token_count(direction="in"),
+            "llm_tokens_out": self.token_count(direction="out"),
+            "llm_tokens_by_model": {
+                m: {"in": self.token_count(m, direction="in"), "out": self.token_count(m, direction="out")}
+                for m in models
+            },
             "llm_estimated_cost_usd": cost if cost is not None else f"not computed: {why_not}",
             "llm_retries_by_kind": dict(sorted(self.retries_by_kind.items())),
             "llm_failures_by_kind": dict(sorted(self.failures_by_kind.items())),

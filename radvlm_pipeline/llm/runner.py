@@ -86,7 +86,7 @@ def run_prompts(
         def record(result: LLMResult, call: PendingCall) -> None:
             if is_settled(result):
                 cache.put(result, call)
-            stats.record_new(result)
+            stats.record_new(result, call.model)
             answers[call.key] = result
 
         if todo:

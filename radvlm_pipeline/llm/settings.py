@@ -35,6 +35,7 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
 class LLMSettings:
     backend: str = OFFLINE
     model: str = "gpt-4o-mini"
+    test_model: str | None = None  # writes the test split's conversations; None: ``model``
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     azure_api_version: str | None = None
