@@ -2,10 +2,15 @@
 
 - ``corpus_eval_sets``: held-out sets from the test splits (``<storage_root>/corpus/eval/<task>.parquet``).
 - ``corpus``: partitioned by Table 1 row (``<task>__<source>``); each partition rebuilds only its own shards
-  under ``corpus/shards/<task>__<source>/``, leaving out the patients the evaluation sets hold.
+  under ``corpus/shards/<task>__<source>/``, leaving out the patients the evaluation sets hold. It depends
+  on ``corpus_inputs`` partition to partition (``assets/corpus_inputs.py``), so a partition reads as stale,
+  and re-runs by itself, exactly when the rows it draws changed.
 - ``corpus_catalog``: ``corpus/manifest.json`` (counts, hashes) and ``corpus/corpus.duckdb`` (SQL views);
   Table 1 recomputed from the files; the corpus checks run here, on the corpus as a whole.
 - ``corpus_llava_export``: ``corpus/llava/*.json`` + ``train.yaml`` for LLaVA-NeXT training.
+
+Each asset's data version is a hash of the files it wrote, so what depends on it (the catalog, the
+fine-tuned models, the evaluations) reads as stale only when its content changed.
 """
 
 from pathlib import Path
@@ -19,19 +24,25 @@ from dagster import (
     Config,
     MaterializeResult,
     MetadataValue,
-    StaticPartitionsDefinition,
     asset,
     asset_check,
 )
 from pydantic import Field
 
+from assets.corpus_inputs import (
+    CORPUS_INPUTS,
+    CORPUS_PARTITIONS,
+    READ_BY_THE_CORPUS,
+    corpus_inputs,
+    record_corpus_inputs,
+)
 from assets.metadata import column_schema, preview
 from assets.policies import (
-    raw_datasets_dep_of_corpus,
-    rebuild_corpus_partition_after_release,
+    rebuild_catalog_after_the_corpus,
+    rebuild_when_drawn_rows_change,
     rebuild_when_upstream_changes,
 )
-from assets.versions import code_version
+from assets.versions import code_version, files_data_version
 from radvlm_pipeline import corpus as corpus_package
 from radvlm_pipeline.corpus import checks
 from radvlm_pipeline.corpus.build import build_eval_sets, build_partition
@@ -39,22 +50,15 @@ from radvlm_pipeline.corpus.catalog import write_catalog
 from radvlm_pipeline.corpus.llava import export_llava, image_roots
 from radvlm_pipeline.corpus.report import sample_instructions, table1_markdown
 from radvlm_pipeline.corpus.shards import (
+    eval_paths,
     partition_manifests,
     shard_paths,
     write_corpus_manifest,
 )
-from radvlm_pipeline.corpus.table import CorpusConfig, partition_keys
-from radvlm_pipeline.datasets import DATASETS
+from radvlm_pipeline.corpus.table import CorpusConfig
 from radvlm_pipeline.markdown import markdown_table
 from radvlm_pipeline.schema import CORPUS_SCHEMA
 from resources.storage import PipelineStorage
-
-CORPUS_PARTITIONS = StaticPartitionsDefinition(partition_keys())
-UPSTREAM = [AssetKey(key) for key in DATASETS] + [
-    AssetKey("reports_without_priors"),
-    AssetKey("conversations"),
-]
-
 
 # Any file of the corpus package (templates included): editing one marks the corpus assets stale in the UI.
 CODE_VERSION = code_version(*sorted(Path(corpus_package.__file__).parent.glob("*.py")))
@@ -102,7 +106,7 @@ def _skipped_markdown(stats: dict[str, int]) -> MetadataValue:
 @asset(
     group_name="corpus",
     kinds={"polars", "parquet"},
-    deps=UPSTREAM,
+    deps=READ_BY_THE_CORPUS,
     code_version=CODE_VERSION,
     automation_condition=rebuild_when_upstream_changes(),
     description="Held-out evaluation sets from the test splits (paper Table 1, right column): one Parquet file "
@@ -112,6 +116,7 @@ def corpus_eval_sets(
     context: AssetExecutionContext, config: CorpusBuildConfig, storage: PipelineStorage
 ) -> MaterializeResult:
     results = build_eval_sets(storage.storage_path, config.corpus_config())
+    record_corpus_inputs(context, storage)  # the patients they hold are left out of the partitions
     rows = pl.concat([r.rows for r in results.values()])
     context.log.info(", ".join(f"{task}: {r.rows.height}" for task, r in results.items()))
     return MaterializeResult(
@@ -130,7 +135,8 @@ def corpus_eval_sets(
             ),
             "sample_instructions": MetadataValue.md(sample_instructions(rows)),
             "folder": MetadataValue.path(str(storage.layout.corpus.eval_sets)),
-        }
+        },
+        data_version=files_data_version(eval_paths(storage.layout.corpus)),
     )
 
 
@@ -138,12 +144,13 @@ def corpus_eval_sets(
     group_name="corpus",
     kinds={"polars", "parquet"},
     partitions_def=CORPUS_PARTITIONS,
-    deps=[*UPSTREAM, AssetKey("corpus_eval_sets"), raw_datasets_dep_of_corpus()],
+    deps=[CORPUS_INPUTS],
     code_version=CODE_VERSION,
-    automation_condition=rebuild_corpus_partition_after_release(AssetKey("corpus_eval_sets")),
+    automation_condition=rebuild_when_drawn_rows_change(CORPUS_INPUTS),
     description="The instruction corpus, one partition per paper Table 1 row (task x source): template-built "
     "single-turn instructions or LLM conversations, repeated or capped as Table 1 says, as zstd Parquet shards "
-    "under corpus/shards/<task>__<source>/. Backfilling a partition rebuilds only that row.",
+    "under corpus/shards/<task>__<source>/. Backfilling a partition rebuilds only that row. Stale exactly "
+    "when the rows it draws (corpus_inputs) changed.",
 )
 def corpus(
     context: AssetExecutionContext, config: CorpusBuildConfig, storage: PipelineStorage
@@ -167,7 +174,10 @@ def corpus(
             "sample_instructions": MetadataValue.md(sample_instructions(result.rows, per_task=3)),
             "preview": preview(result.rows.select("id", "split", "image_path", "template_id", "turns")),
             "folder": MetadataValue.path(str(storage.layout.corpus.partition(context.partition_key))),
-        }
+        },
+        data_version=files_data_version(
+            storage.layout.corpus.partition(context.partition_key) / f["file"] for f in manifest["files"]
+        ),
     )
 
 
@@ -176,7 +186,7 @@ def corpus(
     kinds={"duckdb", "parquet"},
     deps=[AssetKey("corpus"), AssetKey("corpus_eval_sets")],
     code_version=CODE_VERSION,
-    automation_condition=rebuild_when_upstream_changes(only=AssetKey("corpus")),
+    automation_condition=rebuild_catalog_after_the_corpus(CORPUS_INPUTS),
     description="The whole corpus as one thing to inspect: corpus/manifest.json (rows and sha256 of every "
     "shard and evaluation file) and corpus/corpus.duckdb (views: corpus, evaluation, eval_<task>, table1, "
     "manifest). Table 1 is recomputed here from the files; the corpus checks run on this asset.",
@@ -211,7 +221,8 @@ def corpus_catalog(context: AssetExecutionContext, storage: PipelineStorage) -> 
             "config_fingerprints": ", ".join(fingerprints),
             "catalog": MetadataValue.path(str(catalog)),
             "manifest": MetadataValue.path(str(root.manifest)),
-        }
+        },
+        data_version=files_data_version([root.manifest]),  # every shard's and evaluation file's hash
     )
 
 
@@ -293,11 +304,12 @@ def corpus_llava_export(config: LlavaExportConfig, storage: PipelineStorage) -> 
             "files": MetadataValue.json(written),
             "image_roots": MetadataValue.json({k: str(v) for k, v in roots.items()}),
             "mixture": MetadataValue.path(str(root.llava_mixture)),
-        }
+        },
+        data_version=files_data_version([root.llava_mixture, *(root.llava / name for name in written)]),
     )
 
 
-corpus_assets = [corpus_eval_sets, corpus, corpus_catalog, corpus_llava_export]
+corpus_assets = [corpus_inputs, corpus_eval_sets, corpus, corpus_catalog, corpus_llava_export]
 corpus_checks = [
     no_test_patient_in_training,
     every_image_exists,

@@ -14,9 +14,10 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetKey, Config, Failure, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
+from assets.corpus_inputs import record_corpus_inputs
 from assets.metadata import counts_markdown, preview
 from assets.policies import LLM_POOL, LLM_STEP_RETRY, rebuild_when_upstream_changes
-from assets.versions import code_version, project_modules
+from assets.versions import code_version, files_data_version, project_modules
 from radvlm_pipeline.layout import CLEAN_REPORTS, CONVERSATIONS
 from radvlm_pipeline.llm import (
     LLMConfigurationError,
@@ -124,7 +125,11 @@ def reports_without_priors(
         context.log.info(f"cleaning {reports.height} reports with backend {llm.backend_label}")
         output = prior_removal.remove_priors(reports, llm.run, llm.backend_label, config.max_attempts)
     written = write_stage_output(output, storage.layout, CLEAN_REPORTS)
-    return MaterializeResult(metadata=_metadata(output, llm, written, ["source", "status"], skipped))
+    record_corpus_inputs(context, storage)
+    return MaterializeResult(
+        metadata=_metadata(output, llm, written, ["source", "status"], skipped),
+        data_version=files_data_version(written.values()),
+    )
 
 
 class ConversationConfig(AttemptsConfig):
@@ -171,7 +176,11 @@ def conversations_asset(
         output = conversations.build_conversations(tables, clean_reports, llm.run, llm.backend_label, plan)
     context.log.info(f"{output.table.height} conversations, {output.quarantine.height} quarantined")
     written = write_stage_output(output, storage.layout, CONVERSATIONS)
-    return MaterializeResult(metadata=_metadata(output, llm, written, ["source", "kind", "split"], skipped))
+    record_corpus_inputs(context, storage)
+    return MaterializeResult(
+        metadata=_metadata(output, llm, written, ["source", "kind", "split"], skipped),
+        data_version=files_data_version(written.values()),
+    )
 
 
 llm_assets = [reports_without_priors, conversations_asset]

@@ -3,16 +3,20 @@ pool they queue in, and how they retry. Kept apart from the asset modules so the
 place; ``dagster.yaml`` sets the pools' limits. Here rather than in ``sensors``, which imports the assets:
 imports run one way.
 
-Re-runs after a new dataset release (``sensors.dataset_releases`` observes the folders):
+Re-runs after a release or a correction in a dataset folder (``sensors.dataset_releases`` observes them):
 
-1. the release gives the dataset's partition of ``raw_datasets`` a new data version;
+1. the change gives the dataset's partition of ``raw_datasets`` a new data version;
 2. that dataset's source asset, the source assets built on it (Chest ImaGenome and MS-CXR read MIMIC-CXR's
    images), the LLM stages and the evaluation sets re-run in one run (``rebuild_when_upstream_changes``);
-3. once the evaluation sets are rebuilt, only the corpus partitions drawn from the released dataset's
-   patients re-run (``rebuild_corpus_partition_after_release``), then the catalog and the LLaVA export.
+   each records what every corpus partition now draws (``corpus_inputs``);
+3. once nothing the corpus reads is running, exactly the corpus partitions whose draw changed re-run
+   (``rebuild_when_drawn_rows_change``), then the catalog and the LLaVA export, if the corpus or the
+   evaluation sets changed content (``rebuild_catalog_after_the_corpus``).
 
-Training and evaluation carry no condition: a release leaves them stale in the UI and GPU time is spent
-only when someone asks (``results_tables`` re-renders by itself once evaluations change).
+The same holds whatever changed the rows (a hand rebuild, a backfill): step 3 follows the data versions,
+not the release. Training and evaluation carry no condition: the models whose corpus rows changed read as
+stale in the UI and GPU time is spent only when someone asks (``results_tables`` re-renders by itself
+once evaluations change).
 """
 
 from __future__ import annotations
@@ -26,12 +30,10 @@ from dagster import (
     Jitter,
     RetryPolicy,
     SpecificPartitionsPartitionMapping,
-    StaticPartitionMapping,
     StaticPartitionsDefinition,
 )
 
 from radvlm_pipeline.datasets import DATASETS
-from radvlm_pipeline.releases import corpus_partitions_changed_by
 
 # --- The observed dataset folders -----------------------------------------------------------------------
 RAW_DATASETS = AssetKey("raw_datasets")
@@ -41,12 +43,6 @@ DATASET_PARTITIONS = StaticPartitionsDefinition(list(DATASETS))
 def raw_dataset_dep(dataset: str) -> AssetDep:
     """A source asset reads one dataset folder: its partition of ``raw_datasets``."""
     return AssetDep(RAW_DATASETS, partition_mapping=SpecificPartitionsPartitionMapping([dataset]))
-
-
-def raw_datasets_dep_of_corpus() -> AssetDep:
-    """Each corpus partition depends on the dataset folders whose release can change its rows."""
-    mapping = {dataset: set(corpus_partitions_changed_by(dataset)) for dataset in DATASETS}
-    return AssetDep(RAW_DATASETS, partition_mapping=StaticPartitionMapping(mapping))
 
 
 # --- Automation conditions -------------------------------------------------------------------------------
@@ -64,29 +60,52 @@ def rebuild_when_upstream_changes(only: AssetKey | None = None) -> AutomationCon
     )
 
 
-def rebuild_corpus_partition_after_release(last_upstream: AssetKey) -> AutomationCondition:
-    """True for a partition once a release of one of its datasets has been observed and, after that,
-    ``last_upstream`` (the evaluation sets, rebuilt last from the new source tables) has been rebuilt.
-
-    Waiting for ``last_upstream`` matters: the partition is built from files its upstream assets write,
-    which a run requested on the same tick would still be rewriting.
-    """
-    release = (
+def _drawn_rows_changed(drawn: AssetKey) -> AutomationCondition:
+    """The partition's draw (its partition of ``drawn``, observed with a digest) has a new data version."""
+    return (
         AutomationCondition.any_deps_match(AutomationCondition.newly_updated())
-        .allow(AssetSelection.assets(RAW_DATASETS))
-        .with_label("new release of its datasets")
+        .allow(AssetSelection.assets(drawn))
+        .with_label("the rows it draws changed")
     )
-    upstream_rebuilt = (
-        AutomationCondition.any_deps_match(AutomationCondition.newly_updated())
-        .allow(AssetSelection.assets(last_upstream))
-        .with_label(f"{last_upstream.to_user_string()} rebuilt")
+
+
+def rebuild_when_drawn_rows_change(drawn: AssetKey) -> AutomationCondition:
+    """True for a corpus partition once the rows it draws changed, and nothing it draws from is running.
+
+    Waiting matters: a partition is built from files its upstream assets write, which a running step
+    would still be rewriting (the LLM stages write after the sources; the evaluation sets last).
+    """
+    upstream_running = (
+        AutomationCondition.any_deps_match(AutomationCondition.any_deps_in_progress())
+        .allow(AssetSelection.assets(drawn))
+        .with_label("an asset it draws from is running")
     )
     return (
-        release.since_last_handled()
-        & upstream_rebuilt.since(release)
+        _drawn_rows_changed(drawn).since_last_handled()
+        & ~upstream_running
+        & ~AutomationCondition.in_progress()
+    ).with_label("rebuild when the rows it draws change")
+
+
+def rebuild_catalog_after_the_corpus(drawn: AssetKey) -> AutomationCondition:
+    """True once a corpus partition or the evaluation sets changed content (data version), and no corpus
+    partition is left to rebuild or running: the catalog describes the corpus once it has settled.
+
+    Data versions rather than materializations: a partition re-run that wrote the same rows leaves the
+    catalog (and the LLaVA export after it) as it is.
+    """
+    content_changed = AutomationCondition.any_deps_match(
+        AutomationCondition.data_version_changed()
+    ).with_label("the corpus or the evaluation sets changed content")
+    partition_pending = AutomationCondition.any_deps_match(
+        _drawn_rows_changed(drawn).since_last_handled()
+    ).with_label("a corpus partition is left to rebuild")
+    return (
+        content_changed.since_last_handled()
+        & ~partition_pending
         & ~AutomationCondition.any_deps_in_progress()
         & ~AutomationCondition.in_progress()
-    ).with_label("rebuild after a release of its datasets")
+    ).with_label("rebuild after the corpus changed")
 
 
 # --- Concurrency pools (limits in dagster.yaml) -------------------------------------------------------------

@@ -24,9 +24,10 @@ from dagster import (
 )
 from pydantic import Field
 
+from assets.corpus_inputs import record_corpus_inputs
 from assets.metadata import column_schema, counts_markdown, image_markdown, preview
 from assets.policies import raw_dataset_dep, rebuild_when_upstream_changes
-from assets.versions import code_version, project_modules
+from assets.versions import code_version, files_data_version, project_modules
 from radvlm_pipeline.images import ImageCheck, draw_boxes
 from radvlm_pipeline.labels import UncertainPolicy
 from radvlm_pipeline.layout import image_root
@@ -192,12 +193,16 @@ def build_source_asset(reader: SourceReader) -> AssetsDefinition:
         except base.DatasetUnavailable as exc:
             # What a person must fix, without a stack trace; the other sources still materialize.
             raise Failure(description=str(exc), metadata={"data_root": str(storage.data_path)}) from exc
-        base.write_tables(tables, storage.layout, dataset.key)
+        written = base.write_tables(tables, storage.layout, dataset.key)
+        record_corpus_inputs(context, storage)
         context.log.info(
             f"{dataset.key}: {tables.images.height} images, {tables.reports.height} reports, "
             f"{tables.boxes.height} boxes, {tables.quarantine.height} rows quarantined"
         )
-        return MaterializeResult(metadata=source_metadata(tables, dataset.key, storage))
+        return MaterializeResult(
+            metadata=source_metadata(tables, dataset.key, storage),
+            data_version=files_data_version(written.values()),
+        )
 
     return source_asset
 

@@ -1,11 +1,15 @@
 """Code versions: a hash of the source files an asset's output depends on, so that editing one of them
-marks the asset changed in the UI (and only then)."""
+marks the asset changed in the UI (and only then). Data versions: a hash of the files an asset wrote, so
+that its dependents read as stale when its content changed (and only then), whatever caused the re-run."""
 
 import hashlib
 import inspect
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
+
+from dagster import DataVersion
 
 
 def code_version(*sources: ModuleType | Path, extra: str = "", names: bool = False) -> str:
@@ -44,3 +48,16 @@ def project_modules(root: ModuleType) -> list[ModuleType]:
             ):
                 pending.append(used)
     return [seen[name] for name in sorted(seen)]
+
+
+def files_data_version(paths: Iterable[Path]) -> DataVersion:
+    """The first 16 hex digits of the SHA-256 over each written file's name and content, in name order.
+
+    What an asset wrote, not how: a re-run that writes the same bytes keeps the version, so nothing
+    downstream reads as stale. The writers keep bytes equal for equal content (no timestamps, sorted rows).
+    """
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: p.name):
+        with path.open("rb") as handle:
+            digest.update(path.name.encode() + b"\0" + hashlib.file_digest(handle, "sha256").digest())
+    return DataVersion(digest.hexdigest()[:16])

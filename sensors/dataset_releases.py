@@ -1,10 +1,11 @@
-"""The dataset folders as an observed asset, and the sensor that notices a new release in them.
+"""The dataset folders as an observed asset, and the sensor that notices a release or a correction in them.
 
 ``raw_datasets`` has one partition per dataset; observing it records each folder's fingerprint
-(``radvlm_pipeline.releases``) as that partition's data version. The ``dataset_releases`` sensor compares
-the folders with the versions last recorded, every few minutes, and launches an observation when one
-differs; the automation conditions of ``assets.policies`` then re-run what depends on the changed
-datasets, and nothing else.
+(``radvlm_pipeline.releases``: every file's path, size and modification time, or its content where
+``RADVLM_FINGERPRINT_CONTENT`` asks) as that partition's data version. The ``dataset_releases`` sensor
+compares the folders with the versions last recorded, every few minutes, and launches an observation when
+one differs; the automation conditions of ``assets.policies`` then re-run what depends on the changed
+datasets, and of the corpus only the partitions whose rows changed.
 """
 
 from __future__ import annotations
@@ -47,15 +48,16 @@ warnings.filterwarnings(
     partitions_def=DATASET_PARTITIONS,
     tags={"dagster/kind/csv": "", "dagster/kind/json": ""},
     description="The seven dataset folders under the data root, one partition each, as released. Observing "
-    "them records a fingerprint of each folder's tabular and index files (path, size, modification time) "
-    "as the partition's data version; a new release or new rows change it, and what was built from that "
-    "dataset re-runs.",
+    "them records a fingerprint of every file in each folder (path, size, modification time; or content, "
+    "with RADVLM_FINGERPRINT_CONTENT) as the partition's data version; a new release or a file corrected "
+    "in place changes it, and what was built from that dataset re-runs.",
 )
 def raw_datasets(context, storage: PipelineStorage) -> DataVersionsByPartition:
     versions = {}
     for dataset, found in releases.fingerprints(storage.data_path).items():
         versions[dataset] = DataVersion(found.version)
-        context.log.info(f"{dataset}: {found.version} from {len(found.files)} stamped file(s)")
+        stamp = "content" if found.by_content else "size and modification time"
+        context.log.info(f"{dataset}: {found.version} from {found.files} file(s), by {stamp}")
     return DataVersionsByPartition(versions)
 
 
@@ -87,9 +89,9 @@ def changed_datasets(instance: DagsterInstance, storage: PipelineStorage) -> lis
     job=observe_dataset_folders,
     minimum_interval_seconds=300,
     default_status=DefaultSensorStatus.STOPPED,
-    description="Every 5 minutes, fingerprints the dataset folders (a few stat calls) and, when one differs "
-    "from the version last recorded, observes raw_datasets; the automation conditions then re-run what "
-    "depends on the changed datasets.",
+    description="Every 5 minutes, fingerprints the dataset folders (one stat per file, seconds for a "
+    "million files) and, when one differs from the version last recorded, observes raw_datasets; the "
+    "automation conditions then re-run what depends on the changed datasets.",
 )
 def dataset_releases(context: SensorEvaluationContext, storage: PipelineStorage):
     changed = changed_datasets(context.instance, storage)

@@ -46,76 +46,97 @@ def bump_mtime(path: Path) -> None:
 
 
 # --- Fingerprints --------------------------------------------------------------------------------------------
-def test_fingerprints_stamp_the_index_files_of_each_dataset(data_root):
-    found = releases.fingerprints(data_root)
-    assert set(found) == set(DATASETS)
-    assert [s.path for s in found["mimic_cxr"].files] == [
-        "mimic-cxr-2.0.0-chexpert.csv.gz",
-        "mimic-cxr-2.0.0-metadata.csv.gz",
-        "mimic-cxr-2.0.0-split.csv.gz",
-    ]
-    assert [s.path for s in found["chest_imagenome"].files] == [
-        "silver_dataset/scene_graph",
-        "silver_dataset/splits/test.csv",
-        "silver_dataset/splits/train.csv",
-        "silver_dataset/splits/valid.csv",
-    ]
-    assert [s.path for s in found["chexpert"].files] == [
-        "CheXpert-v1.0-small/train.csv",
-        "CheXpert-v1.0-small/valid.csv",
-        "CheXpert/test_labels.csv",
-    ]
-    assert [s.path for s in found["padchest_gr"].files] == [
-        "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv",
-        "grounded_reports_20240819.json",
-        "master_table.csv",
-    ]
-    assert all(f.files for f in found.values())
-    assert releases.fingerprints(data_root) == found  # nothing changed, same versions
-
-
-def test_a_changed_index_file_changes_its_dataset_only_and_image_files_are_not_read(data_root):
-    before = releases.fingerprints(data_root)
-    for image in (data_root / "mimic-cxr" / "files").rglob("*.jpg"):
-        bump_mtime(image)
-    assert releases.fingerprints(data_root) == before
-    bump_mtime(data_root / "vindr-cxr" / "annotations" / "annotations_train.csv")
-    after = releases.fingerprints(data_root)
-    assert [d for d in DATASETS if after[d].version != before[d].version] == ["vindr_cxr"]
-
-
-def test_a_new_scene_graph_changes_chest_imagenome_and_a_missing_folder_is_absent(data_root):
-    before = releases.fingerprints(data_root)
-    graphs = data_root / "chest-imagenome" / "silver_dataset" / "scene_graph"
-    shutil.copy(next(graphs.iterdir()), graphs / "new_SceneGraph.json")
-    assert releases.fingerprint("chest_imagenome", data_root).version != before["chest_imagenome"].version
-    shutil.rmtree(data_root / "ms-cxr")
-    assert releases.fingerprint("ms_cxr", data_root) == releases.DatasetFingerprint(
-        "ms_cxr", releases.ABSENT, ()
+def files_under(folder: Path) -> int:
+    return sum(
+        1
+        for path in folder.rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
     )
 
 
+def test_fingerprints_stamp_every_file_of_each_dataset(data_root):
+    found = releases.fingerprints(data_root)
+    assert list(found) == list(DATASETS)
+    assert {d: f.files for d, f in found.items()} == {
+        d: files_under(DATASETS[d].root(data_root)) for d in DATASETS
+    }
+    assert found["mimic_cxr"].files > 300  # tables, every report text and every JPEG
+    assert not any(f.by_content for f in found.values())
+    assert releases.fingerprints(data_root) == found  # nothing changed, same versions
+
+
+def test_a_report_edited_in_place_changes_its_dataset_only(data_root):
+    before = releases.fingerprints(data_root)
+    report = next((data_root / "mimic-cxr" / "files").rglob("s*.txt"))
+    report.write_text(report.read_text().replace("FINDINGS:", "FINDINGS: Small right effusion.", 1))
+    after = releases.fingerprints(data_root)
+    assert [d for d in DATASETS if after[d].version != before[d].version] == ["mimic_cxr"]
+    assert after["mimic_cxr"].files == before["mimic_cxr"].files
+
+
 @pytest.mark.parametrize(
-    "dataset, partitions",
+    "change",
     [
-        (
-            "mimic_cxr",
-            {
-                "report_generation__mimic_cxr",
-                "classification__mimic_cxr",
-                "anatomical_grounding__chest_imagenome",
-                "phrase_grounding__ms_cxr",
-                "conversation__mimic_cxr",
-                "grounded_conversation__ms_cxr",
-            },
-        ),
-        ("chexpert", {"classification__chexpert", "report_generation__chexpert_plus"}),
-        ("vindr_cxr", {"abnormality_grounding__vindr_cxr", "abnormality_detection__vindr_cxr"}),
-        ("padchest_gr", {"phrase_grounding__padchest_gr", "grounded_conversation__padchest_gr"}),
+        "touch a file",
+        "edit a scene graph in place",
+        "add a file",
+        "remove a file",
+        "rename a file",
     ],
 )
-def test_a_release_changes_the_corpus_rows_of_its_patients(dataset, partitions):
-    assert set(releases.corpus_partitions_changed_by(dataset)) == partitions
+def test_every_kind_of_file_change_is_noticed(data_root, change):
+    graphs = data_root / "chest-imagenome" / "silver_dataset" / "scene_graph"
+    graph = sorted(graphs.iterdir())[0]
+    folder_mtime = graphs.stat().st_mtime_ns
+    before = releases.fingerprint("chest_imagenome", data_root).version
+    if change == "touch a file":
+        bump_mtime(graph)
+    elif change == "edit a scene graph in place":
+        graph.write_text(graph.read_text().replace('"x1": ', '"x1": 1', 1))
+        os.utime(graphs, ns=(folder_mtime, folder_mtime))  # the folder's own time says nothing
+    elif change == "add a file":
+        shutil.copy(graph, graphs / "new_SceneGraph.json")
+    elif change == "remove a file":
+        graph.unlink()
+    else:
+        graph.rename(graphs / ("z" + graph.name))
+    assert releases.fingerprint("chest_imagenome", data_root).version != before
+
+
+def test_hidden_files_and_a_missing_folder(data_root):
+    before = releases.fingerprint("vindr_cxr", data_root)
+    (data_root / "vindr-cxr" / ".DS_Store").write_bytes(b"\0")
+    (data_root / "vindr-cxr" / "annotations" / ".~lock.annotations_train.csv#").write_text("x")
+    assert releases.fingerprint("vindr_cxr", data_root) == before
+    shutil.rmtree(data_root / "ms-cxr")
+    assert releases.fingerprint("ms_cxr", data_root) == releases.DatasetFingerprint(
+        "ms_cxr", releases.ABSENT, 0, False
+    )
+
+
+def test_the_content_setting_sees_an_edit_that_kept_size_and_time(data_root, monkeypatch):
+    table = data_root / "vindr-cxr" / "annotations" / "annotations_train.csv"
+    stamp = table.stat()
+    by_stat = releases.fingerprint("vindr_cxr", data_root)
+    monkeypatch.setenv(releases.FINGERPRINT_CONTENT_ENV, "vindr_cxr, ms_cxr")
+    by_content = releases.fingerprints(data_root)
+    assert by_content["vindr_cxr"].by_content and by_content["ms_cxr"].by_content
+    assert not by_content["mimic_cxr"].by_content
+    assert by_content["mimic_cxr"] == releases.fingerprint("mimic_cxr", data_root, by_content=False)
+
+    text = table.read_text()
+    digit = next(c for c in text if c.isdigit())
+    table.write_text(text.replace(digit, str((int(digit) + 1) % 10), 1))  # same size
+    os.utime(table, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # same time
+    assert releases.fingerprint("vindr_cxr", data_root, by_content=False) == by_stat
+    assert releases.fingerprints(data_root)["vindr_cxr"].version != by_content["vindr_cxr"].version
+
+
+def test_the_content_setting_names_datasets_or_all():
+    assert releases.content_hashed_datasets("") == frozenset()
+    assert releases.content_hashed_datasets("all") == frozenset(DATASETS)
+    with pytest.raises(ValueError, match="unknown datasets \\['mimic'\\].*mimic_cxr, chexpert"):
+        releases.content_hashed_datasets("mimic")
 
 
 # --- The release sensor --------------------------------------------------------------------------------------
