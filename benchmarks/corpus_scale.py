@@ -330,6 +330,13 @@ def write_inputs(storage: Path) -> dict[str, int]:
             kind=pl.lit(kind),
             cache_key=pl.format("conv{}", pl.col("image_id")),
             backend=pl.lit("bench"),
+            facts=pl.struct(
+                report=pl.format("Report of {}.", pl.col("image_id")),
+                abnormalities=pl.lit("No Finding"),
+                view=pl.lit("PA"),
+                sex=pl.lit("F"),
+                observations=pl.lit("none"),
+            ),
         ).with_columns(conversation=conversations(chosen))
         for chosen, kind in picks
     ]

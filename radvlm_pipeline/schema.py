@@ -183,6 +183,18 @@ CLEAN_REPORTS_SCHEMA = pl.Schema(
     }
 )
 
+# What an LLM-written conversation was written from, as the writer was given it (one text per fact; the
+# boxes as "phrase: [x1, y1, x2, y2]; ..."). The conversation judge gets the same reference data.
+CONVERSATION_FACTS = pl.Struct(
+    {
+        "report": pl.String,
+        "abnormalities": pl.String,
+        "view": pl.String,
+        "sex": pl.String,
+        "observations": pl.String,
+    }
+)
+
 # Conversation synthesis (LLM stage): one row per image that got a valid conversation.
 CONVERSATIONS_SCHEMA = pl.Schema(
     {
@@ -192,6 +204,7 @@ CONVERSATIONS_SCHEMA = pl.Schema(
         "split": pl.String,
         "kind": pl.String,  # "standard" or "grounded"
         "conversation": pl.List(TURN),
+        "facts": CONVERSATION_FACTS,
         "cache_key": pl.String,
         "backend": pl.String,
     }
@@ -213,5 +226,6 @@ CORPUS_SCHEMA = pl.Schema(
         "llm_cache_keys": pl.List(pl.String),  # lineage: cache keys of the LLM outputs used
         "target_boxes": pl.List(pl.Array(pl.Float64, 4)),  # grounding targets (normalised), else null
         "target_labels": pl.List(pl.String),  # classification/detection targets, else null
+        "reference": CONVERSATION_FACTS,  # LLM conversations: the facts they were written from, else null
     }
 )

@@ -421,6 +421,13 @@ def write_corpus_inputs(data_root: Path, storage_root: Path) -> Roots:
                 split=sp,
                 kind=k,
                 conversation=c,
+                facts={
+                    "report": f"Report of {i}.",
+                    "abnormalities": "No Finding",
+                    "view": "PA",
+                    "sex": "F",
+                    "observations": "none",
+                },
                 cache_key=f"conv-{i}",
                 backend="offline-rules",
             )

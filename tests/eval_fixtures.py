@@ -84,6 +84,14 @@ CONVERSATIONS = {
         ],
     ],
 }
+# The facts the fixture conversations were "written from" (what the judge is given as reference data).
+CONVERSATION_REFERENCE = {
+    "report": "Small left apical pneumothorax. Small left pleural effusion. Heart size is normal.",
+    "abnormalities": "Pleural Effusion, Pneumothorax",
+    "view": "PA",
+    "sex": "F",
+    "observations": f"small left apical pneumothorax: {format_box([0.59, 0.18, 0.77, 0.24])}",
+}
 SOURCES = {
     "report_generation": "mimic_cxr",
     "classification": "chexpert",
@@ -172,7 +180,8 @@ def eval_rows(data_root: Path, storage_root: Path) -> dict[str, list[dict]]:
         ]
     for task, dialogues in CONVERSATIONS.items():
         rows[task] = [
-            _row(task, SOURCES[task], i, pairs, data_root, storage_root, labels=["Pneumothorax"])
+            _row(task, SOURCES[task], i, pairs, data_root, storage_root)
+            | {"reference": CONVERSATION_REFERENCE}
             for i, pairs in enumerate(dialogues)
         ]
     return rows

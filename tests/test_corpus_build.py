@@ -160,6 +160,14 @@ def test_conversations_keep_their_rounds_and_lineage(roots):
     assert conversations["turns"].to_list() == [2, 3]
     assert conversations["llm_cache_keys"].to_list() == [["conv-m1a"], ["conv-m1b"]]
     assert conversations["template_id"].is_null().all()
+    # the facts each was written from travel with it, for the conversation judge
+    assert conversations["reference"].struct.field("report").to_list() == ["Report of m1a.", "Report of m1b."]
+
+
+def test_only_llm_conversations_carry_reference_data(rows):
+    llm_tasks = pl.col("task").is_in(["conversation", "grounded_conversation"])
+    assert rows.filter(~llm_tasks)["reference"].is_null().all()
+    assert rows.filter(llm_tasks)["reference"].is_not_null().all()
 
 
 def test_shards_are_bounded(roots):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import polars as pl
 import pytest
+from eval_fixtures import CONVERSATION_REFERENCE, eval_rows
 
 from radvlm_pipeline.evaluation.conversation import (
     Round,
@@ -10,6 +12,8 @@ from radvlm_pipeline.evaluation.conversation import (
     judge_prompt,
     parse_judge_score,
 )
+from radvlm_pipeline.evaluation.scoring import ScoringSettings, score_conversation
+from radvlm_pipeline.schema import CORPUS_SCHEMA, conform
 
 
 @pytest.mark.parametrize(
@@ -29,12 +33,34 @@ def test_parse_judge_score(reply, score):
     assert parse_judge_score(reply) == score
 
 
-def test_judge_prompt_holds_every_round_and_the_format_line():
+def test_judge_prompt_holds_every_round_the_reference_data_and_the_format_line():
     rounds = [Round("Q1?", "E1.", "G1."), Round("Q2?", "E2.", "G2.")]
-    prompt = judge_prompt(rounds, ["Pneumothorax"])
-    for text in ("Q1?", "E1.", "G1.", "Q2?", "E2.", "G2.", "Pneumothorax"):
+    prompt = judge_prompt(rounds, CONVERSATION_REFERENCE)
+    for text in ("Q1?", "E1.", "G1.", "Q2?", "E2.", "G2.", *CONVERSATION_REFERENCE.values()):
         assert text in prompt
+    assert "- View: PA" in prompt and "- Sex: F" in prompt and "not given" not in prompt
     assert prompt.rstrip().endswith("Overall score: <integer from 0 to 10>")
+    assert "not recorded for this conversation" in judge_prompt(rounds, None)
+
+
+def test_the_judge_gets_each_evaluation_rows_reference(tmp_path):
+    rows = eval_rows(tmp_path / "data", tmp_path / "storage")["grounded_conversation"]
+    eval_set = conform(pl.DataFrame(rows, schema=CORPUS_SCHEMA), CORPUS_SCHEMA)
+    answers = pl.DataFrame({"id": eval_set["id"], "answers": [["Yes.", "At the apex."]]})
+    prompts = []
+
+    def complete(batch, datasets):
+        prompts.extend(batch)
+        return ["Overall score: 6"] * len(batch)
+
+    [judge], per_sample = score_conversation(eval_set, answers, ScoringSettings(llm=complete))
+    assert judge.value == 6.0 and judge.details["without_reference"] == 0
+    assert "- Radiology report: Small left apical pneumothorax." in prompts[0]
+    assert (
+        "- Selected observations with bounding box coordinates: small left apical pneumothorax: ["
+        in prompts[0]
+    )
+    assert "- List of abnormalities: Pleural Effusion, Pneumothorax" in prompts[0]
 
 
 def test_judge_mean_counts_failures():

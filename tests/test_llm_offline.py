@@ -205,6 +205,9 @@ def test_offline_conversations_cover_every_input_and_pass_validation():
     text = " ".join(turn["value"] for turn in pc2)
     assert format_box((0.15, 0.12, 0.30, 0.25)) in text or format_box((0.70, 0.75, 0.90, 0.92)) in text
     assert all(row["backend"] == "offline-rules" for row in output.table.iter_rows(named=True))
+    pc2_facts = grounded.filter(pl.col("image_id") == "pc-2.png")["facts"].item()  # kept for the judge
+    assert pc2_facts["observations"].startswith("right apical nodule: [0.15, 0.12, 0.30, 0.25]")
+    assert pc2_facts["view"] == "PA" and output.table["facts"].struct.field("report").is_not_null().all()
 
 
 def test_standard_conversations_are_capped_per_split_before_any_request():

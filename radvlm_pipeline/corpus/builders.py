@@ -286,7 +286,7 @@ def llm_conversations(inputs: CorpusInputs, source: str, splits: tuple[str, ...]
     conversations = (
         inputs.conversations()
         .filter((pl.col("source") == source) & (pl.col("kind") == kind) & pl.col("split").is_in(list(splits)))
-        .select("image_id", "split", "conversation", "cache_key")
+        .select("image_id", "split", "conversation", "facts", "cache_key")
         .sort("image_id", "cache_key")
     )
     images = inputs.table(source, "images").select(
@@ -312,6 +312,7 @@ def llm_conversations(inputs: CorpusInputs, source: str, splits: tuple[str, ...]
         "image_path",
         "conversation",
         *_no_targets(),
+        reference=pl.col("facts"),
         sample_key=pl.col("image_id"),
         source_ids=_image_lineage(),
         llm_cache_keys=pl.concat_list(pl.col("cache_key")),

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from radvlm_pipeline.boxes import format_box
 from radvlm_pipeline.corpus.templates import TemplateSet
-from radvlm_pipeline.schema import CORPUS_SCHEMA, TURN
+from radvlm_pipeline.schema import CONVERSATION_FACTS, CORPUS_SCHEMA, TURN
 
 BOX = pl.Array(pl.Float64, 4)
 BOX_LIST = pl.List(BOX)
@@ -45,7 +45,8 @@ class Samples:
 
     ``frame``: one row per sample, with ``sample_key`` (unique), ``split``, ``subject_id``,
     ``image_dataset``, ``image_path``, ``source_ids``, ``llm_cache_keys``, ``target_boxes``,
-    ``target_labels``, ``case`` and the template fields; LLM tasks carry ``conversation`` instead.
+    ``target_labels``, ``case`` and the template fields; LLM tasks carry ``conversation`` and
+    ``reference`` (the facts it was written from, for the conversation judge) instead.
     ``options``: for tasks with a per-repetition choice, one row per candidate with ``sample_key`` and
     ``option_id`` (orders the candidates) plus raw columns; ``option_columns`` turn the chosen candidate's
     raw columns into the row's (``target``, ``target_boxes``, ``target_labels``, ``option_source_ids``),
@@ -207,7 +208,7 @@ def assemble(
             template_id=pl.lit(None, dtype=pl.String),
         )
     else:
-        frame = _render(frame, templates)
+        frame = _render(frame, templates).with_columns(reference=pl.lit(None, dtype=CONVERSATION_FACTS))
 
     rows = frame.select(
         id=pl.format("{}:{}:{}", pl.lit(purpose), pl.col("sample_key"), pl.col("_rep")),
@@ -223,6 +224,7 @@ def assemble(
         llm_cache_keys=pl.col("llm_cache_keys"),
         target_boxes=pl.col("target_boxes"),
         target_labels=pl.col("target_labels"),
+        reference=pl.col("reference"),
     )
     rows = rows.select([pl.col(name).cast(dtype) for name, dtype in CORPUS_SCHEMA.items()]).sort("id")
     stats["rows"] = rows.height

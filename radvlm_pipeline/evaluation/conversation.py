@@ -1,15 +1,17 @@
 """Conversation evaluation: an LLM judge scores a whole multi-turn exchange from 0 to 10.
 
 The paper (section 4.1.4, appendix figure 2) gives a text-only judge the data the conversation was
-written from, every user question with its expected answer and the model's answer, and asks for
-"Overall score: N" at the end. The prompt below is ours and follows that scheme. The paper's code
-silently drops a reply it cannot parse; here such replies are counted and reported as parse failures.
+written from (abnormalities, report, view, sex, grounded boxes), every user question with its expected
+answer and the model's answer, and asks for "Overall score: N" at the end. The prompt below is ours and
+follows that scheme; the reference data are the facts the conversation writer was given, carried by the
+evaluation row (``reference``). The paper's code silently drops a reply it cannot parse; here such
+replies are counted and reported as parse failures, and conversations without reference data too.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +19,15 @@ import numpy as np
 from radvlm_pipeline.evaluation.metric import MetricUnavailable, MetricValue, TextCompleter
 
 JUDGE_SCORE = "Judge score"
-JUDGE_PROMPT_VERSION = "conversation-judge-v1"
+JUDGE_PROMPT_VERSION = "conversation-judge-v2"
+# The reference data, as the paper's judge prompt names them, from the row's ``reference`` fields.
+REFERENCE_LINES = (
+    ("List of abnormalities", "abnormalities"),
+    ("Radiology report", "report"),
+    ("View", "view"),
+    ("Sex", "sex"),
+    ("Selected observations with bounding box coordinates", "observations"),
+)
 
 
 @dataclass(frozen=True)
@@ -27,7 +37,7 @@ class Round:
     generated: str
 
 
-def judge_prompt(rounds: Sequence[Round], abnormalities: Sequence[str] | None = None) -> str:
+def judge_prompt(rounds: Sequence[Round], reference: Mapping[str, str | None] | None) -> str:
     lines = [
         "You evaluate a vision-language model that answers a series of questions about one chest X-ray.",
         "For every round you see the user's question, the expected answer (written by someone who had the "
@@ -38,7 +48,11 @@ def judge_prompt(rounds: Sequence[Round], abnormalities: Sequence[str] | None = 
         "overall score from 0 (useless) to 10 (as good as the expected answers) for the whole conversation.",
         "",
         "Reference data:",
-        f"- List of abnormalities: {', '.join(abnormalities) if abnormalities else 'not given'}",
+        *(
+            [f"- {label}: {reference.get(key) or 'not given'}" for label, key in REFERENCE_LINES]
+            if reference
+            else ["- not recorded for this conversation"]
+        ),
         "",
         "Conversation:",
     ]
@@ -70,7 +84,7 @@ def parse_judge_score(text: str | None) -> float | None:
 
 def judge_conversations(
     conversations: Sequence[Sequence[Round]],
-    abnormalities: Sequence[Sequence[str] | None],
+    references: Sequence[Mapping[str, str | None] | None],
     datasets: Sequence[str],
     complete: TextCompleter | None,
     unavailable_reason: str,
@@ -78,7 +92,7 @@ def judge_conversations(
     """Mean judge score (0-10) over the conversations whose reply parsed; failures counted separately."""
     if complete is None:
         return MetricValue.not_computed(JUDGE_SCORE, unavailable_reason, unit="/10"), None, []
-    prompts = [judge_prompt(rounds, labels) for rounds, labels in zip(conversations, abnormalities)]
+    prompts = [judge_prompt(rounds, reference) for rounds, reference in zip(conversations, references)]
     try:
         replies = list(complete(prompts, datasets))
     except MetricUnavailable as exc:
@@ -91,7 +105,10 @@ def judge_conversations(
     parse_failures = int(np.isnan(scores).sum()) - failed_calls
     scored = scores[~np.isnan(scores)]
     details = dict(
-        failed_calls=failed_calls, parse_failures=parse_failures, prompt_version=JUDGE_PROMPT_VERSION
+        failed_calls=failed_calls,
+        parse_failures=parse_failures,
+        without_reference=sum(not reference for reference in references),
+        prompt_version=JUDGE_PROMPT_VERSION,
     )
     if len(scored) == 0:
         return (

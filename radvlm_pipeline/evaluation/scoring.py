@@ -206,9 +206,12 @@ def score_conversation(eval_set, answers, settings: ScoringSettings):
     for row_conversation, generated in zip(eval_set["conversation"].to_list(), answers["answers"].to_list()):
         questions, expected = split_turns(row_conversation)
         dialogues.append([conversation.Round(q, e, g) for q, e, g in zip(questions, expected, generated)])
-    labels = eval_set["target_labels"].to_list()
     judge, scores, replies = conversation.judge_conversations(
-        dialogues, labels, eval_set["source"].to_list(), settings.llm, settings.llm_unavailable_reason
+        dialogues,
+        eval_set["reference"].to_list(),
+        eval_set["source"].to_list(),
+        settings.llm,
+        settings.llm_unavailable_reason,
     )
     per_sample = pl.DataFrame({"id": answers["id"], "rounds": [len(d) for d in dialogues]})
     if scores is not None:

@@ -41,6 +41,8 @@ class ImageFacts:
         return f"{self.source}/{self.image_id}"
 
     def fields(self) -> dict[str, str]:
+        """The facts as the writer is given them; kept with the conversation (``CONVERSATION_FACTS``) so
+        the evaluation's judge sees the same reference data."""
         if self.abnormalities is None:
             abnormalities = NOT_GIVEN
         else:

@@ -124,6 +124,7 @@ def synthesise(
                 **row,
                 "kind": fact.kind,
                 "conversation": outcome.value,
+                "facts": fact.fields(),
                 "cache_key": outcome.result.cache_key,
                 "backend": outcome.backend,
             }
