@@ -9,7 +9,7 @@ PY_TF5 := $(VENV_TF5)/bin/python
 PIP_FLAGS ?= -q
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install install-tf5 demo test test-tf5 test-fast lint format sample-data ui clean
+.PHONY: install install-tf5 demo test test-tf5 test-fast lint format sample-data ui materialize backfill wait-backfill clean
 
 $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -63,6 +63,18 @@ sample-data: install
 
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# Partitions from the command line (sensors/cli.py): a wrong key lists the valid ones; `backfill` waits for
+# the runs `dagster job backfill` only submits. make materialize SELECT=corpus PARTITION=<task>__<source>;
+# make backfill JOB=corpus_rows PARTITIONS=a,b (or ALL=yes); make wait-backfill [BACKFILL=<id>].
+materialize: install $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -m sensors.cli materialize --select '$(SELECT)' --partition '$(PARTITION)'
+
+backfill: install $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -m sensors.cli backfill --job '$(JOB)' $(if $(ALL),--all,--partitions '$(PARTITIONS)')
+
+wait-backfill: install $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -m sensors.cli wait $(BACKFILL)
 
 clean:
 	rm -rf storage .dagster_home

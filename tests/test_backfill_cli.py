@@ -1,9 +1,12 @@
 """The README's CLI commands against the project's code location, in subprocesses, on a fresh Dagster home:
-materialize chosen partitions (a corpus row, a model's evaluation) and backfill a job's chosen partitions."""
+materialize chosen partitions (a corpus row, a model's evaluation), backfill a job's chosen partitions and
+wait for its runs (``sensors/cli.py``, behind ``make backfill`` / ``make wait-backfill``); a wrong
+partition key through the project's entry point lists the valid keys."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,10 +15,12 @@ import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, materialize
 
 from definitions import defs
+from radvlm_pipeline.corpus.table import partition_keys
 from radvlm_pipeline.datasets import DATASETS
 from radvlm_pipeline.layout import BUNDLED_SAMPLE_ROOT, DATA_ROOT_ENV, PROJECT_ROOT, STORAGE_ROOT_ENV
 from resources.llm import LLMResource
 from resources.storage import PipelineStorage
+from sensors.cli import main
 
 UP_TO_THE_EVALUATION_SETS = [*DATASETS, "reports_without_priors", "conversations", "corpus_eval_sets"]
 
@@ -47,9 +52,9 @@ def cli(tmp_path):
     }
     env.pop("RADVLM_LLM_BACKEND", None)  # the offline LLM rules
 
-    def run(*args: str) -> str:
+    def run(*args: str, module: str = "dagster") -> str:
         completed = subprocess.run(
-            [sys.executable, "-m", "dagster", *args],
+            [sys.executable, "-m", module, *args],
             cwd=PROJECT_ROOT,
             env=env,
             capture_output=True,
@@ -100,8 +105,8 @@ def test_materialize_chosen_partitions_and_backfill_a_job_from_the_cli(cli):
         "--partition",
         "oracle",
     )
-    # With this project's DefaultRunCoordinator the runs start at once and the command returns when they end.
-    cli(
+    # The command returns once the runs are submitted; the project's `wait` returns when they ended.
+    launched = cli(
         "job",
         "backfill",
         "-f",
@@ -113,6 +118,11 @@ def test_materialize_chosen_partitions_and_backfill_a_job_from_the_cli(cli):
         "classification__chexpert,phrase_grounding__ms_cxr",
         "--tags",
         '{"requested_by": "test"}',
+    )
+    [backfill_id] = re.findall(r"Launched backfill job `([^`]+)`", launched)
+    waited = cli("wait", backfill_id, "--timeout", "240", module="sensors.cli")
+    assert waited.strip().endswith(
+        f"backfill {backfill_id}: classification__chexpert: SUCCESS, phrase_grounding__ms_cxr: SUCCESS"
     )
 
     rows = ["classification__chexpert", "phrase_grounding__ms_cxr", "report_generation__mimic_cxr"]
@@ -130,3 +140,33 @@ def test_materialize_chosen_partitions_and_backfill_a_job_from_the_cli(cli):
             r.dagster_run.tags["dagster/partition"] for r in runs if r.dagster_run.job_name == "corpus_rows"
         } == set(rows[:2])
         assert {r.dagster_run.status.value for r in runs} == {"SUCCESS"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["materialize", "--select", "corpus", "--partition", "report_generation_mimic_cxr"],
+        [
+            "backfill",
+            "--job",
+            "corpus_rows",
+            "--partitions",
+            "classification__chexpert,report_generation_mimic_cxr",
+        ],
+    ],
+)
+def test_a_wrong_partition_key_lists_the_valid_keys_without_a_traceback(args, capsys):
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f"error: no partition 'report_generation_mimic_cxr' of {'corpus' if args[0] == 'materialize' else 'job corpus_rows'}; valid keys:",
+        *(f"  {key}" for key in partition_keys()),
+    ]
+
+
+def test_backfill_refuses_an_empty_partition_list_which_dagster_would_take_for_all(capsys):
+    assert main(["backfill", "--job", "training_recipes", "--partitions", " , "]) == 2
+    assert capsys.readouterr().err.startswith(
+        "error: name the partitions of job training_recipes, or ask for all"
+    )
