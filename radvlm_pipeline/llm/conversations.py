@@ -84,10 +84,10 @@ def within_caps(
     chosen, left_out = set(), {}
     for split, group in sorted(by_split.items()):
         cap = caps.get(split)
-        ranked = group if cap is None else sorted(group, key=lambda fact: _cap_rank(seed, fact))[:cap]
-        chosen.update(fact.item_id for fact in ranked)
-        if len(group) > len(ranked):
-            left_out[split] = len(group) - len(ranked)
+        kept = group if cap is None else sorted(group, key=lambda fact: _cap_rank(seed, fact))[:cap]
+        chosen.update(fact.item_id for fact in kept)
+        if len(group) > len(kept):
+            left_out[split] = len(group) - len(kept)
     return [fact for fact in facts if fact.item_id in chosen], left_out
 
 
