@@ -208,13 +208,13 @@ def build_fake_radgraph_xl(folder: Path) -> Path:
 
     import pytest
 
+    logger_class = logging.getLoggerClass()  # radgraph replaces it process-wide on import
     # The transformers 5 environment (.venv-tf5) has no radgraph: it breaks on transformers 5.
     pytest.importorskip("radgraph", reason="radgraph is not installed; it needs transformers < 5")
     import torch
     from dotmap import DotMap
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    logger_class = logging.getLoggerClass()  # radgraph replaces it process-wide on import
     from radgraph.allennlp.data import Vocabulary
     from radgraph.allennlp.modules import text_field_embedders, token_embedders
     from radgraph.dygie.models import dygie
