@@ -80,16 +80,9 @@ def test_batch_labels_survive_image_expansion_and_padding(processor):
         assert all(labels[i] == IGNORE_INDEX for i in padding)
 
 
-@pytest.mark.transformers
-def test_labels_are_the_processors_assistant_mask_plus_each_end_of_turn(processor):
-    """The spans processing.py finds, against transformers' own assistant mask where it can be trusted.
-
-    On 5.x the processor marks each answer's text but not the <|im_end|> closing it, which the model must
-    learn to say as well; on 4.57 its mask is all zeros once <image> is expanded, which is why
-    processing.py computes the spans itself."""
+def collate_and_reference(processor):
+    """One conversation through collate and through the processor's own chat-template tokenization."""
     from PIL import Image
-
-    from radvlm_pipeline.training.compat import TRANSFORMERS_MAJOR
 
     image = Image.new("RGB", (80, 64), 100)
     messages = to_messages(MULTI_TURN)
@@ -97,13 +90,33 @@ def test_labels_are_the_processors_assistant_mask_plus_each_end_of_turn(processo
     reference = processor.apply_chat_template(
         messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, return_tensors="pt"
     )
-    batch = collate(processor, [MULTI_TURN], [image], max_length=4096)
-    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
-    assert ids == reference["input_ids"][0].tolist()  # the same text and the same image expansion
+    return collate(processor, [MULTI_TURN], [image], max_length=4096), reference
+
+
+@pytest.mark.transformers
+def test_batch_ids_are_the_processors_own_tokenization(processor):
+    batch, reference = collate_and_reference(processor)
+    # The same text and the same image expansion as transformers' chat-template path.
+    assert batch["input_ids"].tolist() == reference["input_ids"].tolist()
+    assert batch["attention_mask"].tolist() == reference["attention_mask"].tolist()
+
+
+@pytest.mark.transformers
+def test_labels_are_the_processors_assistant_mask_plus_each_end_of_turn(processor):
+    """The spans processing.py finds, against transformers' own assistant mask where it has one.
+
+    transformers 5.24 marks each answer's text but not the <|im_end|> closing it, which the model must
+    learn to say as well; 4.57 and 5.17 return all zeros once <image> is expanded, which is why
+    processing.py computes the spans itself."""
+    import transformers
+
+    batch, reference = collate_and_reference(processor)
     mask = [bool(m) for m in reference["assistant_masks"][0]]
-    if TRANSFORMERS_MAJOR < 5:
-        assert not any(mask)
-        return
+    if not any(mask):
+        pytest.skip(
+            f"transformers {transformers.__version__} loses the assistant mask once <image> is expanded"
+        )
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
     labelled = {i for i, label in enumerate(labels) if label != IGNORE_INDEX}
     masked = {i for i, m in enumerate(mask) if m}
     end_of_turn = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")

@@ -9,19 +9,20 @@ Differences handled here:
 
 - the Qwen2 tokenizer: 4.57's fast class reads ``vocab.json``/``merges.txt`` files; 5.x's single class takes
   the vocabulary and the merges themselves (``qwen2_tokenizer``);
-- image processors: 4.57's plain class is the PIL/NumPy one; 5.x's plain class is the torchvision one,
+- image processors: in 4.57 and early 5.x the plain class is the PIL/NumPy one; since 5.x split the
+  backends (``...Pil`` classes; 5.17 and 5.24 have them, 5.0 not) the plain class is the torchvision one,
   which without torchvision (CPU installs: its PyPI wheels break beside the CPU torch) falls back to the
-  PIL one with a warning, so 5.x is asked for the ``...Pil`` class by name. Both save the plain name, so a
-  machine with torchvision loads the directory with its own backend (``pil_image_processor``);
+  PIL one with a warning, so the ``...Pil`` class is asked for by name where it exists. Both save the plain
+  name, so a machine with torchvision loads the directory with its own backend (``pil_image_processor``);
 - a LLaVA-OneVision processor without video processor: the stock class insists on one (torchvision
   again); 4.57 reads the sub-processors from the class's ``attributes``, 5.x from ``__init__``'s
   parameters, and the subclass declares both (``image_only_processor_class``).
 
 Differences the code avoids depending on, so nothing here branches on them:
 
-- the processor's ``return_assistant_tokens_mask`` is all zeros on 4.57 once ``<image>`` is expanded
-  (fixed in 5.x, where it also leaves out the end-of-turn token): ``processing.py`` computes the
-  assistant spans itself, identically on both;
+- the processor's ``return_assistant_tokens_mask`` is all zeros once ``<image>`` is expanded on 4.57 and
+  still on 5.17 (5.24 gets it right, less the end-of-turn token): ``processing.py`` computes the
+  assistant spans itself, identically on every version;
 - a tokenizer's ``apply_chat_template(tokenize=True)`` returns ids on 4.57 and a dict on 5.x: callers
   pass ``return_dict`` explicitly;
 - image-token expansion, pixel values, token ids and greedy answers of a model saved by 4.57 are the same
@@ -54,7 +55,8 @@ def qwen2_tokenizer(vocab_file: Path, merges_file: Path):
 
 def pil_image_processor(model_type: str, **kwargs):
     """The PIL/NumPy image processor of a model type (``"LlavaOnevision"``, ``"CLIP"``), on either major."""
-    name = f"{model_type}ImageProcessor" if TRANSFORMERS_MAJOR < 5 else f"{model_type}ImageProcessorPil"
+    pil = f"{model_type}ImageProcessorPil"
+    name = pil if hasattr(transformers, pil) else f"{model_type}ImageProcessor"
     return getattr(transformers, name)(**kwargs)
 
 

@@ -1,12 +1,12 @@
 """From corpus conversations to model inputs: the chat template, image tokens and assistant-only labels.
 
-Why the labels are computed here rather than by ``return_assistant_tokens_mask``: on transformers 4.57
-the processor's assistant mask is all zeros once ``<image>`` is expanded (every label -100, NaN loss;
-fixed in 5.x). So, as LLaVA codebases do, the assistant spans come from the conversation structure:
-the model's own chat template renders the conversation one message at a time, each assistant
-message's text is located in that rendering, and tokens whose characters fall inside an assistant
-answer (including its end-of-turn token) are the only ones that carry labels, in every round of a
-multi-turn conversation. This works unchanged on transformers 4.57 and 5.x.
+Why the labels are computed here rather than by ``return_assistant_tokens_mask``: on transformers 4.57,
+and still on 5.17, the processor's assistant mask is all zeros once ``<image>`` is expanded (every label
+-100, NaN loss; right on 5.24). So, as LLaVA codebases do, the assistant spans come from the
+conversation structure: the model's own chat template renders the conversation one message at a time,
+each assistant message's text is located in that rendering, and tokens whose characters fall inside an
+assistant answer (including its end-of-turn token) are the only ones that carry labels, in every round
+of a multi-turn conversation. This works unchanged on transformers 4.57 and 5.x (``compat.py``).
 """
 
 from __future__ import annotations
