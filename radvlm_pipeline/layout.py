@@ -17,6 +17,7 @@ The storage root holds every output::
       sources/<source>/               images, reports, labels, boxes, quarantine, accounting (.parquet),
                                       facts.json, boxes_example.png
       derived/vindr-cxr-png/          images the pipeline converted (VinDr-CXR DICOM -> 8-bit PNG)
+      image_checks/<dataset>.parquet  the image checks' verdicts per file (size, mtime, level, outcome)
       llm/
         cache.sqlite                  every LLM answer, keyed by content
         <stage>.parquet               reports_without_priors, conversations
@@ -188,6 +189,11 @@ class StorageLayout:
 
     def source_boxes_example(self, source: str) -> Path:
         return self.source_dir(source) / "boxes_example.png"
+
+    def image_verdicts(self, dataset: str) -> Path:
+        """The image checks' verdicts on the images of an image root (``image_root``'s ``dataset``; the
+        sources annotating MIMIC-CXR images share ``mimic_cxr``'s), reused while a file is unchanged."""
+        return self.root / "image_checks" / f"{dataset}.parquet"
 
     def derived_images(self, name: str) -> Path:
         """The root of images the pipeline converted; ``name`` is a key of ``DERIVED_IMAGE_ROOTS``."""

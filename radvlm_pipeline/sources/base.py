@@ -13,7 +13,7 @@ import polars as pl
 
 from radvlm_pipeline.datasets import Dataset
 from radvlm_pipeline.dicom import PNG_MAX_SIDE
-from radvlm_pipeline.images import ImageCheck
+from radvlm_pipeline.images import DEFAULT_IMAGE_CHECK, ImageCheck
 from radvlm_pipeline.labels import UncertainPolicy
 from radvlm_pipeline.layout import StorageLayout
 from radvlm_pipeline.ledger import ROW
@@ -27,7 +27,7 @@ class DatasetUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class ReaderOptions:
     uncertain: UncertainPolicy = UncertainPolicy.ABSENT
-    image_check: ImageCheck = ImageCheck.DECODE
+    image_check: ImageCheck = DEFAULT_IMAGE_CHECK
     # VinDr-CXR weighted box fusion (ensemble-boxes) of the three radiologists' boxes. IoU 0.1 is the
     # paper's code: radiologists outlining one finding often disagree on its extent, so a stricter
     # threshold keeps two or three near-duplicate boxes of one finding.
@@ -36,8 +36,12 @@ class ReaderOptions:
     wbf_conf_type: str = "avg"
     # VinDr-CXR DICOM -> 8-bit conversion: longest side of the written PNG (None keeps the DICOM size).
     dicom_max_side: int | None = PNG_MAX_SIDE
-    # Where converted images go (VinDr-CXR); the storage root.
+    # Where converted images go (VinDr-CXR) and the image checks' verdicts are kept; the storage root.
     storage_root: Path | None = None
+
+    def image_verdicts(self, dataset: str) -> Path | None:
+        """Where the image check keeps its verdicts on ``dataset``'s images (nowhere without a storage root)."""
+        return StorageLayout(self.storage_root).image_verdicts(dataset) if self.storage_root else None
 
 
 @dataclass

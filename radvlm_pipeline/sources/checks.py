@@ -5,13 +5,12 @@ Plain functions so the Dagster asset checks stay thin and the same checks can ru
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
 
-from radvlm_pipeline.images import ImageCheck, ImageProblem, check_image
-from radvlm_pipeline.layout import image_root
+from radvlm_pipeline.images import DEFAULT_IMAGE_CHECK, ImageCheck, check_images
+from radvlm_pipeline.layout import StorageLayout, image_root
 
 
 def accounting_problems(accounting: pl.DataFrame, quarantine: pl.DataFrame) -> list[str]:
@@ -61,24 +60,24 @@ def box_problems(boxes: pl.DataFrame) -> list[str]:
 
 
 def image_problems(
-    images: pl.DataFrame,
-    data_root: Path,
-    storage_root: Path,
-    level: ImageCheck = ImageCheck.DECODE,
-    workers: int = 8,
+    images: pl.DataFrame, data_root: Path, storage_root: Path, level: ImageCheck = DEFAULT_IMAGE_CHECK
 ) -> list[str]:
-    """Every referenced image exists and decodes (Pillow releases the GIL while decoding, hence threads)."""
-
-    def problem(dataset: str, path: str) -> str | None:
-        try:
-            check_image(image_root(dataset, data_root, storage_root) / path, level)
-        except ImageProblem as exc:
-            return exc.detail
-        return None
-
-    pairs = images.select("dataset", "path").iter_rows()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return [p for p in pool.map(lambda pair: problem(*pair), pairs) if p]
+    """Every referenced image exists and passes ``level``. Verdicts the readers (or an earlier check) left
+    in ``StorageLayout.image_verdicts`` are reused while a file is unchanged: a check right after its
+    reader only stats the files."""
+    layout = StorageLayout(storage_root)
+    problems = []
+    for (dataset,), paths in images.filter(pl.col("path").is_not_null()).group_by(
+        "dataset", maintain_order=True
+    ):
+        checked = check_images(
+            image_root(dataset, data_root, storage_root),
+            paths["path"].to_list(),
+            level,
+            layout.image_verdicts(dataset),
+        )
+        problems += checked["image_problem_detail"].drop_nulls().to_list()
+    return problems
 
 
 def split_leak_problems(images: pl.DataFrame) -> list[str]:

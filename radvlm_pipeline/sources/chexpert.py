@@ -164,7 +164,11 @@ def _read_label_file(
     rows = screen_labels(ledger, rows, options)
     folder = f"{file.image_folder}/" if file.image_folder else ""
     rows = screen_images(
-        ledger, rows.with_columns((pl.lit(folder) + pl.col("Path")).alias("path")), root, options.image_check
+        ledger,
+        rows.with_columns((pl.lit(folder) + pl.col("Path")).alias("path")),
+        root,
+        options.image_check,
+        options.image_verdicts(CHEXPERT.key),
     )
     keep(ledger, rows)
 
@@ -249,12 +253,14 @@ def screen_labels(ledger: Ledger, rows: pl.DataFrame, options: ReaderOptions) ->
     return parsed
 
 
-def screen_images(ledger: Ledger, rows: pl.DataFrame, root: Path, level: ImageCheck) -> pl.DataFrame:
-    """Check each row's image (``path``, relative to ``root``), quarantine rows whose image is missing or
-    does not decode, and give the others width/height from the file. The CSVs carry no sizes, so even an
-    existence-only check reads the header."""
+def screen_images(
+    ledger: Ledger, rows: pl.DataFrame, root: Path, level: ImageCheck, verdicts: Path | None
+) -> pl.DataFrame:
+    """Check each row's image (``path``, relative to ``root``; earlier ``verdicts`` reused), quarantine
+    rows whose image is missing or does not decode, and give the others width/height from the file. The
+    CSVs carry no sizes, so even an existence-only check reads the header."""
     level = ImageCheck.HEADER if level is ImageCheck.EXISTS else level
-    checked = rows.hstack(check_images(root, rows["path"].to_list(), level))
+    checked = rows.hstack(check_images(root, rows["path"].to_list(), level, verdicts))
     return screen(
         ledger,
         checked,

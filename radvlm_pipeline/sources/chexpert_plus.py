@@ -169,7 +169,13 @@ def _read_images(
     )
     rows = screen(ledger, rows, [duplicates(["path_to_image"])])
     png = pl.format("{}/{}.png", pl.lit(IMAGE_FOLDER), pl.col("path_to_image").str.strip_suffix(".jpg"))
-    rows = screen_images(ledger, rows.with_columns(png.alias("path")), root, options.image_check)
+    rows = screen_images(
+        ledger,
+        rows.with_columns(png.alias("path")),
+        root,
+        options.image_check,
+        options.image_verdicts(CHEXPERT_PLUS.key),
+    )
     keep(ledger, rows)
     images = rows.with_columns(
         pl.lit(CHEXPERT_PLUS.key).alias("source"),

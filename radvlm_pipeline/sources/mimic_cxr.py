@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from radvlm_pipeline.datasets import MIMIC_CXR
-from radvlm_pipeline.images import ImageCheck, check_images
+from radvlm_pipeline.images import check_images
 from radvlm_pipeline.labels import parse_label_columns
 from radvlm_pipeline.ledger import FILTERED, INVALID, ROW, Ledger
 from radvlm_pipeline.schema import (
@@ -74,7 +74,7 @@ def read(data_root: Path, options: ReaderOptions, upstream: Upstream = NO_UPSTRE
     splits = _records(root, SPLIT, ("dicom_id", "study_id", "subject_id", "split"))
     chexpert = _records(root, CHEXPERT, ("subject_id", "study_id", *CHEXPERT_LABELS))
 
-    images = _read_images(root, metadata, splits, ledger, options.image_check)
+    images = _read_images(root, metadata, splits, ledger, options)
     studies = _study_outcomes(metadata, images)
     labels = _read_labels(chexpert, studies, ledger, options)
     reports, without_report = _read_reports(root, studies, ledger)
@@ -107,7 +107,7 @@ def _records(root: Path, name: str, required: tuple[str, ...]) -> pl.DataFrame:
 
 # --- Images -------------------------------------------------------------------------------------------
 def _read_images(
-    root: Path, metadata: pl.DataFrame, splits: pl.DataFrame, ledger: Ledger, image_check: ImageCheck
+    root: Path, metadata: pl.DataFrame, splits: pl.DataFrame, ledger: Ledger, options: ReaderOptions
 ) -> pl.DataFrame:
     declare(ledger, splits)
     split_rows = screen(ledger, splits, [missing_values(["dicom_id"])])
@@ -163,7 +163,9 @@ def _read_images(
             "dicom_id",
         )
     )
-    checked = check_images(root, rows["path"].to_list(), image_check)
+    checked = check_images(
+        root, rows["path"].to_list(), options.image_check, options.image_verdicts(MIMIC_CXR.key)
+    )
     rows = rows.hstack(checked.rename({"width": "file_width", "height": "file_height"}))
     stated_width = pl.col("Columns").cast(pl.Int32, strict=False)
     stated_height = pl.col("Rows").cast(pl.Int32, strict=False)
