@@ -340,9 +340,13 @@ def write_inputs(storage: Path) -> dict[str, int]:
         ).with_columns(conversation=conversations(chosen))
         for chosen, kind in picks
     ]
-    pl.concat(frames).select([pl.col(c).cast(t) for c, t in CONVERSATIONS_SCHEMA.items()]).write_parquet(
-        StorageLayout(storage).llm_output(CONVERSATIONS)
-    )
+    conversations_table = pl.concat(frames)
+    conversations_table.select(
+        [
+            (pl.col(c) if c in conversations_table.columns else pl.lit(None)).cast(t)  # facts: none here
+            for c, t in CONVERSATIONS_SCHEMA.items()
+        ]
+    ).write_parquet(StorageLayout(storage).llm_output(CONVERSATIONS))
     sizes["conversations"] = sum(f.height for f in frames)
     return sizes
 

@@ -234,30 +234,32 @@ def assemble(
 def _pick_options(
     frame: pl.DataFrame, options: pl.LazyFrame, columns: list[pl.Expr], stats: dict[str, int]
 ) -> pl.DataFrame:
-    """Per (sample, repetition): the candidate at ``draw % candidates`` in option_id order."""
-    kept = frame.select("sample_key").unique()
-    candidates = (
-        options.join(kept.lazy(), on="sample_key", how="semi")
-        .sort("sample_key", "option_id")
-        .with_columns(
-            _rank=pl.int_range(pl.len(), dtype=pl.UInt64).over("sample_key"),
-            _candidates=pl.len().over("sample_key").cast(pl.UInt64),
+    """Per (sample, repetition): the candidate at ``draw % candidates`` in option_id order. Only each
+    sample's option ids are sorted (a list of ~29 for a Chest ImaGenome image), never the millions of
+    candidate rows, and ``columns`` are computed for the chosen candidates alone."""
+    candidates = options.join(frame.select("sample_key").unique().lazy(), on="sample_key", how="semi")
+    ordered = candidates.group_by("sample_key").agg(pl.col("option_id").sort().alias("_option_ids")).collect()
+    before = frame.height
+    frame = frame.join(ordered, on="sample_key", how="inner")
+    stats["excluded/no_option"] = before - frame.height
+    frame = frame.with_columns(
+        _option_id=pl.col("_option_ids").list.get(
+            (pl.col("_option") % pl.col("_option_ids").list.len().cast(pl.UInt64)).cast(pl.Int64)
+        )
+    ).drop("_option_ids")
+    picked = frame.select("sample_key", pl.col("_option_id").alias("option_id")).unique()
+    chosen = (
+        candidates.join(picked.lazy(), on=["sample_key", "option_id"], how="semi")
+        .with_columns(columns)
+        .select(
+            "sample_key", pl.col("option_id").alias("_option_id"), *[c.meta.output_name() for c in columns]
         )
         .collect()
     )
-    counts = candidates.select("sample_key", "_candidates").unique("sample_key")
-    before = frame.height
-    frame = frame.join(counts, on="sample_key", how="inner")
-    stats["excluded/no_option"] = before - frame.height
-    frame = frame.with_columns(_rank=pl.col("_option") % pl.col("_candidates"))
-    chosen = (
-        candidates.drop("_candidates")
-        .join(frame.select("sample_key", "_rank").unique(), on=["sample_key", "_rank"], how="semi")
-        .with_columns(columns)
+    frame = frame.drop(
+        [c for c in chosen.columns if c in frame.columns and c not in ("sample_key", "_option_id")]
     )
-    chosen = chosen.select("sample_key", "_rank", *[c.meta.output_name() for c in columns])
-    frame = frame.drop([c for c in chosen.columns if c in frame.columns and c not in ("sample_key", "_rank")])
-    frame = frame.join(chosen, on=["sample_key", "_rank"], how="inner")
+    frame = frame.join(chosen, on=["sample_key", "_option_id"], how="inner")
     return frame.with_columns(source_ids=pl.col("source_ids").list.concat(pl.col("option_source_ids")))
 
 
@@ -286,16 +288,15 @@ def _render(frame: pl.DataFrame, templates: TemplateSet) -> pl.DataFrame:
         question = question.str.replace_all(f"{{{name}}}", value, literal=True)
         answer = answer.str.replace_all(f"{{{name}}}", value, literal=True)
 
-    return frame.with_columns(
+    frame = frame.with_columns(
         pl.Series("_q_text", templates.questions).gather(question_index),
         pl.Series("_a_text", flat_answers).gather(answer_flat),
         pl.Series("_q_index", question_index),
         pl.Series("_a_index", answer_index),
-    ).with_columns(
-        conversation=pl.concat_list(
-            pl.struct(pl.lit("human").alias("from"), question.alias("value")),
-            pl.struct(pl.lit("gpt").alias("from"), answer.alias("value")),
-        ).cast(pl.List(TURN)),
+    )
+    texts = frame.select(question.alias("question"), answer.alias("answer"))
+    return frame.with_columns(
+        conversation=_two_turns(texts["question"], texts["answer"]),
         template_id=pl.format(
             "{}:q{}:{}:a{}",
             pl.lit(templates.name),
@@ -304,3 +305,17 @@ def _render(frame: pl.DataFrame, templates: TemplateSet) -> pl.DataFrame:
             pl.col("_a_index").cast(pl.String).str.zfill(2),
         ),
     )
+
+
+def _two_turns(questions: pl.Series, answers: pl.Series) -> pl.Series:
+    """Conversations of one human and one gpt turn: the 2n turns are built as one flat column and cut
+    into pairs, ~20x faster than a ``concat_list`` of two structs per row."""
+    n = questions.len()
+    interleaved = np.column_stack([np.arange(n), np.arange(n) + n]).ravel()
+    turns = pl.DataFrame(
+        {
+            "from": pl.Series(["human", "gpt"]).gather(np.tile([0, 1], n)),
+            "value": pl.concat([questions, answers]).gather(interleaved),
+        }
+    )
+    return turns.to_struct("turn").reshape((n, 2)).cast(pl.List(TURN)).alias("conversation")
