@@ -8,10 +8,13 @@ import csv
 import functools
 import gzip
 import io
+import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+from radvlm_pipeline.images import usable_cores
 
 PARTIAL = ".partial"  # suffix of a file being written; only a complete file gets its final name
 
@@ -61,9 +64,9 @@ class FileJobs:
     """The per-file work of the paper-scale generator (images, report files, scene graphs), collected
     while the tables are written and then run in a process pool.
 
-    Each job is ``function(out_root, seed, items)``, a module-level function so it pickles by name; it
-    must make every file a pure function of the seed and its item, write it through ``complete_file``
-    and return how many files it wrote. Files are thus byte-identical whatever the pool size, and a run
+    Each job is ``function(out_root, seed, items)``, a module-level function (or a partial of one) so it
+    pickles by name; it must make every file a pure function of the seed and its item, write it through
+    ``complete_file`` and return how many files it wrote. Files are thus byte-identical whatever the pool size, and a run
     that was stopped resumes where it was: files already under their final name are skipped.
     """
 
@@ -80,14 +83,18 @@ class FileJobs:
 
     def run(self, workers: int | None = None) -> dict[str, int]:
         """Files written per label (0 for a label whose files were all there already)."""
-        workers = workers or os.cpu_count() or 1
+        workers = workers or usable_cores()
         written: dict[str, int] = {label: 0 for _, _, label in self.jobs}
         if workers == 1:
             results = (function(self.out_root, self.seed, items) for function, items, _ in self.jobs)
             for (_, _, label), count in zip(self.jobs, results):
                 written[label] += count
             return written
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # Spawned, not forked: the caller has polars' threads, and spawned workers are its children, so
+        # their CPU time and memory count in its resource usage.
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
             futures = [
                 pool.submit(function, self.out_root, self.seed, items) for function, items, _ in self.jobs
             ]
