@@ -46,17 +46,21 @@ def raw_dataset_dep(dataset: str) -> AssetDep:
 
 
 # --- Automation conditions -------------------------------------------------------------------------------
-def rebuild_when_upstream_changes(only: AssetKey | None = None) -> AutomationCondition:
-    """``eager()``, except that an upstream asset never materialized does not hold the asset back: a user
-    may hold only some datasets, and the stages skip what is missing or fail saying what to materialize.
-    ``only``: react to updates of that upstream asset alone."""
-    condition = AutomationCondition.eager().without(~AutomationCondition.any_deps_missing())
-    if only is not None:
-        condition = condition.replace(
-            "any_deps_updated", AutomationCondition.any_deps_updated().allow(AssetSelection.assets(only))
-        )
-    return condition.with_label(
-        "rebuild when upstream changes" + (f" ({only.to_user_string()})" if only else "")
+def rebuild_when_upstream_changes() -> AutomationCondition:
+    """``eager()`` with two changes. An upstream asset counts as updated when its data version changed,
+    not whenever it was materialized: a source rebuilt into the same tables sets nothing off (upstream
+    assets requested on the same tick still pull the asset into their run). And an upstream asset never
+    materialized does not hold the asset back: a user may hold only some datasets, and the stages skip
+    what is missing or fail saying what to materialize."""
+    content_changed = AutomationCondition.any_deps_match(
+        (AutomationCondition.data_version_changed() & ~AutomationCondition.executed_with_root_target())
+        | AutomationCondition.will_be_requested()
+    ).with_label("upstream content changed")
+    return (
+        AutomationCondition.eager()
+        .without(~AutomationCondition.any_deps_missing())
+        .replace("any_deps_updated", content_changed)
+        .with_label("rebuild when upstream changes")
     )
 
 
@@ -70,20 +74,26 @@ def _drawn_rows_changed(drawn: AssetKey) -> AutomationCondition:
 
 
 def rebuild_when_drawn_rows_change(drawn: AssetKey) -> AutomationCondition:
-    """True for a corpus partition once the rows it draws changed, and nothing it draws from is running.
+    """True for a corpus partition once the rows it draws changed, and no asset it draws from is running
+    or about to (its own ``rebuild_when_upstream_changes`` holds).
 
     Waiting matters: a partition is built from files its upstream assets write, which a running step
-    would still be rewriting (the LLM stages write after the sources; the evaluation sets last).
+    would still be rewriting, and a rebuild they are due for may change the draw again (after a source
+    rebuilt by hand, the sources built on it and the evaluation sets follow). Those assets carry no
+    partitions, so they never run in the corpus partition's run and ``will_be_requested`` cannot see them;
+    their own condition, evaluated here too, can.
     """
-    upstream_running = (
-        AutomationCondition.any_deps_match(AutomationCondition.any_deps_in_progress())
+    upstream_busy = (
+        AutomationCondition.any_deps_match(
+            AutomationCondition.any_deps_match(
+                rebuild_when_upstream_changes() | AutomationCondition.in_progress()
+            )
+        )
         .allow(AssetSelection.assets(drawn))
-        .with_label("an asset it draws from is running")
+        .with_label("an asset it draws from is running or due to")
     )
     return (
-        _drawn_rows_changed(drawn).since_last_handled()
-        & ~upstream_running
-        & ~AutomationCondition.in_progress()
+        _drawn_rows_changed(drawn).since_last_handled() & ~upstream_busy & ~AutomationCondition.in_progress()
     ).with_label("rebuild when the rows it draws change")
 
 

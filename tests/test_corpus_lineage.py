@@ -10,11 +10,14 @@ import sys
 import polars as pl
 import pytest
 from corpus_fixtures import write_corpus_inputs
+from dagster import AssetRecordsFilter, DagsterInstance, materialize
 
+from assets.corpus_inputs import CORPUS_INPUTS, corpus_inputs
 from radvlm_pipeline.corpus.build import build_eval_sets
 from radvlm_pipeline.corpus.lineage import MISSING, draws, frame_digest
 from radvlm_pipeline.corpus.table import partition_keys
 from radvlm_pipeline.layout import CLEAN_REPORTS, PROJECT_ROOT, StorageLayout
+from resources.storage import PipelineStorage
 
 
 @pytest.fixture
@@ -150,3 +153,15 @@ def test_frame_digest_is_order_free_and_sees_values_and_types():
     assert frame_digest(frame) != frame_digest(frame.with_columns(a=pl.Series([1, 2, 4])))
     assert frame_digest(frame) != frame_digest(frame.with_columns(pl.col("a").cast(pl.Int32)))
     assert frame_digest(frame.head(0)) != frame_digest(frame.head(0).rename({"a": "c"}))
+
+
+def test_observing_corpus_inputs_records_each_partitions_draw(storage):
+    resources = {"storage": PipelineStorage(data_root=str(storage.root), storage_root=str(storage.root))}
+    with DagsterInstance.ephemeral() as instance:
+        assert materialize(
+            [corpus_inputs], selection=[CORPUS_INPUTS], resources=resources, instance=instance
+        ).success
+        records = instance.fetch_observations(AssetRecordsFilter(asset_key=CORPUS_INPUTS), limit=100).records
+    observed = {r.asset_observation.partition: r.asset_observation for r in records}
+    assert {key: o.tags["dagster/data_version"] for key, o in observed.items()} == versions(storage)
+    assert observed["classification__chexpert"].metadata["held_out_patients"].value == 2

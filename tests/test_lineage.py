@@ -37,11 +37,32 @@ UP_TO_THE_CORPUS = [
     AssetKey("conversations"),
     AssetKey("corpus_eval_sets"),
 ]
-ONE_TRAINING_STEP = {"ops": {"finetuned_model": {"config": {"max_steps": 1, "micro_batch_size": 2}}}}
+# What a change to MIMIC-CXR's folder rebuilds in one run: the sources on its images, the LLM stages, the
+# evaluation sets.
+MIMIC_CHAIN = [
+    "chest_imagenome",
+    "conversations",
+    "corpus_eval_sets",
+    "mimic_cxr",
+    "ms_cxr",
+    "reports_without_priors",
+]
+ONE_TRAINING_STEP = {
+    "ops": {"finetuned_model": {"config": {"max_steps": 1, "global_batch_size": 2, "micro_batch_size": 2}}}
+}
 
 
 def partition_rows(storage: StorageLayout, key: str) -> pl.DataFrame:
     return pl.read_parquet(storage.corpus.partition(key) / "*.parquet")
+
+
+def report_answers(storage: StorageLayout, study: str) -> list[str]:
+    """The report generation targets of a MIMIC-CXR study's images, as the corpus holds them."""
+    rows = partition_rows(storage, "report_generation__mimic_cxr")
+    return [
+        turns[-1]["value"]
+        for turns in rows.filter(pl.col("image_path").str.contains(f"/s{study}/"))["conversation"]
+    ]
 
 
 def new_draw(*partitions: str) -> dict[str, list[str]]:
@@ -116,7 +137,11 @@ class Pipeline:
         self.notice(dataset)
         source = f"has a new dependency data version: raw_datasets[{dataset}]"
         assert stale_assets(self.instance) == {dataset: [source]}
+        self.settle(chain, partitions, models)
+        return self.server.chat_requests[calls_before:]
 
+    def settle(self, chain: list[str], partitions: list[str], models: dict[str, list[str]]) -> None:
+        """The automation from here on, and the stale flags after each tick (see ``correct``)."""
         assert self.tick() == {name: [None] for name in chain}
         assert stale_assets(self.instance) == new_draw(*partitions)
 
@@ -126,7 +151,6 @@ class Pipeline:
         assert self.tick() == {"corpus_catalog": [None], "corpus_llava_export": [None]}
         assert stale_assets(self.instance) == models
         assert self.tick() == {}
-        return self.server.chat_requests[calls_before:]
 
 
 def daemon_partitions() -> list[str]:
@@ -134,8 +158,9 @@ def daemon_partitions() -> list[str]:
 
 
 # --- The corrections ---------------------------------------------------------------------------------------
-def rewrite_a_report(data_root: Path, storage: StorageLayout) -> tuple[str, str]:
-    """A MIMIC-CXR train report (of a study MS-CXR does not annotate) rewritten in place; (study, added)."""
+def rewrite_a_report(data_root: Path, storage: StorageLayout, added: str) -> str:
+    """A sentence added to the findings of a MIMIC-CXR train report (of a study MS-CXR does not
+    annotate), in place; the study."""
     reports = pl.read_parquet(storage.source_table("mimic_cxr", "reports"))
     annotated = set(pl.read_parquet(storage.source_table("ms_cxr", "images"))["study_id"])
     drawn = set(partition_rows(storage, "report_generation__mimic_cxr")["image_path"])
@@ -145,11 +170,10 @@ def rewrite_a_report(data_root: Path, storage: StorageLayout) -> tuple[str, str]
         if s not in annotated and any(f"/s{s}/" in path for path in drawn)
     )
     [path] = MIMIC_CXR.root(data_root).glob(f"files/p*/p*/s{study}.txt")
-    added = "Small right basal atelectasis."
     text = path.read_text()
     assert "FINDINGS:" in text  # the section the reader keeps
     path.write_text(text.replace("FINDINGS:", f"FINDINGS: {added}", 1))
-    return study, added
+    return study
 
 
 def move_a_region_box(data_root: Path, storage: StorageLayout) -> tuple[str, str]:
@@ -194,17 +218,11 @@ def test_corrections_reach_exactly_what_is_built_from_them_and_the_stale_flags_s
         storage = pipeline.storage.layout
 
         # A report rewritten: one cleaning prompt, one conversation prompt per image of its study.
-        study, added = rewrite_a_report(pipeline.data_root, storage)
+        added = "Small right basal atelectasis."
+        study = rewrite_a_report(pipeline.data_root, storage, added)
         requests = pipeline.correct(
             "mimic_cxr",
-            chain=[
-                "chest_imagenome",
-                "conversations",
-                "corpus_eval_sets",
-                "mimic_cxr",
-                "ms_cxr",
-                "reports_without_priors",
-            ],
+            chain=MIMIC_CHAIN,
             partitions=["conversation__mimic_cxr", "report_generation__mimic_cxr"],
             models={},
         )
@@ -212,12 +230,8 @@ def test_corrections_reach_exactly_what_is_built_from_them_and_the_stale_flags_s
         assert len(cleaning) == 1 and added in cleaning[0]
         talks = pl.read_parquet(storage.llm_output("conversations")).filter(pl.col("study_id") == study)
         assert len(requests) == 1 + talks.height
-        reports = partition_rows(storage, "report_generation__mimic_cxr")
-        assert reports.filter(pl.col("image_path").str.contains(f"/s{study}/")).height > 0
-        assert all(
-            added in row[-1]["value"]
-            for row in reports.filter(pl.col("image_path").str.contains(f"/s{study}/"))["conversation"]
-        )
+        answers = report_answers(storage, study)
+        assert answers and all(added in answer for answer in answers)
 
         # A region box moved in a scene graph: no prompt, only the anatomical grounding row.
         image, region = move_a_region_box(pipeline.data_root, storage)
@@ -232,6 +246,31 @@ def test_corrections_reach_exactly_what_is_built_from_them_and_the_stale_flags_s
         after = partition_rows(storage, "anatomical_grounding__chest_imagenome")
         moved = after.join(before, on="id").filter(pl.col("target_boxes") != pl.col("target_boxes_right"))
         assert moved["image_path"].str.contains(image).all() and moved.height >= 1
+
+        # A report corrected and its source and LLM stages rebuilt by hand, before any sensor looks: the
+        # UI says at once which corpus partitions are out of date (and what else), and the automation
+        # rebuilds what follows, the corpus partitions once nothing they draw from is due to re-run.
+        added = "Mild cardiomegaly."
+        study = rewrite_a_report(pipeline.data_root, storage, added)
+        by_hand = ["mimic_cxr", "reports_without_priors", "conversations"]
+        pipeline.daemon.execute([AssetKey(name) for name in by_hand])
+        partitions = ["conversation__mimic_cxr", "report_generation__mimic_cxr"]
+        assert stale_assets(pipeline.instance) == {
+            "chest_imagenome": ["has a new dependency data version: mimic_cxr"],
+            "ms_cxr": ["has a new dependency data version: mimic_cxr"],
+            "corpus_eval_sets": sorted(f"has a new dependency data version: {name}" for name in by_hand),
+            **new_draw(*partitions),
+        }
+        pipeline.settle(["chest_imagenome", "corpus_eval_sets", "ms_cxr"], partitions, models={})
+        answers = report_answers(storage, study)
+        assert answers and all(added in answer for answer in answers)
+        # The sensor then notices the folder: one re-read, into the same tables, sets nothing else off.
+        calls_before = len(server.chat_requests)
+        pipeline.notice("mimic_cxr")
+        assert pipeline.tick() == {name: [None] for name in MIMIC_CHAIN}
+        assert stale_assets(pipeline.instance) == {}
+        assert pipeline.tick() == {}
+        assert server.chat_requests[calls_before:] == []
 
         # A label flipped: no prompt, only classification__chexpert, and the recipe trained on it reads
         # as stale, with the reason, until someone trains it again.
