@@ -21,6 +21,7 @@ from dagster import (
     materialize,
 )
 
+from assets.corpus_inputs import CORPUS_INPUTS
 from assets.policies import GPU_INFERENCE_POOL, LLM_POOL, TRAINING_POOL
 from definitions import defs
 from radvlm_pipeline import releases
@@ -222,6 +223,19 @@ def test_only_data_preparation_reruns_by_itself_and_results_tables_follow_evalua
         "corpus_llava_export",
         "results_tables",
     }  # not raw_datasets (the sensor observes it), not base/fine-tuned models, answers or metrics
+
+
+def test_a_corpus_partition_depends_on_the_rows_it_draws_only():
+    corpus = GRAPH.get(AssetKey("corpus"))
+    assert corpus.parent_keys == {CORPUS_INPUTS}  # partition to partition: no unpartitioned upstream
+    drawn = GRAPH.get(CORPUS_INPUTS)
+    assert drawn.is_observable and drawn.partitions_def == corpus.partitions_def
+    assert {key.to_user_string() for key in drawn.parent_keys} == {
+        *DATASETS,
+        "reports_without_priors",
+        "conversations",
+        "corpus_eval_sets",
+    }
 
 
 def test_pools_and_retries():

@@ -1,10 +1,13 @@
 """What each corpus partition draws from its inputs, as one digest per partition.
 
 A partition (Table 1 row) is rebuilt from its builder's samples, drawn from the source tables and LLM
-outputs, minus the patients the evaluation sets hold. A digest of exactly those samples and patients
-changes when, and only when, a rebuild could give different rows: a corrected report of another dataset,
-a new test image elsewhere or a rewritten quarantine table leave it as it is. The digests are computed by
-the builders themselves (``builders.BUILDERS``), so they cannot drift from what a rebuild reads.
+outputs, minus the patients the evaluation sets hold. The digest covers exactly those samples and
+patients, so it changes with them and only with them: a corrected report of another dataset or of a test
+study, or a rewritten quarantine table, leaves it as it is. (A changed sample the cap then leaves out
+still changes it: the rebuild writes the same rows, and the partition's own data version stays.) The
+digests come from the builders themselves (``builders.BUILDERS``), so they cannot drift from what a
+rebuild reads. They are taken with Table 1's settings (``CorpusConfig()``): a run configured with other
+splits draws other samples, which these digests do not follow.
 
 Rows are hashed one by one (polars ``hash_rows`` with a fixed seed, the same in every process) and the
 sorted row hashes hashed again, so the digest does not depend on the order joins return rows in. A polars
