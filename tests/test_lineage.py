@@ -3,8 +3,10 @@ rewritten, a box moved, a label value flipped) is noticed, reaches the LLM only 
 rebuilds exactly the corpus partitions whose rows it changed, then the catalog and export, and at every
 step each asset's stale flag, as the UI computes it, says what is out of date and why.
 
-One instance goes through the three corrections in turn (each starts from the quiet state the previous
-one left), with a fine-tuned recipe built at the start so its stale flag is checked too.
+One instance goes through the corrections in turn, each from the quiet state the previous one left: a
+report, a scene-graph box, a report again but rebuilt by hand before the sensor looks, a training label,
+a test label (the evaluation sets change, no training row does). A fine-tuned recipe and the oracle's
+answers are built at the start, so the stale flags of training and evaluation are checked too.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ class Pipeline:
         daemon.execute([AssetKey("corpus_catalog"), AssetKey("corpus_llava_export")])
         daemon.execute([AssetKey("base_model")])
         daemon.execute([AssetKey("finetuned_model")], RECIPE, run_config=ONE_TRAINING_STEP)
+        daemon.execute([AssetKey("eval_answers")], "oracle")
         assert daemon.tick_automation() == {}  # the first evaluation starts from here
         assert stale_assets(self.instance) == {}
 
@@ -209,6 +212,22 @@ def flip_a_label(data_root: Path, storage: StorageLayout) -> tuple[str, str]:
     raise AssertionError("no positive CheXpert training label in the sample")
 
 
+def flip_a_test_label(data_root: Path, storage: StorageLayout) -> str:
+    """A positive label of a CheXpert test image (in the classification evaluation set) set to 0, in
+    place; the image's path."""
+    evaluated = pl.read_parquet(storage.corpus.eval_set("classification"))["image_path"]
+    path = CHEXPERT.root(data_root) / "CheXpert" / "test_labels.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    for index, line in enumerate(lines[1:], start=1):
+        image, *values = line.rstrip("\n").split(",")
+        if "1" in values and evaluated.str.ends_with(image).any():
+            values[values.index("1")] = "0"
+            lines[index] = ",".join([image, *values]) + "\n"
+            path.write_text("".join(lines))
+            return image
+    raise AssertionError("no positive label on an evaluated CheXpert test image in the sample")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_corrections_reach_exactly_what_is_built_from_them_and_the_stale_flags_say_so(tmp_path):
@@ -275,20 +294,34 @@ def test_corrections_reach_exactly_what_is_built_from_them_and_the_stale_flags_s
         # A label flipped: no prompt, only classification__chexpert, and the recipe trained on it reads
         # as stale, with the reason, until someone trains it again.
         image_path, label = flip_a_label(pipeline.data_root, storage)
+        trained = {
+            f"finetuned_model[{RECIPE}]": [
+                "has a new dependency data version: corpus[classification__chexpert]"
+            ]
+        }
         requests = pipeline.correct(
             "chexpert",
             chain=["chexpert", "corpus_eval_sets"],
             partitions=["classification__chexpert"],
-            models={
-                f"finetuned_model[{RECIPE}]": [
-                    "has a new dependency data version: corpus[classification__chexpert]"
-                ]
-            },
+            models=trained,
         )
         assert requests == []
-    [row] = (
-        partition_rows(storage, "classification__chexpert")
-        .filter(pl.col("image_path") == image_path)
-        .rows(named=True)
-    )
-    assert label not in row["target_labels"]
+        [row] = (
+            partition_rows(storage, "classification__chexpert")
+            .filter(pl.col("image_path") == image_path)
+            .rows(named=True)
+        )
+        assert label not in row["target_labels"]
+
+        # A label of an evaluated test image corrected: the evaluation set changes, no training row does.
+        # No corpus partition re-runs, the catalog and the export do, and the answers of the models on
+        # the evaluation sets read as stale.
+        flip_a_test_label(pipeline.data_root, storage)
+        answers = {"eval_answers[oracle]": ["has a new dependency data version: corpus_eval_sets"]}
+        pipeline.notice("chexpert")
+        assert pipeline.tick() == {"chexpert": [None], "corpus_eval_sets": [None]}
+        catalog = {"corpus_catalog": ["has a new dependency data version: corpus_eval_sets"]}
+        assert stale_assets(pipeline.instance) == {**catalog, **answers, **trained}
+        assert pipeline.tick() == {"corpus_catalog": [None], "corpus_llava_export": [None]}
+        assert stale_assets(pipeline.instance) == {**answers, **trained}
+        assert pipeline.tick() == {}
