@@ -9,7 +9,7 @@ Re-runs after a release or a correction in a dataset folder (``sensors.dataset_r
 2. that dataset's source asset, the source assets built on it (Chest ImaGenome and MS-CXR read MIMIC-CXR's
    images), the LLM stages and the evaluation sets re-run in one run (``rebuild_when_upstream_changes``);
    each records what every corpus partition now draws (``corpus_inputs``);
-3. once nothing the corpus reads is running, exactly the corpus partitions whose draw changed re-run
+3. once nothing the corpus reads is running or due to, exactly the corpus partitions whose draw changed re-run
    (``rebuild_when_drawn_rows_change``), then the catalog and the LLaVA export, if the corpus or the
    evaluation sets changed content (``rebuild_catalog_after_the_corpus``).
 
