@@ -68,20 +68,8 @@ def read(data_root: Path, options: ReaderOptions, upstream: Upstream) -> SourceT
     rows = join_mimic_images(rows, upstream[MIMIC_CXR.key])
     rows = screen(ledger, rows, [*frontal_only(), not_in_mimic_images()])
 
-    dicom_ids = rows["dicom_id"].to_list()
-    graphs = [_load_scene_graph(root, dicom_id) for dicom_id in dicom_ids]
-    objects = {dicom_id: graph[0] for dicom_id, graph in zip(dicom_ids, graphs) if graph[0] is not None}
-    rows = pl.concat(
-        [
-            rows,
-            pl.DataFrame(
-                [g[1:] for g in graphs],
-                orient="row",
-                schema={"gender": pl.String, "graph_problem": pl.String, "graph_detail": pl.String},
-            ),
-        ],
-        how="horizontal",
-    )
+    outcomes, boxes = _scene_graphs(root, rows)
+    rows = pl.concat([rows, outcomes], how="horizontal")
     rows = screen(
         ledger,
         rows,
@@ -96,7 +84,6 @@ def read(data_root: Path, options: ReaderOptions, upstream: Upstream) -> SourceT
     )
     keep(ledger, rows)
 
-    boxes = _object_rows(rows, objects)
     declare(ledger, boxes)
     boxes = normalise_pixel_boxes(boxes)
     boxes = screen(ledger, boxes, [missing_values(["bbox_name"]), invalid_boxes()])
@@ -161,37 +148,56 @@ def _number(value: object) -> float | None:
         return None
 
 
-def _object_rows(images: pl.DataFrame, objects: dict[str, list]) -> pl.DataFrame:
-    """One row per scene-graph object of the kept images, with the MIMIC-CXR image size."""
+# Scene graphs parsed before their objects become columns: at the real size (242,072 graphs, ~7M region
+# objects) holding every parsed object as Python dicts would take ~10 GiB.
+SCENE_GRAPH_CHUNK = 5_000
+OBJECT_SCHEMA = {
+    FILE: pl.Categorical,  # the file of each of ~29 objects: a code, not ~90 bytes of path per row
+    ROW: pl.Int64,
+    "dicom_id": pl.String,
+    "bbox_name": pl.String,
+    "px_x1": pl.Float64,
+    "px_y1": pl.Float64,
+    "px_x2": pl.Float64,
+    "px_y2": pl.Float64,
+    "width": pl.Int32,
+    "height": pl.Int32,
+}
+OUTCOME_SCHEMA = {"gender": pl.String, "graph_problem": pl.String, "graph_detail": pl.String}
+
+
+def _scene_graphs(root: Path, images: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(gender, graph_problem and graph_detail of each image, in order; one row per scene-graph object of
+    the images whose graph loaded, with the MIMIC-CXR image size), a chunk of graphs at a time."""
+    outcomes, chunks = [], []
+    todo = images.select("dicom_id", "mimic_width", "mimic_height").rows()
+    for start in range(0, len(todo), SCENE_GRAPH_CHUNK):
+        records = []
+        for dicom_id, width, height in todo[start : start + SCENE_GRAPH_CHUNK]:
+            objects, *outcome = _load_scene_graph(root, dicom_id)
+            outcomes.append(outcome)
+            if objects is not None:
+                records += _object_records(dicom_id, objects, width, height)
+        chunks.append(pl.DataFrame(records, orient="row", schema=OBJECT_SCHEMA))
+    boxes = pl.concat(chunks) if chunks else pl.DataFrame(schema=OBJECT_SCHEMA)
+    return pl.DataFrame(outcomes, orient="row", schema=OUTCOME_SCHEMA), boxes
+
+
+def _object_records(dicom_id: str, objects: list, width: int, height: int) -> list[tuple]:
+    """One row per scene-graph object of an image; the n-th object is row n of its file."""
     records = []
-    for dicom_id, width, height in images.select("dicom_id", "mimic_width", "mimic_height").iter_rows():
-        for number, obj in enumerate(objects[dicom_id], start=1):
-            obj = obj if isinstance(obj, dict) else {}
-            name = obj.get("bbox_name")
-            records.append(
-                (
-                    scene_graph_file(dicom_id),
-                    number,
-                    dicom_id,
-                    name if isinstance(name, str) else None,
-                    *(_number(obj.get(corner)) for corner in CORNERS),
-                    width,
-                    height,
-                )
+    for number, obj in enumerate(objects, start=1):
+        obj = obj if isinstance(obj, dict) else {}
+        name = obj.get("bbox_name")
+        records.append(
+            (
+                scene_graph_file(dicom_id),
+                number,
+                dicom_id,
+                name if isinstance(name, str) else None,
+                *(_number(obj.get(corner)) for corner in CORNERS),
+                width,
+                height,
             )
-    return pl.DataFrame(
-        records,
-        orient="row",
-        schema={
-            FILE: pl.String,
-            ROW: pl.Int64,
-            "dicom_id": pl.String,
-            "bbox_name": pl.String,
-            "px_x1": pl.Float64,
-            "px_y1": pl.Float64,
-            "px_x2": pl.Float64,
-            "px_y2": pl.Float64,
-            "width": pl.Int32,
-            "height": pl.Int32,
-        },
-    )
+        )
+    return records

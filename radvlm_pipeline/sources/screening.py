@@ -31,24 +31,22 @@ def screen(ledger: Ledger, frame: pl.DataFrame, rules: Sequence[Rule]) -> pl.Dat
     if frame.is_empty() or not rules:
         return frame
     first, *rest = rules
-
-    def chain(value) -> pl.Expr:
-        expr = pl.when(first.when.fill_null(False)).then(value(first))
-        for rule in rest:
-            expr = expr.when(rule.when.fill_null(False)).then(value(rule))
-        return expr.otherwise(pl.lit(None, dtype=pl.String))
-
-    judged = frame.with_columns(
-        _kind=chain(lambda rule: pl.lit(rule.kind)),
-        _reason=chain(lambda rule: pl.lit(rule.reason) if isinstance(rule.reason, str) else rule.reason),
-        _detail=chain(lambda rule: rule.detail),
-    )
-    broken = judged.filter(pl.col("_reason").is_not_null())
-    for file, row, kind, reason, detail in broken.select(
-        FILE, ROW, "_kind", "_reason", "_detail"
-    ).iter_rows():
-        ledger.reject(file, row, kind, reason, detail)
-    return judged.filter(pl.col("_reason").is_null()).drop("_kind", "_reason", "_detail")
+    rule_index = pl.when(first.when.fill_null(False)).then(pl.lit(0, dtype=pl.UInt32))
+    for index, rule in enumerate(rest, start=1):
+        rule_index = rule_index.when(rule.when.fill_null(False)).then(pl.lit(index, dtype=pl.UInt32))
+    judged = frame.with_columns(_rule=rule_index.otherwise(pl.lit(None, dtype=pl.UInt32)))
+    broken = set(judged["_rule"].drop_nulls().unique().to_list())
+    # Reasons and details are computed per rule that some row broke, on the whole frame (a detail may
+    # look at other rows, as a duplicate's does) but never for a rule nothing broke: formatting a detail
+    # for each of millions of good rows (7M Chest ImaGenome boxes) would cost gigabytes for nothing.
+    for index, rule in enumerate(rules):
+        if index not in broken:
+            continue
+        reason = pl.lit(rule.reason) if isinstance(rule.reason, str) else rule.reason
+        rejected = judged.with_columns(_reason=reason, _detail=rule.detail).filter(pl.col("_rule") == index)
+        for file, row, reason_text, detail in rejected.select(FILE, ROW, "_reason", "_detail").iter_rows():
+            ledger.reject(file, row, rule.kind, reason_text, detail)
+    return judged.filter(pl.col("_rule").is_null()).drop("_rule")
 
 
 def declare(ledger: Ledger, frame: pl.DataFrame) -> None:
