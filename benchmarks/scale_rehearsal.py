@@ -301,7 +301,7 @@ def metrics_stage(spec: dict) -> dict:
         metrics, _ = SCORERS[task](eval_set, answers, ScoringSettings())
         headline = metrics[0]
         notes.append(
-            f"{task} {eval_set.height:,} rows {time.perf_counter() - started:.2f} s ({headline.name} {headline.value})"
+            f"{task} {eval_set.height:,} rows {time.perf_counter() - started:.2f} s ({headline.name} {_number(headline.value)})"
         )
         total += eval_set.height
     return {"rows_in": total, "rows_out": total, "notes": "; ".join(notes)}
@@ -549,29 +549,26 @@ def summed(rows: list[dict], prefix: str) -> dict:
 
 
 def extrapolate(small: dict, large: dict) -> str:
-    """Each stage to fraction 1.0 through the line of its two measured points (wall, CPU, RSS)."""
+    """Each stage to fraction 1.0 through the line of its two measured points (wall, CPU, RSS), never
+    below the larger measurement."""
     a, b = small["fraction"], large["fraction"]
-    by_stage = {row["stage"].split(" (")[0]: row for row in small["rows"]}
+    by_stage = {row["stage"]: row for row in small["rows"]}
+    keys = ("wall_s", "cpu_s", "peak_rss_gib")
     rows = []
     for row in large["rows"]:
-        other = by_stage.get(row["stage"].split(" (")[0])
-        if other is None or "wall_s" not in row or "wall_s" not in other:
+        other = by_stage.get(row["stage"], {})
+        if "wall_s" not in row or "wall_s" not in other:
             continue
-
-        def at_one(key: str, row=row, other=other) -> float:
-            slope = (row[key] - other[key]) / (b - a)
-            return max(row[key], row[key] + slope * (1.0 - b))
-
-        rows.append(
-            [
-                row["stage"],
-                *(f"{at_one(k):,.1f}" for k in ("wall_s", "cpu_s")),
-                f"{at_one('peak_rss_gib'):.2f}",
-            ]
-        )
-    return markdown_table(
-        [f"stage (measured at {a} and {b})", "wall s at 1.0", "CPU s at 1.0", "peak RSS GiB at 1.0"], rows
-    )
+        cells = []
+        for key in keys:
+            if key not in row or key not in other:
+                cells.append("")
+                continue
+            at_one = row[key] + (row[key] - other[key]) / (b - a) * (1.0 - b)
+            cells.append(f"{max(row[key], at_one):,.{2 if key == 'peak_rss_gib' else 1}f}")
+        rows.append([row["stage"], *cells])
+    header = [f"stage (measured at {a} and {b})", "wall s at 1.0", "CPU s at 1.0", "peak RSS GiB at 1.0"]
+    return markdown_table(header, rows)
 
 
 def main(argv: list[str] | None = None) -> None:
