@@ -30,7 +30,7 @@ from assets.versions import code_version
 from radvlm_pipeline.layout import RunLayout
 from radvlm_pipeline.training import config as training_config
 from radvlm_pipeline.training.base_model import current_base_model, prepare_base_model
-from radvlm_pipeline.training.config import TrainConfig
+from radvlm_pipeline.training.config import PAPER, PROFILES, TrainConfig, profile_settings
 from radvlm_pipeline.training.recipes import (
     RECIPES,
     recipe_train_config,
@@ -43,15 +43,23 @@ from resources.launchers import TrainingLauncher
 from resources.storage import PipelineStorage
 
 RECIPE_PARTITIONS = StaticPartitionsDefinition(list(RECIPES))
+# What a reader compares between runs (the rest of the config is in the YAML the metadata links to).
+RECORDED_SETTINGS = (
+    "epochs",
+    "max_steps",
+    "global_batch_size",
+    "micro_batch_size",
+    "lr_vision",
+    "lr_language",
+    "warmup_ratio",
+    "max_length",
+    "seed",
+)
 TRAINING_SOURCES = Path(training_config.__file__).parent
 # The training code, its defaults and the shipped DeepSpeed configs.
 CODE_VERSION = code_version(
     *sorted([*TRAINING_SOURCES.glob("*.py"), *TRAINING_SOURCES.glob("deepspeed/*.json")]), names=True
 )
-
-
-def _default(name: str):
-    return TrainConfig.__dataclass_fields__[name].default
 
 
 class BaseModelConfig(Config):
@@ -62,20 +70,45 @@ class BaseModelConfig(Config):
     )
 
 
-class FinetuneConfig(Config):
-    """The settings a run is usually changed by; the rest keep the paper's values (TrainConfig)."""
+def _paper(name: str) -> str:
+    return f"None: the profile's value (paper: {TrainConfig.__dataclass_fields__[name].default})"
 
-    epochs: float = Field(default=_default("epochs"))
-    max_steps: int | None = Field(default=_default("max_steps"), description="stop after this many steps")
-    micro_batch_size: int = Field(default=_default("micro_batch_size"), description="per process")
-    gradient_accumulation_steps: int = Field(default=_default("gradient_accumulation_steps"))
-    lr_vision: float = Field(default=_default("lr_vision"))
-    lr_language: float = Field(default=_default("lr_language"), description="projector and language model")
-    max_length: int = Field(default=_default("max_length"))
-    deepspeed: str | None = Field(default=_default("deepspeed"), description="zero2, zero3 or a JSON path")
-    save_every_steps: int = Field(default=_default("save_every_steps"))
-    num_workers: int = Field(default=_default("num_workers"))
-    seed: int = Field(default=_default("seed"))
+
+class FinetuneConfig(Config):
+    """The settings a run is usually changed by: a profile, and any value set here on top of it."""
+
+    profile: str = Field(
+        default=PAPER,
+        description=f"One of {sorted(PROFILES)}: 'paper' keeps the paper's settings (real runs); 'demo' "
+        "is for the embedded tiny random model on the bundled sample (higher rates, several epochs, "
+        "short sequences).",
+    )
+    epochs: float | None = Field(default=None, description=_paper("epochs"))
+    max_steps: int | None = Field(
+        default=None, description="stop after this many steps; None: the whole schedule"
+    )
+    global_batch_size: int | None = Field(
+        default=None,
+        description="samples per optimizer step over all processes; accumulation = global / (micro x "
+        f"processes). {_paper('global_batch_size')}",
+    )
+    micro_batch_size: int | None = Field(
+        default=None, description=f"per process. {_paper('micro_batch_size')}"
+    )
+    lr_vision: float | None = Field(default=None, description=_paper("lr_vision"))
+    lr_language: float | None = Field(
+        default=None, description=f"projector and language model. {_paper('lr_language')}"
+    )
+    max_length: int | None = Field(default=None, description=_paper("max_length"))
+    deepspeed: str | None = Field(default=None, description="zero2, zero3 or a JSON path; None: DDP")
+    save_every_steps: int | None = Field(default=None, description=_paper("save_every_steps"))
+    num_workers: int | None = Field(default=None, description=_paper("num_workers"))
+    seed: int | None = Field(default=None, description=_paper("seed"))
+
+    def settings(self) -> dict:
+        """TrainConfig keyword arguments: the profile's values, then every value set here."""
+        chosen = {k: v for k, v in self.model_dump().items() if k != "profile" and v is not None}
+        return profile_settings(self.profile, **chosen)
 
 
 def recipe_for_corpus_partition(key: str) -> list[str]:
@@ -143,7 +176,7 @@ def build_finetune_assets(corpus: AssetsDefinition | AssetKey) -> list[AssetsDef
         recipe = context.partition_key
         base = current_base_model(storage.storage_path)
         run_config = recipe_train_config(
-            recipe, storage.storage_path, storage.data_path, base["path"], **config.model_dump()
+            recipe, storage.storage_path, storage.data_path, base["path"], **config.settings()
         )
         run = RunLayout(Path(run_config.output_dir))
         config_path = run_config.to_yaml(run.config)
@@ -152,10 +185,9 @@ def build_finetune_assets(corpus: AssetsDefinition | AssetKey) -> list[AssetsDef
         # What the weights depend on: settings, base model and the corpus bytes.
         version = f"{run_config.config_hash()}-{base['fingerprint']}-{shards_fingerprint(shard_files)}"
         context.log.info(f"training {recipe} on {counts} with {training_launcher.describe()}")
-        invocation = training_launcher.launch(
+        reported = training_launcher.launch(
             context, config_path, run.job(context.run_id), extras={"recipe": recipe}
         )
-        reported = invocation.get_materialize_result().metadata or {}
         metrics = read_metrics(run.metrics)
         png = base64.b64encode(loss_curve_png(metrics, f"{recipe}: training loss")).decode()
         return MaterializeResult(
@@ -167,6 +199,10 @@ def build_finetune_assets(corpus: AssetsDefinition | AssetKey) -> list[AssetsDef
                 "base_model": MetadataValue.path(base["path"]),
                 "config_hash": run_config.config_hash(),
                 "config": MetadataValue.path(str(config_path)),
+                "profile": run_config.profile,
+                "settings": MetadataValue.json(
+                    {name: getattr(run_config, name) for name in RECORDED_SETTINGS}
+                ),
                 "launcher": training_launcher.describe(),
                 "loss_curve": MetadataValue.md(f"![loss curve](data:image/png;base64,{png})"),
                 "output_path": MetadataValue.path(str(run.final)),

@@ -66,9 +66,10 @@ def main() -> None:
 
     import torch
 
+    from radvlm_pipeline.images import open_rgb
     from radvlm_pipeline.layout import RunLayout, image_root
     from radvlm_pipeline.training.config import TrainConfig
-    from radvlm_pipeline.training.data import load_image, load_training_rows
+    from radvlm_pipeline.training.data import load_training_rows
     from radvlm_pipeline.training.processing import collate, load_processor
     from radvlm_pipeline.training.report import read_metrics
     from radvlm_pipeline.training.synthetic import write_corpus
@@ -108,8 +109,7 @@ def main() -> None:
     processor = load_processor(model_dir)
     rows = load_training_rows(config.shard_files)[: args.micro_batch_size]
     images = [
-        load_image(image_root(d, data, storage) / p)
-        for d, p in zip(rows["image_dataset"], rows["image_path"])
+        open_rgb(image_root(d, data, storage) / p) for d, p in zip(rows["image_dataset"], rows["image_path"])
     ]
     batch = collate(processor, rows["conversation"].to_list(), images, config.max_length)
     tokens_per_sample = float(batch["attention_mask"].sum()) / len(images)

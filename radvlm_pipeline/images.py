@@ -227,6 +227,14 @@ def to_display_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def open_rgb(path: Path) -> Image.Image:
+    """The image a model is shown, in training and in evaluation alike: 8-bit RGB whatever the file
+    (PadChest-GR's 16-bit PNGs rescaled as ``to_display_rgb`` does; a plain RGB conversion would clip
+    them to white)."""
+    with Image.open(path) as image:
+        return to_display_rgb(image)
+
+
 def draw_boxes(
     image_path: Path, boxes: Iterable[tuple[str, float, float, float, float]], max_side: int = 384
 ) -> Image.Image:

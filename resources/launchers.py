@@ -1,7 +1,8 @@
 """Where training runs: a subprocess on this machine, or a Slurm job; both report back over Dagster Pipes.
 
-The fine-tuning asset only calls ``launch(context, config_path, job_dir, extras)``; which launcher
-is bound to the ``training_launcher`` resource key decides where it runs.
+The fine-tuning asset only calls ``launch(context, config_path, job_dir, extras)``, which returns what
+the training reported (its summary); which launcher is bound to the ``training_launcher`` resource key
+decides where it runs.
 
 Why not the community ``dagster-slurm`` package: it reaches the cluster over SSH from an edge node,
 ships the environment with pixi-pack, and its launchers start one Python payload (Bash) or a Ray /
@@ -53,28 +54,64 @@ class TrainingLauncher(ConfigurableResource):
     def describe(self) -> str:
         raise NotImplementedError
 
-    def launch(
-        self, context: AssetExecutionContext, config_path: Path, job_dir: Path, extras: dict
-    ) -> PipesClientCompletedInvocation:
+    def launch(self, context: AssetExecutionContext, config_path: Path, job_dir: Path, extras: dict) -> dict:
         raise NotImplementedError
+
+
+# Not a command: the training runs inside the Dagster step's own process.
+IN_PROCESS = "inprocess"
 
 
 class LocalTrainingLauncher(TrainingLauncher):
     """This machine: plain python (1 process), torchrun or the deepspeed launcher (N processes; gloo on
-    CPU, nccl on GPU)."""
+    CPU, nccl on GPU), or ``inprocess``: the training function called in the step's own process, which
+    saves starting an interpreter and importing torch and transformers again (seconds per run, most of
+    a small CPU run such as the demo's) at the price of isolation: a crash fails the step with it."""
 
-    mode: str = Field(default="python", description=f"one of {LOCAL_MODES}")
+    mode: str = Field(default="python", description=f"one of {(*LOCAL_MODES, IN_PROCESS)}")
     processes: int = Field(default=1, description="processes on this machine (one per GPU on a GPU host)")
 
     def describe(self) -> str:
         return f"local {self.mode} x{self.processes}"
 
     def launch(self, context, config_path, job_dir, extras):
+        if self.mode == IN_PROCESS:
+            return train_in_process(context, config_path, self.processes)
         command = local_command(self.mode, self.processes, config_path, self.python)
         context.log.info("launching: " + " ".join(command))
-        return PipesSubprocessClient(cwd=str(PROJECT_ROOT)).run(
+        invocation = PipesSubprocessClient(cwd=str(PROJECT_ROOT)).run(
             context=context, command=command, extras=extras
         )
+        return invocation.get_materialize_result().metadata or {}
+
+
+class _StepPipes:
+    """What the training reports to when it runs in the step's process: the step's own log, and the
+    summary it would have sent over Pipes."""
+
+    def __init__(self, context: AssetExecutionContext):
+        self.log = context.log
+        self.reported: dict = {}
+
+    def report_custom_message(self, payload) -> None:
+        """Step metrics are in metrics.jsonl and, every ``log_every_steps``, in the log already."""
+
+    def report_asset_materialization(self, metadata: dict) -> None:
+        self.reported = dict(metadata)
+
+
+def train_in_process(context: AssetExecutionContext, config_path: Path, processes: int) -> dict:
+    if processes != 1:
+        raise ValueError(f"mode {IN_PROCESS!r} trains in one process; use torchrun or deepspeed for more")
+    from radvlm_pipeline.torch_threads import one_cpu_thread
+    from radvlm_pipeline.training.config import TrainConfig
+    from radvlm_pipeline.training.train import train
+
+    pipes = _StepPipes(context)
+    context.log.info(f"training in this process: {config_path}")
+    with one_cpu_thread():  # the training sets it for its process; the step gets its own count back
+        train(TrainConfig.from_yaml(config_path), pipes=pipes)
+    return pipes.reported
 
 
 class SlurmTrainingLauncher(TrainingLauncher):
@@ -142,4 +179,5 @@ class SlurmTrainingLauncher(TrainingLauncher):
                     allow_retries=state in CLUSTER_ENDED_STATES,
                 )
             context.log.info(f"Slurm job {job_id} completed")
-        return PipesClientCompletedInvocation(session, metadata={"slurm_job_id": job_id})
+        invocation = PipesClientCompletedInvocation(session, metadata={"slurm_job_id": job_id})
+        return invocation.get_materialize_result().metadata or {}

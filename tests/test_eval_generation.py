@@ -65,3 +65,56 @@ def test_run_generation_records_answers_and_unavailable_models(tmp_path):
     missing = run_generation(BASELINES["maira2"], tmp_path / "nowhere", storage_root, data_root)
     assert missing.status == "not_available" and "no model folder" in missing.reason
     assert read_generation_outcome(storage_root, "maira2").reason == missing.reason
+
+
+class ThreadRecorder(EchoModel):
+    """An EchoModel that also notes how many torch threads it answered with."""
+
+    def answer(self, requests):
+        import torch
+
+        self.threads = torch.get_num_threads()
+        return super().answer(requests)
+
+
+def test_every_set_is_answered_in_shared_batches_with_one_cpu_thread(tmp_path, monkeypatch):
+    import torch
+
+    data_root, storage_root = tmp_path / "data", tmp_path / "storage"
+    write_eval_sets(data_root, storage_root)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model = ThreadRecorder()
+        outcome = run_generation(
+            ORACLE, None, storage_root, data_root, batch_size=64, device="cpu", generator=model
+        )
+        assert model.threads == 1 and torch.get_num_threads() == 2  # one thread inside, restored after
+    finally:
+        torch.set_num_threads(threads_before)
+
+    sets = {task: read_eval_set(storage_root, task) for task in ORACLE.tasks}
+    # Round one asks every row of every set in one batch; later rounds only the conversations left.
+    assert [len(batch) for batch in model.batches] == [sum(f.height for f in sets.values()), 3, 1]
+    assert {request.task for request in model.batches[0]} == set(ORACLE.tasks)
+    for task, frame in sets.items():
+        stored = pl.read_parquet(StorageLayout(storage_root).answers("oracle", task))
+        assert stored["id"].to_list() == frame["id"].to_list() and set(stored["task"]) == {task}
+        assert outcome.tasks[task]["rows"] == frame.height
+    assert read_generation_outcome(storage_root, "oracle").seconds == outcome.seconds >= 0
+
+
+def test_evaluation_shows_a_sixteen_bit_png_as_training_does(tmp_path):
+    """PadChest-GR's images are 16-bit PNGs: evaluation once converted them to RGB by clipping, so the
+    model saw a white image where it had been trained on the rescaled one."""
+    import numpy as np
+
+    from radvlm_pipeline.evaluation import adapters
+    from radvlm_pipeline.training import data
+    from radvlm_pipeline.training.synthetic import write_image
+
+    write_image(tmp_path / "x.png", seed=1, size=(60, 72), sixteen_bit=True)
+    shown = np.asarray(adapters.open_rgb(tmp_path / "x.png"))
+    trained = np.asarray(data.open_rgb(tmp_path / "x.png"))
+    assert shown.min() < shown.max() and (shown == trained).all()

@@ -21,7 +21,7 @@ from resources.storage import PipelineStorage
 
 pytestmark = pytest.mark.transformers
 
-FAST_LEARNING = {"lr_vision": 1e-3, "lr_language": 1e-3}  # the paper's rates barely move a random toy
+FAST_LEARNING = {"lr_vision": 3e-3, "lr_language": 3e-3}  # the paper's rates barely move a random toy
 
 
 @pytest.fixture()
@@ -47,7 +47,7 @@ def run_config(roots, model_dir, out: Path, **settings) -> TrainConfig:
 def test_loss_goes_down_and_a_resumed_run_ends_with_the_same_weights(roots, tiny_model_dir, tmp_path):
     from safetensors.torch import load_file
 
-    settings = dict(micro_batch_size=4, epochs=4, save_every_steps=6)  # 3 steps an epoch, 12 steps
+    settings = dict(micro_batch_size=4, global_batch_size=4, epochs=4, save_every_steps=6)  # 3 steps an epoch
     # Two spawned DataLoader workers here, none in the resumed run: the batch order must not differ.
     full = train(run_config(roots, tiny_model_dir, tmp_path / "full", num_workers=2, **settings))
     losses = [m["loss"] for m in read_metrics(tmp_path / "full" / "metrics.jsonl")]
@@ -80,6 +80,7 @@ LAUNCHERS = [
     pytest.param("torchrun", 2, None, id="torchrun-x2-ddp"),
     # First run on a machine JIT-compiles DeepSpeed's shared-memory op (~55 s), cached afterwards.
     pytest.param("deepspeed", 2, "zero2", id="deepspeed-x2-zero2"),
+    pytest.param("inprocess", 1, None, id="in-the-step-process"),
 ]
 
 
@@ -94,7 +95,13 @@ def test_finetuned_model_asset_trains_through_each_local_launcher(
     run_config = {
         "ops": {
             "finetuned_model": {
-                "config": {**FAST_LEARNING, "micro_batch_size": 2, "epochs": 2, "deepspeed": zero}
+                "config": {
+                    **FAST_LEARNING,
+                    "micro_batch_size": 2,
+                    "global_batch_size": 2 * processes,
+                    "epochs": 2,
+                    "deepspeed": zero,
+                }
             },
         }
     }
@@ -126,6 +133,8 @@ def test_finetuned_model_asset_trains_through_each_local_launcher(
         "report_generation": 4,
     }
     assert metadata["steps"].value == steps and metadata["processes"].value == processes
+    assert metadata["profile"].value == "paper" and metadata["gradient_accumulation_steps"].value == 1
+    assert metadata["settings"].value["global_batch_size"] == 2 * processes
     assert metadata["tokens_per_s"].value > 0 and metadata["wall_time_s"].value > 0
     assert metadata["loss_curve"].value.startswith("![loss curve](data:image/png;base64,")
     final = Path(metadata["output_path"].value)

@@ -90,7 +90,13 @@ def test_finetuned_model_asset_trains_as_a_slurm_job_with_two_processes(tmp_path
             nodes=1, processes_per_node=2, cpus_per_task=2, time_limit="10:00", poll_seconds=1
         ),
     }
-    run_config = {"ops": {"finetuned_model": {"config": {"micro_batch_size": 1, "lr_language": 1e-3}}}}
+    run_config = {
+        "ops": {
+            "finetuned_model": {
+                "config": {"micro_batch_size": 1, "global_batch_size": 2, "lr_language": 1e-3}
+            }
+        }
+    }
     with DagsterInstance.ephemeral() as instance:
         assert materialize([base_model], resources=resources, instance=instance).success
         result = materialize(

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from training_helpers import write_sample_corpus
 
+from radvlm_pipeline.images import open_rgb
 from radvlm_pipeline.launch.commands import (
     SlurmJobSpec,
     job_outcome,
@@ -19,7 +20,8 @@ from radvlm_pipeline.launch.commands import (
     sbatch_script,
 )
 from radvlm_pipeline.schema import TASKS
-from radvlm_pipeline.training.data import BatchPlan, load_image, micro_batch_indices
+from radvlm_pipeline.training.config import DEMO, PAPER, TrainConfig, profile_settings
+from radvlm_pipeline.training.data import BatchPlan, micro_batch_indices
 from radvlm_pipeline.training.processing import IGNORE_INDEX, collate, encode_conversation, to_messages
 from radvlm_pipeline.training.recipes import RECIPES, recipe_shard_files, rows_per_task
 from radvlm_pipeline.training.synthetic import write_image
@@ -176,7 +178,7 @@ def test_recipes_cover_every_task_and_select_their_shards(tmp_path):
 
 def test_sixteen_bit_png_becomes_rgb(tmp_path):
     write_image(tmp_path / "x.png", seed=1, size=(60, 72), sixteen_bit=True)
-    image = load_image(tmp_path / "x.png")
+    image = open_rgb(tmp_path / "x.png")
     assert image.mode == "RGB" and image.size == (60, 72)
     assert image.getextrema()[0] == (0, 255)  # rescaled to the full 8-bit range
 
@@ -278,3 +280,56 @@ def test_base_model_is_a_configured_directory_or_the_built_tiny_model(tmp_path, 
     built = prepare_base_model(tmp_path)
     assert built["path"] == str(tmp_path / "models" / "base" / "tiny-llava-onevision")
     assert built["fingerprint"] == configured["fingerprint"]  # same builder, same seed: the same model
+
+
+def test_a_run_states_its_global_batch_and_the_accumulation_follows_from_the_processes():
+    import dataclasses
+
+    from radvlm_pipeline.training.distributed import deepspeed_settings
+
+    config = TrainConfig("model", "out", [], "data", "storage", micro_batch_size=4)
+    assert (config.global_batch_size, config.max_length) == (256, 32768)  # the paper's run
+    assert [config.accumulation_steps(processes) for processes in (1, 8, 64)] == [64, 8, 1]
+    with pytest.raises(ValueError, match="not a multiple"):
+        config.accumulation_steps(128)  # 4 x 128 processes is more than 256
+    with pytest.raises(ValueError, match="not a multiple"):
+        dataclasses.replace(config, micro_batch_size=3).accumulation_steps(1)
+    zero = deepspeed_settings(dataclasses.replace(config, deepspeed="zero2"), world_size=8, bf16=True)
+    assert (zero["train_batch_size"], zero["gradient_accumulation_steps"]) == (256, 8)
+    assert zero["train_micro_batch_size_per_gpu"] == 4
+
+
+def test_a_profile_sets_values_on_the_paper_defaults_and_explicit_settings_win():
+    from assets.finetune import FinetuneConfig
+
+    paper = TrainConfig("model", "out", [], "data", "storage")
+    demo = TrainConfig("model", "out", [], "data", "storage", **profile_settings(DEMO))
+    assert FinetuneConfig().settings() == {"profile": PAPER}  # a real run keeps the paper's values
+    assert demo.profile == DEMO and demo.lr_language > paper.lr_language and demo.epochs > paper.epochs
+    assert demo.global_batch_size < paper.global_batch_size and demo.max_length < paper.max_length
+    chosen = FinetuneConfig(profile=DEMO, lr_language=1e-4, seed=3).settings()
+    assert chosen == {**profile_settings(DEMO), "lr_language": 1e-4, "seed": 3}
+    # The profile names where the values came from; the weights depend on the values alone.
+    relabelled = TrainConfig(
+        "model", "out", [], "data", "storage", **{**profile_settings(DEMO), "profile": PAPER}
+    )
+    assert relabelled.config_hash() == demo.config_hash() != paper.config_hash()
+    with pytest.raises(ValueError, match="unknown training profile"):
+        profile_settings("fast")
+
+
+def test_rows_that_do_not_fill_one_global_batch_fail_before_the_model_loads(tmp_path):
+    from radvlm_pipeline.training.train import train
+
+    storage, data = tmp_path / "storage", tmp_path / "data"
+    files = write_sample_corpus(storage, data)  # 6 rows
+    config = TrainConfig(
+        str(tmp_path / "no-model-here"),
+        str(tmp_path / "run"),
+        [str(f) for f in files],
+        str(data),
+        str(storage),
+        global_batch_size=8,
+    )
+    with pytest.raises(ValueError, match="6 training rows do not fill one global batch of 8"):
+        train(config)

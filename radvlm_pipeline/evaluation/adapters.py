@@ -25,11 +25,11 @@ from radvlm_pipeline.evaluation.model_loading import (
     image_size,
     load_remote_code_model,
     model_dtype,
-    open_rgb,
     pick_device,
     require_model_folder,
 )
 from radvlm_pipeline.evaluation.prompt_formats import chat_messages, mistral_instruct_prompt, vicuna_prompt
+from radvlm_pipeline.images import open_rgb
 from radvlm_pipeline.schema import CHEXPERT_LABELS
 
 

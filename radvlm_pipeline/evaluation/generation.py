@@ -2,7 +2,9 @@
 
 Answers are written once and every metric reads them back, so a metric can be fixed or added without
 generating again. Multi-turn conversations are asked round by round with the model's own earlier answers
-as history, as in the paper; within a round, samples are batched. The model is anything a
+as history, as in the paper. Within a round, the rows of every evaluation set the model answers are
+batched together (a set of 30 single-turn rows alone would leave most of a batch empty), and greedy
+decoding of a batch stops once every row has ended its answer. The model is anything a
 ``ModelAdapter`` can load from a local path (``adapters.py``): a fine-tuned partition, the base model,
 a baseline, or the oracle that answers with the ground truth.
 """
@@ -21,6 +23,7 @@ import polars as pl
 from radvlm_pipeline.evaluation.model_loading import BaselineUnavailable
 from radvlm_pipeline.layout import DERIVED_IMAGE_ROOTS, StorageLayout, image_root
 from radvlm_pipeline.schema import CORPUS_SCHEMA, TASKS
+from radvlm_pipeline.torch_threads import one_cpu_thread
 
 # The evaluation sets the paper scores: every task but abnormality detection, which has no comparable
 # model (section 4.1.3).
@@ -164,6 +167,7 @@ class GenerationOutcome:
     reason: str | None = None
     model_path: str | None = None
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float | None = None  # answering every set, all batched together
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -172,6 +176,7 @@ class GenerationOutcome:
             "reason": self.reason,
             "model_path": self.model_path,
             "tasks": self.tasks,
+            "seconds": self.seconds,
         }
 
     def write(self, storage_root: Path) -> Path:
@@ -187,7 +192,12 @@ def read_generation_outcome(storage_root: Path, model: str) -> GenerationOutcome
         return None
     data = json.loads(path.read_text())
     return GenerationOutcome(
-        data["model"], data["status"], data.get("reason"), data.get("model_path"), data.get("tasks") or {}
+        data["model"],
+        data["status"],
+        data.get("reason"),
+        data.get("model_path"),
+        data.get("tasks") or {},
+        data.get("seconds"),
     )
 
 
@@ -224,35 +234,45 @@ def run_generation(
     except BaselineUnavailable as exc:
         return record_unavailable(adapter, model_path, str(exc), storage_root)
     outcome = GenerationOutcome(adapter.name, "generated", model_path=str(model_path) if model_path else None)
-    resolve = image_resolver(data_root, storage_root)
     layout = StorageLayout(storage_root)
+    answered = []
     for task in EVALUATED_TASKS:
         if task not in adapter.tasks:
             outcome.tasks[task] = {
                 "status": "not_evaluated",
                 "reason": f"{adapter.title} is not evaluated on {task}",
             }
-            continue
-        if not layout.corpus.eval_set(task).is_file():
+        elif not layout.corpus.eval_set(task).is_file():
             outcome.tasks[task] = {
                 "status": "no_eval_set",
                 "reason": f"{layout.corpus.eval_set(task)} missing",
             }
-            continue
-        frame = read_eval_set(storage_root, task, max_samples)
+        else:
+            answered.append(task)
+    if answered:
+        frame = pl.concat([read_eval_set(storage_root, task, max_samples) for task in answered])
         started = time.perf_counter()
-        answers = generate_answers(frame, generator, adapter.to_answer, resolve, adapter.name, batch_size)
-        target = layout.answers(adapter.name, task)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        answers.write_parquet(target, compression="zstd")
-        seconds = round(time.perf_counter() - started, 3)
-        outcome.tasks[task] = {
-            "status": "generated",
-            "rows": answers.height,
-            "seconds": seconds,
-            "path": str(target),
-            "rounds": int(answers["answers"].list.len().max() or 0),
-        }
-        log(f"{adapter.name}/{task}: {answers.height} answers in {seconds:.1f}s")
+        with one_cpu_thread(device):
+            answers = generate_answers(
+                frame,
+                generator,
+                adapter.to_answer,
+                image_resolver(data_root, storage_root),
+                adapter.name,
+                batch_size,
+            )
+        outcome.seconds = round(time.perf_counter() - started, 3)
+        for task in answered:
+            task_answers = answers.filter(pl.col("task") == task)
+            target = layout.answers(adapter.name, task)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            task_answers.write_parquet(target, compression="zstd")
+            outcome.tasks[task] = {
+                "status": "generated",
+                "rows": task_answers.height,
+                "path": str(target),
+                "rounds": int(task_answers["answers"].list.len().max() or 0),
+            }
+        log(f"{adapter.name}: {answers.height} answers to {len(answered)} sets in {outcome.seconds:.1f}s")
     outcome.write(storage_root)
     return outcome

@@ -36,13 +36,6 @@ def model_dtype(device: str):
     return torch.bfloat16 if device.startswith("cuda") else torch.float32
 
 
-def open_rgb(path: Path):
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.convert("RGB")
-
-
 def image_size(path: Path) -> tuple[int, int]:
     from PIL import Image
 

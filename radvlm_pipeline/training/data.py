@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch.utils.data
-from PIL import Image
 
-from radvlm_pipeline.images import to_display_rgb
+from radvlm_pipeline.images import open_rgb
 from radvlm_pipeline.layout import image_root
 from radvlm_pipeline.training.processing import collate, load_processor
 
@@ -42,12 +41,6 @@ def load_training_rows(shard_files: list[str | Path]) -> pl.DataFrame:
     if rows.height == 0:
         raise ValueError(f"the {len(shard_files)} shard files hold no train-split rows")
     return rows
-
-
-def load_image(path: Path) -> Image.Image:
-    """RGB whatever the source: 8-bit JPEG/PNG, or PadChest-GR's 16-bit PNG (rescaled to 8 bits)."""
-    with Image.open(path) as image:
-        return to_display_rgb(image)
 
 
 @dataclass(frozen=True)
@@ -121,7 +114,7 @@ class CorpusBatches(torch.utils.data.IterableDataset):
                 continue
             picked = self.rows[indices.tolist()]
             images = [
-                load_image(image_root(dataset, self.data_root, self.storage_root) / path)
+                open_rgb(image_root(dataset, self.data_root, self.storage_root) / path)
                 for dataset, path in zip(picked["image_dataset"], picked["image_path"])
             ]
             yield collate(processor, picked["conversation"].to_list(), images, self.max_length)

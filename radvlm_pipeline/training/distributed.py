@@ -12,6 +12,7 @@ import os
 import torch
 import torch.distributed as dist
 
+from radvlm_pipeline.torch_threads import wants_one_thread
 from radvlm_pipeline.training.config import TrainConfig
 
 
@@ -23,9 +24,7 @@ def setup_distributed(use_deepspeed: bool) -> tuple[int, int, torch.device]:
     device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    elif "OMP_NUM_THREADS" not in os.environ:
-        # CPU runs are the demo and the tests: matrices so small that extra threads only spin, and on a
-        # busy machine spinning threads made steps 50x slower. torchrun sets the same default.
+    if wants_one_thread(device.type):
         torch.set_num_threads(1)
     if world_size > 1 or use_deepspeed:
         if use_deepspeed:
@@ -42,8 +41,8 @@ def deepspeed_settings(config: TrainConfig, world_size: int, bf16: bool) -> dict
     settings = json.loads(config.deepspeed_config_path().read_text())
     settings.update(
         train_micro_batch_size_per_gpu=config.micro_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        train_batch_size=config.micro_batch_size * config.gradient_accumulation_steps * world_size,
+        gradient_accumulation_steps=config.accumulation_steps(world_size),
+        train_batch_size=config.global_batch_size,
         gradient_clipping=config.max_grad_norm,
         bf16={"enabled": bf16},
     )

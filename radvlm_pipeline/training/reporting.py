@@ -18,16 +18,26 @@ log = logging.getLogger("radvlm.train")
 
 
 class Reporter:
-    """Writes metrics to metrics.jsonl and the log; mirrors them to Dagster Pipes when launched by Dagster."""
+    """Writes metrics to metrics.jsonl and the log; mirrors them to Dagster Pipes when launched by Dagster.
 
-    def __init__(self, output_dir: Path, rank: int, start_step: int, pipes_stack: contextlib.ExitStack):
+    ``pipes`` is what a run inside the Dagster step's own process reports to instead (anything with the
+    ``log.info``, ``report_custom_message`` and ``report_asset_materialization`` of a Pipes context)."""
+
+    def __init__(
+        self,
+        output_dir: Path,
+        rank: int,
+        start_step: int,
+        pipes_stack: contextlib.ExitStack,
+        pipes=None,
+    ):
         self.active = rank == 0
-        self.pipes = None
+        self.pipes = pipes if self.active else None
         self.metrics_path = RunLayout(output_dir).metrics
         if not self.active:
             return
-        if os.environ.get("DAGSTER_PIPES_CONTEXT"):  # launched by Dagster; dagster-pipes is needed only then
-            from dagster_pipes import open_dagster_pipes
+        if pipes is None and os.environ.get("DAGSTER_PIPES_CONTEXT"):
+            from dagster_pipes import open_dagster_pipes  # needed only when launched by Dagster
 
             self.pipes = pipes_stack.enter_context(open_dagster_pipes())
         # A resumed run rewrites history after its checkpoint: steps past it are trained again.

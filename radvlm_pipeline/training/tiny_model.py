@@ -5,8 +5,10 @@ same ``from_pretrained(path)`` code path as the real llava-onevision-qwen2-7b-si
 complete model directory (config, weights, tokenizer, image processor, processor, chat template) from
 configs alone. Two shapes:
 
-- ``tiny``: SigLIP 2 layers / hidden 32 at 64 px, Qwen2 2 layers / hidden 64: trains on CPU in
-  milliseconds per step.
+- ``tiny``: SigLIP 2 layers / hidden 32 at 64 px (anyres with a 1x1 grid: the base image and one
+  tile, 32 image tokens), Qwen2 2 layers / hidden 64: trains on CPU in milliseconds per step. Image
+  tokens carry next to nothing a random toy can learn in the demo's time, so a 2x2 grid (80 tokens,
+  the most of a single-turn sample) only slowed the demo's training and the learning in it.
 - ``0.5b``: the real dimensions of llava-onevision-qwen2-0.5b (SigLIP so400m at 384 px, Qwen2-0.5B) for
   throughput and MFU measurements on a GPU; the tokenizer is still the tiny one (the embedding keeps
   the real vocabulary size so the FLOPs are real).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +70,7 @@ class Shape:
 
 
 SHAPES = {
-    "tiny": Shape(64, 16, 32, 64, 2, 2, 64, 128, 2, 4, 2, None, 2),
+    "tiny": Shape(64, 16, 32, 64, 2, 2, 64, 128, 2, 4, 2, None, 1),
     # llava-onevision-qwen2-0.5b: SigLIP so400m-patch14-384 (26 layers used) + Qwen2-0.5B.
     "0.5b": Shape(384, 14, 1152, 4304, 26, 16, 896, 4864, 24, 14, 2, 151936, 6),
 }
@@ -75,7 +78,15 @@ SHAPES = {
 
 def tokenizer_training_text() -> list[str]:
     """Chest X-ray vocabulary the toy tokenizer learns its merges from: enough for the corpus to
-    tokenize into words rather than bytes, deterministic so that every build is identical."""
+    tokenize into words rather than bytes, deterministic so that every build is identical.
+
+    Besides a word list, the corpus's own phrasing: every question and answer template, and the
+    sentences, findings and regions the bundled sample's reports and boxes are written with. Without
+    them most words of the sample split into single characters, which doubled the tokens of a sample
+    and left the randomly initialised model too little to tell questions apart in the demo's epochs."""
+    from radvlm_pipeline.corpus import templates
+    from radvlm_pipeline.sample_data.common import FINDINGS, NORMAL_SENTENCES, REGIONS
+
     words = [label.lower() for label in CHEXPERT_LABELS] + [
         "the",
         "heart",
@@ -137,7 +148,17 @@ def tokenizer_training_text() -> list[str]:
         for a, b, c, d in zip(range(0, 100, 7), range(3, 100, 7), range(50, 100, 3), range(60, 100, 3))
     ]
     sentences = [" ".join(words[i : i + 12]).capitalize() + "." for i in range(0, len(words), 5)]
-    return sentences * 20 + numbers * 20 + [" ".join(words)] * 20
+    template_sets = [value for value in vars(templates).values() if isinstance(value, templates.TemplateSet)]
+    phrasing = [
+        re.sub(r"\{\w+\}", "", text) for template_set in template_sets for text in template_set.all_texts()
+    ]
+    for finding in FINDINGS:
+        phrasing += [
+            sentence.replace("{side}", side) for sentence in finding.sentences for side in ("left", "right")
+        ]
+        phrasing += [finding.negative, finding.uncertain, finding.vindr or ""]
+    phrasing += [*NORMAL_SENTENCES, *REGIONS]
+    return sentences * 20 + numbers * 20 + [" ".join(words)] * 20 + phrasing * 5
 
 
 def build_tokenizer(vocab_size: int = 1024):

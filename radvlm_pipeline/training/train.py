@@ -69,7 +69,11 @@ def parameter_groups(model, config: TrainConfig) -> list[dict]:
 # The run
 
 
-def train(config: TrainConfig) -> dict:
+def train(config: TrainConfig, pipes=None) -> dict:
+    """Run the whole schedule (or resume it) and return the summary saved beside the final weights.
+
+    ``pipes`` receives what Dagster Pipes would when the run is inside the Dagster step's own process
+    (``reporting.Reporter``); None: Pipes is opened when Dagster launched this process."""
     # Processes, precision, output folder
     use_deepspeed = config.deepspeed is not None
     rank, world_size, device = setup_distributed(use_deepspeed)
@@ -81,17 +85,21 @@ def train(config: TrainConfig) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
 
-    # Model and data
-    processor = load_processor(config.model_path)
-    model = load_model(config, use_gpu).to(device)
+    # Data and model (the rows first: a batch they cannot fill fails before the model is loaded)
     rows = load_training_rows(config.shard_files)
     plan = BatchPlan(rows.height, world_size, rank, config.micro_batch_size, config.seed)
-    accumulation = config.gradient_accumulation_steps
+    accumulation = config.accumulation_steps(world_size)
+    if plan.batches_per_epoch < accumulation:
+        # One optimizer step would see some rows several times: not what an epoch of this batch means.
+        raise ValueError(
+            f"{rows.height} training rows do not fill one global batch of {config.global_batch_size}: "
+            "lower global_batch_size"
+        )
     total_steps = math.ceil(plan.batches_per_epoch * config.epochs / accumulation)
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
-    if total_steps == 0:
-        raise ValueError(f"{rows.height} rows make no optimizer step at this batch size and world size")
+    processor = load_processor(config.model_path)
+    model = load_model(config, use_gpu).to(device)
 
     # Optimiser and schedule, the model wrapped for the processes, resumed where a checkpoint left off
     from transformers import get_cosine_schedule_with_warmup
@@ -104,9 +112,10 @@ def train(config: TrainConfig) -> dict:
     start_step = resume(engine, optimizer, scheduler, checkpoint_dir, config, rank)
 
     with contextlib.ExitStack() as pipes_stack:
-        reporter = Reporter(output_dir, rank, start_step, pipes_stack)
+        reporter = Reporter(output_dir, rank, start_step, pipes_stack, pipes)
         reporter.info(
-            f"recipe={config.recipe} rows={rows.height} processes={world_size} device={device.type} "
+            f"recipe={config.recipe} profile={config.profile} rows={rows.height} processes={world_size} "
+            f"global_batch={config.global_batch_size} accumulation={accumulation} device={device.type} "
             f"bf16={bf16} steps={total_steps} resumed_from_step={start_step} deepspeed={config.deepspeed}"
         )
         # Data, from the batch the run resumes at
@@ -124,7 +133,6 @@ def train(config: TrainConfig) -> dict:
 
         # The loop
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and not use_deepspeed)
-        batch_size = config.micro_batch_size * accumulation * world_size
         started = time.perf_counter()
         tokens_total = 0.0
         loss_value = float("nan")
@@ -169,7 +177,7 @@ def train(config: TrainConfig) -> dict:
                     "lr_language": scheduler.get_last_lr()[1],
                     "tokens_per_s": tokens / (time.perf_counter() - step_started),
                     "answer_tokens": int(answer_tokens),  # the labelled ones; 0 would mean nothing is learnt
-                    "samples_seen": step * batch_size,
+                    "samples_seen": step * config.global_batch_size,
                     "wall_s": wall,
                 },
                 announce=step % config.log_every_steps == 0 or step == total_steps,
@@ -182,11 +190,14 @@ def train(config: TrainConfig) -> dict:
         trained_steps = total_steps - start_step
         summary = {
             "recipe": config.recipe,
+            "profile": config.profile,
             "config_hash": config.config_hash(),
+            "global_batch_size": config.global_batch_size,
+            "gradient_accumulation_steps": accumulation,
             "steps": total_steps,
             "steps_this_run": trained_steps,
             "resumed_from_step": start_step,
-            "samples_seen": total_steps * batch_size,
+            "samples_seen": total_steps * config.global_batch_size,
             # None when this invocation found the run already finished (nothing trained, nothing measured).
             "final_loss": loss_value if trained_steps else None,
             "tokens_per_s": tokens_total / wall if trained_steps else None,
