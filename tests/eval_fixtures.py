@@ -213,11 +213,10 @@ def build_fake_radgraph_xl(folder: Path) -> Path:
     pytest.importorskip("radgraph", reason="radgraph is not installed; it needs transformers < 5")
     import torch
     from dotmap import DotMap
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
     from radgraph.allennlp.data import Vocabulary
     from radgraph.allennlp.modules import text_field_embedders, token_embedders
     from radgraph.dygie.models import dygie
+    from transformers import BertConfig, BertModel, BertTokenizerFast
 
     logging.setLoggerClass(logger_class)
 
