@@ -118,7 +118,7 @@ def test_finetuned_model_asset_trains_as_a_slurm_job_with_two_processes(tmp_path
     assert metadata["launcher"].value == "slurm 1 node(s) x 2 process(es)"
     assert any(message.startswith("[slurm] job ") for message in logs)  # the batch log streamed into the run
     assert any(
-        "recipe=conversation rows=4 processes=2" in message for message in logs
+        "recipe=conversation profile=paper rows=4 processes=2" in message for message in logs
     )  # Pipes log from rank 0
     metrics = read_metrics(storage / "models" / "conversation" / "metrics.jsonl")
     assert [m["step"] for m in metrics] == list(range(1, metadata["steps"].value + 1))
