@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from radvlm_pipeline.sources.registry import READERS
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "scale_rehearsal.py"
 
 
@@ -31,16 +33,7 @@ def test_the_whole_graph_runs_green_at_a_small_fraction(tmp_path):
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     rows = {row["stage"]: row for row in json.loads(results.read_text())["rows"]}
 
-    sources = (
-        "mimic_cxr",
-        "chexpert",
-        "chexpert_plus",
-        "chest_imagenome",
-        "vindr_cxr",
-        "ms_cxr",
-        "padchest_gr",
-    )
-    for source in sources:
+    for source in READERS:
         assert rows[source]["rows_out"] > 0, source
         assert rows[source]["quarantined"] <= rows[source]["rows_in"], source
         assert rows[source]["notes"] == "checks 4/4 passed", source
