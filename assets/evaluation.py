@@ -134,7 +134,9 @@ def eval_answers(
         metadata["reason"] = outcome.reason
         context.log.warning(f"{model}: not available: {outcome.reason}")
     generated = [task for task, info in outcome.tasks.items() if info["status"] == "generated"]
-    metadata["answers"] = sum(outcome.tasks[task]["rows"] for task in generated)
+    metadata["answers"] = metadata["dagster/row_count"] = sum(
+        outcome.tasks[task]["rows"] for task in generated
+    )
     if generated:
         sample = storage.layout.answers(model, generated[0])
         metadata["sample_answers"] = preview(
@@ -285,7 +287,11 @@ task_evaluation_assets = [build_task_evaluation_asset(task) for task in generati
 
 
 class ResultsConfig(Config):
-    example_model: str = Field("all", description="Whose grounding answers Figure 5 draws.")
+    example_models: list[str] = Field(
+        [baselines.BASE_MODEL, "all"],
+        description="Whose grounding answers Figure 5 draws, side by side after the truth: by default the "
+        "base model and the fine-tuned RadVLM recipe.",
+    )
 
 
 @asset(
@@ -300,7 +306,7 @@ class ResultsConfig(Config):
 def results_tables(
     context: AssetExecutionContext, config: ResultsConfig, storage: PipelineStorage
 ) -> MaterializeResult:
-    rendered = render_results(storage.storage_path, storage.data_path, example_model=config.example_model)
+    rendered = render_results(storage.storage_path, storage.data_path, example_models=config.example_models)
     metadata = {"tables": MetadataValue.md(rendered.markdown), "tables_path": str(rendered.tables_path)}
     for name, path in rendered.figures.items():
         with Image.open(path) as figure:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import polars as pl
 import pytest
 from dagster import materialize
 from eval_fixtures import build_fake_radgraph_xl, write_eval_sets
@@ -157,3 +158,38 @@ def test_evaluation_assets_load_in_definitions_and_explain_themselves():
         "base_model",
         "finetuned_model",
     }
+
+
+def test_figure_5_draws_the_base_model_beside_the_fine_tuned_one(tmp_path):
+    from PIL import Image
+
+    from radvlm_pipeline.evaluation.generation import ANSWERS_SCHEMA, read_eval_set
+    from radvlm_pipeline.evaluation.results_figures import grounding_examples
+    from radvlm_pipeline.layout import StorageLayout
+
+    data_root, storage_root = tmp_path / "data", tmp_path / "storage"
+    write_eval_sets(data_root, storage_root)
+    rows = read_eval_set(storage_root, "phrase_grounding").head(2)
+    layout = StorageLayout(storage_root)
+    for model, answer in (("llava_onevision", "no box here"), ("all", "It is at [0.10, 0.20, 0.50, 0.60].")):
+        layout.answers(model, "phrase_grounding").parent.mkdir(parents=True, exist_ok=True)
+        pl.DataFrame(
+            {
+                "id": rows["id"],
+                "task": ["phrase_grounding"] * rows.height,
+                "model": [model] * rows.height,
+                "answers": [[answer]] * rows.height,
+                "raw_answers": [[answer]] * rows.height,
+            },
+            schema=ANSWERS_SCHEMA,
+        ).write_parquet(layout.answers(model, "phrase_grounding"))
+
+    out = grounding_examples(
+        storage_root, data_root, "phrase_grounding", ["llava_onevision", "all", "maira2"], tmp_path / "f.png"
+    )
+    with Image.open(out) as sheet:
+        cell_width, cell_height = sheet.width // 3, sheet.height // rows.height
+        assert sheet.width == 3 * cell_width  # truth, base, fine-tuned; MAIRA-2 has no answers
+        base = sheet.crop((cell_width, 0, 2 * cell_width, cell_height))
+        tuned = sheet.crop((2 * cell_width, 0, 3 * cell_width, cell_height))
+        assert base.tobytes() != tuned.tobytes()  # only the fine-tuned answer has a box drawn

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from radvlm_pipeline.evaluation.baselines import model_adapters
+from radvlm_pipeline.evaluation.baselines import BASE_MODEL, model_adapters
 from radvlm_pipeline.evaluation.generation import GROUNDING_TASKS
 from radvlm_pipeline.evaluation.results_figures import grounding_examples, per_label_f1, plot_per_label_f1
 from radvlm_pipeline.evaluation.results_tables import Evaluations, render_tables
@@ -25,9 +25,13 @@ class RenderedResults:
 
 
 def render_results(
-    storage_root: Path, data_root: Path, example_model: str = "all", models: Sequence[str] | None = None
+    storage_root: Path,
+    data_root: Path,
+    example_models: Sequence[str] = (BASE_MODEL, "all"),
+    models: Sequence[str] | None = None,
 ) -> RenderedResults:
-    """Write tables.md, Figure 4 and one Figure 5 sheet per grounding task under evaluation/results/."""
+    """Write tables.md, Figure 4 and one Figure 5 sheet per grounding task under evaluation/results/;
+    Figure 5 draws the answers of ``example_models`` side by side."""
     adapters = model_adapters()
     models = list(models or adapters)
     layout = StorageLayout(storage_root)
@@ -46,7 +50,7 @@ def render_results(
         figures["figure4"] = figure_4
     for task in GROUNDING_TASKS:
         sheet = grounding_examples(
-            storage_root, data_root, task, example_model, layout.grounding_figure(task)
+            storage_root, data_root, task, example_models, layout.grounding_figure(task)
         )
         if sheet:
             figures[f"figure5_{task}"] = sheet

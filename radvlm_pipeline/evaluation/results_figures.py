@@ -65,11 +65,19 @@ def plot_per_label_f1(
 
 
 def grounding_examples(
-    storage_root: Path, data_root: Path, task: str, model: str, out: Path, count: int = 4, max_side: int = 256
+    storage_root: Path,
+    data_root: Path,
+    task: str,
+    models: Sequence[str],
+    out: Path,
+    count: int = 4,
+    max_side: int = 256,
 ) -> Path | None:
-    """Figure 5: for the first ``count`` answers, the image with the truth (left) and the answer (right).
+    """Figure 5: for the first ``count`` rows, the image with the truth (left), then each model's answer.
 
-    ``images.draw_boxes`` draws each panel, so a box looks the same here as in the readers' previews.
+    Models side by side (the base model beside a fine-tuned recipe) show what fine-tuning changed; a model
+    without answers for the task is left out. ``images.draw_boxes`` draws each panel, so a box looks the
+    same here as in the readers' previews.
     """
     from PIL import Image
 
@@ -77,31 +85,38 @@ def grounding_examples(
     from radvlm_pipeline.evaluation.generation import image_resolver
     from radvlm_pipeline.images import draw_boxes
 
-    path = StorageLayout(storage_root).answers(model, task)
-    if not path.is_file():
+    layout = StorageLayout(storage_root)
+    answers = {
+        model: pl.read_parquet(layout.answers(model, task)).head(count)
+        for model in models
+        if layout.answers(model, task).is_file()
+    }
+    if not answers:
         return None
-    answers = pl.read_parquet(path).head(count)
-    rows = answers.select("id").join(
-        read_eval_set(storage_root, task), on="id", how="left", maintain_order="left"
-    )
+    ids = next(iter(answers.values())).select("id")
+    rows = ids.join(read_eval_set(storage_root, task), on="id", how="left", maintain_order="left")
     resolve = image_resolver(data_root, storage_root)
     panels = []
-    for row, texts in zip(rows.to_dicts(), answers["answers"].to_list()):
+    for row in rows.to_dicts():
         image = resolve(row["image_dataset"], row["image_path"])
         if not image.is_file():
             continue
         label = (row.get("target_labels") or ["truth"])[0]
         truth = [(f"truth: {label}", *box) for box in row["target_boxes"] or []]
-        predicted = [(f"{model}", *box) for box in parse_boxes(texts[-1] if texts else "")]
-        panels.append((draw_boxes(image, truth, max_side), draw_boxes(image, predicted, max_side)))
+        row_panels = [draw_boxes(image, truth, max_side)]
+        for model, frame in answers.items():
+            texts = frame.filter(pl.col("id") == row["id"])["answers"].to_list()
+            answer = texts[0][-1] if texts and texts[0] else ""
+            row_panels.append(draw_boxes(image, [(model, *box) for box in parse_boxes(answer)], max_side))
+        panels.append(row_panels)
     if not panels:
         return None
-    cell_w = max(max(a.width, b.width) for a, b in panels)
-    cell_h = max(max(a.height, b.height) for a, b in panels)
-    sheet = Image.new("RGB", (2 * cell_w, cell_h * len(panels)), "white")
-    for index, (truth_panel, answer_panel) in enumerate(panels):
-        sheet.paste(truth_panel, (0, index * cell_h))
-        sheet.paste(answer_panel, (cell_w, index * cell_h))
+    cell_w = max(panel.width for row_panels in panels for panel in row_panels)
+    cell_h = max(panel.height for row_panels in panels for panel in row_panels)
+    sheet = Image.new("RGB", (cell_w * (1 + len(answers)), cell_h * len(panels)), "white")
+    for index, row_panels in enumerate(panels):
+        for column, panel in enumerate(row_panels):
+            sheet.paste(panel, (column * cell_w, index * cell_h))
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)
     return out

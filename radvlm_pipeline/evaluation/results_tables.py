@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from radvlm_pipeline.evaluation.baselines import model_adapters
+from radvlm_pipeline.evaluation.baselines import BASE_MODEL, model_adapters
 from radvlm_pipeline.evaluation.conversation import JUDGE_SCORE
 from radvlm_pipeline.evaluation.generation import GROUNDING_TASKS
 from radvlm_pipeline.evaluation.paper_numbers import (
@@ -98,6 +98,31 @@ TABLE_6 = [
 ]
 
 
+# The one number per task a summary shows (the demo's closing table, the learning test): the paper's
+# headline metric of each task.
+HEADLINE_METRICS = {
+    "report_generation": ROUGE_L,
+    "classification": MACRO_F1,
+    **{task: MAP_PAPER for task in GROUNDING_TASKS},
+    "conversation": JUDGE_SCORE,
+    "grounded_conversation": JUDGE_SCORE,
+}
+
+
+def headline(storage_root: Path, task: str, model: str) -> tuple[float | None, str]:
+    """(value, how to show it) of the task's headline metric for the model: the value is None with a
+    short reason ("not computed", "not evaluated", ...) where there is no number."""
+    evaluation = read_task_evaluation(storage_root, task, model)
+    if evaluation is None:
+        return None, "not run"
+    if evaluation.status != "scored":
+        return None, evaluation.status.replace("_", " ")
+    metric = evaluation.metric(HEADLINE_METRICS[task])
+    if metric is None or not metric.is_computed:
+        return None, "not computed"
+    return metric.value, metric.display(2 if HEADLINE_METRICS[task] == JUDGE_SCORE else 1)
+
+
 class Evaluations:
     """Every stored evaluation, looked up by (task, model)."""
 
@@ -182,7 +207,8 @@ def render_tables(storage_root: Path, models: Sequence[str] | None = None) -> st
     )
     evaluations = Evaluations(storage_root, models, tasks)
     baselines_and_all = [m for m in models if m == "all" or m not in _recipes()]
-    recipes = [m for m in models if m in _recipes()]
+    # Table 6 starts with the base model the recipes were fine-tuned from: what each recipe gained.
+    recipes = [m for m in models if m == BASE_MODEL] + [m for m in models if m in _recipes()]
     bertscore_note = _bertscore_note(evaluations, models)
     return "\n".join(
         [
@@ -219,7 +245,8 @@ def render_tables(storage_root: Path, models: Sequence[str] | None = None) -> st
                 TABLE_6,
                 recipes,
                 evaluations,
-                "Each recipe is evaluated on the tasks it was trained on.",
+                "Each recipe is evaluated on the tasks it was trained on; the base model it started from, "
+                "on every task.",
             ),
         ]
     )
