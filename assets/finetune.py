@@ -53,6 +53,7 @@ RECORDED_SETTINGS = (
     "lr_language",
     "warmup_ratio",
     "max_length",
+    "group_by_length",
     "seed",
 )
 TRAINING_SOURCES = Path(training_config.__file__).parent
@@ -100,6 +101,7 @@ class FinetuneConfig(Config):
         default=None, description=f"projector and language model. {_paper('lr_language')}"
     )
     max_length: int | None = Field(default=None, description=_paper("max_length"))
+    group_by_length: bool | None = Field(default=None, description=_paper("group_by_length"))
     deepspeed: str | None = Field(default=None, description="zero2, zero3 or a JSON path; None: DDP")
     save_every_steps: int | None = Field(default=None, description=_paper("save_every_steps"))
     num_workers: int | None = Field(default=None, description=_paper("num_workers"))
@@ -196,6 +198,7 @@ def build_finetune_assets(corpus: AssetsDefinition | AssetKey) -> list[AssetsDef
                 "recipe": recipe,
                 "rows_per_task": MetadataValue.json(counts),
                 "rows": sum(counts.values()),
+                "dagster/row_count": sum(counts.values()),
                 "base_model": MetadataValue.path(base["path"]),
                 "config_hash": run_config.config_hash(),
                 "config": MetadataValue.path(str(config_path)),

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from training_helpers import write_sample_corpus
 
@@ -21,7 +22,7 @@ from radvlm_pipeline.launch.commands import (
 )
 from radvlm_pipeline.schema import TASKS
 from radvlm_pipeline.training.config import DEMO, PAPER, TrainConfig, profile_settings
-from radvlm_pipeline.training.data import BatchPlan, micro_batch_indices
+from radvlm_pipeline.training.data import BatchPlan, conversation_lengths, micro_batch_indices
 from radvlm_pipeline.training.processing import IGNORE_INDEX, collate, encode_conversation, to_messages
 from radvlm_pipeline.training.recipes import RECIPES, recipe_shard_files, rows_per_task
 from radvlm_pipeline.training.synthetic import write_image
@@ -159,6 +160,31 @@ def test_batch_plan_splits_a_seeded_shuffle_exactly_across_ranks():
     numbers = list(micro_batch_indices(plans[0], start=4, total=6))
     assert [n for n, _ in numbers] == [4, 5]
     assert np.array_equal(numbers[0][1], plans[0].batches(1)[1])
+
+
+def test_length_grouped_batches_keep_the_epoch_and_pad_less():
+    lengths = np.random.default_rng(0).integers(10, 1000, size=200)
+    grouped = [BatchPlan(200, 2, rank, 4, seed=3, lengths=lengths) for rank in range(2)]
+    plain = BatchPlan(200, 2, 0, 4, seed=3)
+    epoch = np.concatenate([plan.batches(0) for plan in grouped])
+    assert sorted(epoch.ravel().tolist()) == list(range(200))  # every row once, across the ranks
+    assert np.array_equal(grouped[0].batches(0), BatchPlan(200, 2, 0, 4, 3, lengths).batches(0))
+    assert not np.array_equal(grouped[0].batches(0), grouped[0].batches(1))
+
+    def padded(batches):  # tokens a batch pads to, summed over the epoch
+        return int(sum(lengths[batch].max() * len(batch) for batch in batches))
+
+    assert padded(grouped[0].batches(0)) < 0.8 * padded(plain.batches(0))
+    # The ranks' batches of a round come from neighbouring places in one sorted run: near in length.
+    first, second = (lengths[plan.batches(0)[0]].max() for plan in grouped)
+    assert abs(int(first) - int(second)) < 100
+
+
+def test_conversation_lengths_count_every_turn():
+    rows = pl.DataFrame(
+        {"conversation": [[{"from": "human", "value": "ab"}, {"from": "gpt", "value": "cde"}]]}
+    )
+    assert conversation_lengths(rows).tolist() == [5]
 
 
 def test_recipes_cover_every_task_and_select_their_shards(tmp_path):

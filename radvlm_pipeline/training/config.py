@@ -2,7 +2,7 @@
 
 Defaults are the paper's: full fine-tune, learning rate 2e-6 for the vision encoder and 1e-5 for the
 projector and language model, cosine schedule with 3% warmup, one epoch, a global batch of 256 samples,
-sequences up to 32,768 tokens. A run states its global batch; how it is reached (micro-batch per
+sequences up to 32,768 tokens, batches grouped by length as LLaVA-OneVision's training scripts do. A run states its global batch; how it is reached (micro-batch per
 process x gradient accumulation x processes) follows from the micro-batch and the launcher's processes,
 so the same config trains the same way on one GPU or on 128.
 
@@ -43,6 +43,9 @@ PROFILES: dict[str, dict] = {
         "global_batch_size": 16,
         "micro_batch_size": 16,
         "max_length": 160,
+        # One-task batches (what grouping by length makes of the sample) at these rates left the toy
+        # unable to ground or classify at all (benchmarks/RESULTS.md).
+        "group_by_length": False,
     },
 }
 
@@ -85,6 +88,7 @@ class TrainConfig:
     warmup_ratio: float = 0.03
     max_grad_norm: float = 1.0
     max_length: int = 32768  # the paper's; longer sequences lose their tail
+    group_by_length: bool = True  # batches of similar length (LLaVA-OneVision's group_by_modality_length)
     precision: str = "auto"  # "auto": bf16 on GPU, fp32 on CPU; or "bf16" / "fp32"
     gradient_checkpointing: str = "auto"  # "auto": on GPU only; or "on" / "off"
     deepspeed: str | None = None  # "zero2", "zero3" or a path to a DeepSpeed JSON; None: DDP / single process

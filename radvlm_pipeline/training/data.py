@@ -12,7 +12,7 @@ them in lock-step).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,15 +43,37 @@ def load_training_rows(shard_files: list[str | Path]) -> pl.DataFrame:
     return rows
 
 
+def conversation_lengths(rows: pl.DataFrame) -> np.ndarray:
+    """Characters of each row's conversation: a free stand-in for its token count when grouping by length."""
+    return (
+        rows.select(
+            pl.col("conversation").list.eval(pl.element().struct.field("value").str.len_chars()).list.sum()
+        )
+        .to_series()
+        .to_numpy()
+    )
+
+
+# Rows shuffled together before they are sorted by length into batches (LLaVA's "megabatch"), in rounds.
+MEGABATCH_ROUNDS = 8
+
+
 @dataclass(frozen=True)
 class BatchPlan:
-    """Which rows form each of this process's micro-batches in a given epoch."""
+    """Which rows form each of this process's micro-batches in a given epoch.
+
+    With ``lengths``, batches are grouped by length as LLaVA-OneVision's training does
+    (``group_by_modality_length``): each run of ``MEGABATCH_ROUNDS`` rounds of the shuffled order is
+    sorted by length before it is cut into batches, so a batch pads to a length near its rows' own
+    instead of to the longest conversation of the epoch (a third fewer tokens on the bundled sample),
+    while every row still comes once per epoch in an order set by (seed, epoch)."""
 
     num_rows: int
     world_size: int
     rank: int
     micro_batch_size: int
     seed: int
+    lengths: np.ndarray | None = field(default=None, compare=False, repr=False)  # per row, any unit
 
     @property
     def batches_per_epoch(self) -> int:
@@ -66,6 +88,15 @@ class BatchPlan:
             )
         order = np.random.default_rng([self.seed, epoch]).permutation(self.num_rows)
         used = self.batches_per_epoch * self.world_size * self.micro_batch_size
+        if self.lengths is not None:
+            lengths = self.lengths
+            size = MEGABATCH_ROUNDS * self.world_size * self.micro_batch_size
+            order = np.concatenate(
+                [
+                    chunk[np.argsort(-lengths[chunk], kind="stable")]
+                    for chunk in np.split(order[:used], range(size, used, size))
+                ]
+            )
         # Consecutive global batches go to consecutive ranks.
         per_batch = order[:used].reshape(-1, self.micro_batch_size)
         return per_batch[self.rank :: self.world_size]

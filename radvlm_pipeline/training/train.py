@@ -32,7 +32,13 @@ import torch
 from radvlm_pipeline.layout import RunLayout
 from radvlm_pipeline.training.checkpoints import resume, save_checkpoint, save_final
 from radvlm_pipeline.training.config import TrainConfig
-from radvlm_pipeline.training.data import BatchPlan, CorpusBatches, batch_loader, load_training_rows
+from radvlm_pipeline.training.data import (
+    BatchPlan,
+    CorpusBatches,
+    batch_loader,
+    conversation_lengths,
+    load_training_rows,
+)
 from radvlm_pipeline.training.distributed import all_reduce_sum, setup_distributed, shutdown, wrap_model
 from radvlm_pipeline.training.processing import load_processor
 from radvlm_pipeline.training.reporting import Reporter
@@ -87,7 +93,8 @@ def train(config: TrainConfig, pipes=None) -> dict:
 
     # Data and model (the rows first: a batch they cannot fill fails before the model is loaded)
     rows = load_training_rows(config.shard_files)
-    plan = BatchPlan(rows.height, world_size, rank, config.micro_batch_size, config.seed)
+    lengths = conversation_lengths(rows) if config.group_by_length else None
+    plan = BatchPlan(rows.height, world_size, rank, config.micro_batch_size, config.seed, lengths)
     accumulation = config.accumulation_steps(world_size)
     if plan.batches_per_epoch < accumulation:
         # One optimizer step would see some rows several times: not what an epoch of this batch means.
