@@ -1,31 +1,50 @@
 """`make demo`: materialize the whole asset graph on the bundled sample, offline, into the local
 Dagster instance (DAGSTER_HOME), then print what was produced and how to look at it.
 
-Assets run in dependency order; a partitioned stage runs once per partition, as a backfill would.
+Assets run in dependency order, stage by stage; a partitioned stage runs once per partition, as a
+backfill would, its partitions side by side on the machine's cores. At the end one table says what each
+stage took and what each model scored.
 """
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
-from dagster import AssetRecordsFilter, DagsterInstance, materialize
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, materialize
 
-from assets.policies import RAW_DATASETS
+from assets.policies import GPU_INFERENCE_POOL, LLM_POOL, RAW_DATASETS, TRAINING_POOL
 from definitions import defs
 from radvlm_pipeline import layout
+from radvlm_pipeline.evaluation.baselines import BASE_MODEL, model_adapters
+from radvlm_pipeline.evaluation.generation import EVALUATED_TASKS
+from radvlm_pipeline.evaluation.results_tables import HEADLINE_METRICS, headline
+from radvlm_pipeline.layout import RunLayout
+from radvlm_pipeline.markdown import markdown_table
 from radvlm_pipeline.training.config import DEMO
+from radvlm_pipeline.training.recipes import RECIPES
+from radvlm_pipeline.training.report import read_metrics
+from resources import training_launcher_from_environment
+from resources.launchers import IN_PROCESS
+
+FINETUNED, EVAL_ANSWERS = AssetKey("finetuned_model"), AssetKey("eval_answers")
 
 # Step-by-step events stay in the instance (the UI shows them); the terminal gets warnings and errors.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
-# Fine-tuning uses the demo profile (training/config.py): the tiny model starts from random weights,
-# and the paper's settings (global batch 256) do not fit the sample. A CPU budget for the demo: the tiny model answers the first rows of each evaluation set with short
-# answers (greedy decoding of multi-round conversations dominates the demo's time otherwise). Recorded
-# in each materialization's run config; materialize from the UI without it for the full sets.
+# Fine-tuning uses the demo profile (training/config.py): the tiny model starts from random weights, and
+# the paper's settings (global batch 256) do not fit the sample. Answers cover every row of the sample's
+# evaluation sets (a few rows would say nothing about grounding), 32 rows to a generate() call, and up
+# to 48 new tokens: a box (a second one is cut), a label list or the first sentences of a report; the
+# untrained model never stops before the limit. Recorded in each materialization's run config.
 DEMO_OP_CONFIG = {
     "finetuned_model": {"profile": DEMO},
-    "eval_answers": {"max_samples": 6, "max_new_tokens": 24},
+    "eval_answers": {"batch_size": 32, "max_new_tokens": 48},
 }
 
 
@@ -55,7 +74,7 @@ def _depends_on(asset_graph, key, keys) -> bool:
     return bool(asset_graph.get(key).parent_keys & set(keys))
 
 
-def summary(instance: DagsterInstance, key) -> str:
+def rows_of(instance: DagsterInstance, key) -> int | None:
     """Rows of the latest materialization, summed over partitions for a partitioned asset."""
     records = instance.fetch_materializations(AssetRecordsFilter(asset_key=key), limit=10_000).records
     latest = {}
@@ -65,59 +84,158 @@ def summary(instance: DagsterInstance, key) -> str:
     rows = [
         m.metadata["dagster/row_count"].value for m in latest.values() if "dagster/row_count" in m.metadata
     ]
-    partitions = f"{len(latest)} partitions, " if None not in latest else ""
-    return f"{partitions}rows: {sum(rows)}" if rows else partitions.rstrip(", ")
+    return sum(rows) if rows else None
+
+
+@dataclass
+class Stage:
+    """One batch of assets the demo materialized (every partition of it), and how long that took."""
+
+    keys: list
+    partitions: int
+    seconds: float = 0.0
+    failed: bool = False
+
+    @property
+    def label(self) -> str:
+        names = [key.to_user_string() for key in self.keys]
+        if len(names) > 3:
+            shared = os.path.commonprefix(names)
+            names = (
+                [f"{shared}* ({len(names)} assets)"] if shared else [f"{names[0]} + {len(names) - 1} more"]
+            )
+        partitions = f" x {self.partitions} partitions" if self.partitions > 1 else ""
+        return ", ".join(names) + partitions + (" FAILED" if self.failed else "")
+
+
+# The closing table's model columns: the untrained base model, RadVLM (recipe "all"), the recipe trained on
+# the row's task alone (Table 6) and the oracle that answers with the ground truth.
+ONLY = "single-task recipe"
+COLUMNS = {BASE_MODEL: "base model (untrained)", "all": "RadVLM (fine-tuned)", ONLY: ONLY, "oracle": "oracle"}
+
+
+def single_task_recipe(task: str) -> str:
+    return next(recipe for recipe, tasks in RECIPES.items() if recipe != "all" and task in tasks)
+
+
+def loss_change(recipe: str) -> str:
+    metrics = read_metrics(RunLayout(layout.StorageLayout(layout.storage_root()).model_dir(recipe)).metrics)
+    return f"loss {metrics[0]['loss']:.2f} -> {metrics[-1]['loss']:.2f}" if metrics else ""
+
+
+def closing_table(instance: DagsterInstance, stages: list[Stage]) -> str:
+    """Stage, wall seconds, rows, and under the evaluation each task's headline metric per model: what the
+    newcomer reads to see that fine-tuning learned."""
+    storage_root = layout.storage_root()
+    body = []
+    for stage in stages:
+        counts = [rows_of(instance, key) for key in stage.keys]
+        rows = sum(count for count in counts if count is not None) if any(counts) else ""
+        extra = [""] * len(COLUMNS)
+        if FINETUNED in stage.keys:
+            extra = ["", loss_change("all"), "", ""]
+        body.append([stage.label, f"{stage.seconds:.1f}", rows, *extra])
+        if (
+            stage.keys
+            and stage.keys[0].to_user_string().startswith("eval_")
+            and EVAL_ANSWERS not in stage.keys
+        ):
+            for task in EVALUATED_TASKS:
+                cells = [
+                    headline(storage_root, task, single_task_recipe(task) if model == ONLY else model)[1]
+                    for model in COLUMNS
+                ]
+                body.append([f"  {task}: {HEADLINE_METRICS[task]}", "", "", *cells])
+    return markdown_table(["stage", "wall s", "rows", *COLUMNS.values()], body)
+
+
+# Partitions of a stage run side by side, one process per core, each torch in it on one thread: on two
+# cores the seven trainings and thirteen answer sets take half the wall time they take in a row. The
+# pools the assets declare (one slot each in dagster.yaml, for GPUs) get as many slots as there are lanes
+# while the demo runs, and their limits are put back afterwards.
+LANES = max(1, os.cpu_count() or 1)
+POOLS = (GPU_INFERENCE_POOL, LLM_POOL, TRAINING_POOL)
+
+
+def work_first(partition_key: str) -> int:
+    """Partitions that do the most go first (longest first), so the lanes end a stage together: a model
+    evaluated on more tasks, a recipe trained on more."""
+    adapter = model_adapters().get(partition_key)
+    return -len(adapter.tasks if adapter else RECIPES.get(partition_key, ()))
+
+
+def _materialize(names: list[str], partition_key: str | None) -> bool:
+    """One partition of one stage, in a lane process: its own instance handle and resources."""
+    keys = [AssetKey.from_user_string(name) for name in names]
+    return materialize(
+        [*defs.assets, *defs.asset_checks],
+        selection=keys,
+        partition_key=partition_key,
+        instance=DagsterInstance.get(),
+        resources=demo_resources(),
+        raise_on_error=False,
+        run_config=run_config_for(keys),
+    ).success
+
+
+def demo_resources() -> dict:
+    # Seven tiny trainings: each started in a fresh interpreter would pay seconds of imports for seconds
+    # of steps, so the demo trains in its lane's process unless RADVLM_TRAINING_* variables say otherwise.
+    return {**defs.resources, "training_launcher": training_launcher_from_environment(IN_PROCESS)}
+
+
+@contextlib.contextmanager
+def pool_slots(instance: DagsterInstance, slots: int):
+    """Each pool at least ``slots`` slots inside the block; a limit set by hand comes back after it, a
+    pool on dagster.yaml's default goes back to the default."""
+    storage = instance.event_log_storage
+    by_hand = {limit.name: limit.limit for limit in storage.get_pool_limits() if not limit.from_default}
+    for pool in POOLS:
+        storage.set_concurrency_slots(pool, max(slots, by_hand.get(pool, 0)))
+    try:
+        yield
+    finally:
+        for pool in POOLS:
+            if pool in by_hand:
+                storage.set_concurrency_slots(pool, by_hand[pool])
+            else:
+                storage.delete_concurrency_limit(pool)
 
 
 def main() -> int:
     instance = DagsterInstance.get()
     asset_graph = defs.resolve_asset_graph()
-    every_asset = [*defs.assets, *defs.asset_checks]
-    resources = defs.resources
     started = time.monotonic()
-    failures = []
-    # Record the dataset folders' fingerprints first, so the release sensor later sees only real changes.
-    print("observing raw_datasets", flush=True)
-    if not materialize(
-        every_asset,
-        selection=[RAW_DATASETS],
-        instance=instance,
-        resources=resources,
-        raise_on_error=False,
-        run_config=QUIET,
-    ).success:
-        failures.append("raw_datasets")
-    for partitions, keys in stages(asset_graph):
-        partition_keys = (
-            partitions.get_partition_keys(dynamic_partitions_store=instance) if partitions else [None]
-        )
-        for partition_key in partition_keys:
-            label = ", ".join(k.to_user_string() for k in keys) + (
-                f" [{partition_key}]" if partition_key else ""
+    done = []
+    spawn = multiprocessing.get_context("spawn")
+    with pool_slots(instance, LANES), ProcessPoolExecutor(LANES, mp_context=spawn) as lanes:
+        # The dataset folders' fingerprints first, so the release sensor later sees only real changes.
+        for partitions, keys in [(None, [RAW_DATASETS]), *stages(asset_graph)]:
+            partition_keys = (
+                partitions.get_partition_keys(dynamic_partitions_store=instance) if partitions else [None]
             )
-            print(f"materializing {label}", flush=True)
-            result = materialize(
-                every_asset,
-                selection=keys,
-                partition_key=partition_key,
-                instance=instance,
-                resources=resources,
-                raise_on_error=False,
-                run_config=run_config_for(keys),
-            )
-            if not result.success:
-                failures.append(label)
+            stage = Stage(keys, len(partition_keys))
+            stage_started = time.monotonic()
+            print(f"materializing {stage.label}", flush=True)
+            names = [key.to_user_string() for key in keys]
+            ordered = sorted(partition_keys, key=work_first) if partitions else [None]
+            runs = [lanes.submit(_materialize, names, partition_key) for partition_key in ordered]
+            stage.failed = not all(run.result() for run in runs)
+            stage.seconds = time.monotonic() - stage_started
+            done.append(stage)
     elapsed = time.monotonic() - started
+    print()
+    print(closing_table(instance, done))
     print()
     print(
         f"Materialized {len(asset_graph.materializable_asset_keys)} assets in {elapsed:.0f} s "
-        f"into the Dagster instance at {instance.root_directory}."
+        f"({LANES} lanes) into the Dagster instance at {instance.root_directory}."
     )
     print(f"Data root: {layout.data_root()}   Outputs: {layout.storage_root()}")
-    for key in sorted(asset_graph.materializable_asset_keys, key=lambda k: k.to_user_string()):
-        print(f"  {key.to_user_string():32s} {summary(instance, key)}")
+    print(f"Results: {layout.StorageLayout(layout.storage_root()).results_tables}")
     print(f"Demo budget: {DEMO_OP_CONFIG} (run config of those materializations).")
     print("Open the UI on this instance: `make ui`, then http://127.0.0.1:3000")
+    failures = [stage.label for stage in done if stage.failed]
     if failures:
         print("FAILED: " + "; ".join(failures), file=sys.stderr)
         return 1

@@ -22,7 +22,9 @@ from resources.storage import PipelineStorage
 LAUNCHER_ENV = "RADVLM_TRAINING_LAUNCHER"
 
 
-def training_launcher_from_environment() -> TrainingLauncher:
+def training_launcher_from_environment(default_mode: str = "python") -> TrainingLauncher:
+    """The launcher RADVLM_TRAINING_* variables describe; ``default_mode`` where they name no local mode
+    (the demo trains in its own process: ``inprocess``)."""
     env = os.environ
     if env.get(LAUNCHER_ENV, "local") == "slurm":
         return SlurmTrainingLauncher(
@@ -34,7 +36,7 @@ def training_launcher_from_environment() -> TrainingLauncher:
             time_limit=env.get("RADVLM_SLURM_TIME_LIMIT", "12:00:00"),
         )
     return LocalTrainingLauncher(
-        mode=env.get("RADVLM_TRAINING_MODE", "python"),
+        mode=env.get("RADVLM_TRAINING_MODE", default_mode),
         processes=int(env.get("RADVLM_TRAINING_PROCESSES", "1")),
     )
 
