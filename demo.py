@@ -184,6 +184,15 @@ def demo_resources() -> dict:
     return {**defs.resources, "training_launcher": training_launcher_from_environment(IN_PROCESS)}
 
 
+def succeeded(run) -> bool:
+    """A run's outcome; a lane that died (killed, out of memory) fails its stage instead of the demo."""
+    try:
+        return run.result()
+    except Exception as exc:  # BrokenProcessPool, or an error raised outside the Dagster run
+        print(f"  a lane failed: {exc!r}", file=sys.stderr, flush=True)
+        return False
+
+
 @contextlib.contextmanager
 def pool_slots(instance: DagsterInstance, slots: int):
     """Each pool at least ``slots`` slots inside the block; a limit set by hand comes back after it, a
@@ -220,7 +229,7 @@ def main() -> int:
             names = [key.to_user_string() for key in keys]
             ordered = sorted(partition_keys, key=work_first) if partitions else [None]
             runs = [lanes.submit(_materialize, names, partition_key) for partition_key in ordered]
-            stage.failed = not all(run.result() for run in runs)
+            stage.failed = not all([succeeded(run) for run in runs])
             stage.seconds = time.monotonic() - stage_started
             done.append(stage)
     elapsed = time.monotonic() - started

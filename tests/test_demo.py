@@ -34,3 +34,16 @@ def test_pool_slots_are_lent_for_the_demo_and_given_back(tmp_path):
         after = limits()
         assert after["llm"] == (3, False)
         assert all(pool not in after or after[pool][1] for pool in POOLS if pool != "llm")
+
+
+def test_a_lane_that_dies_fails_its_stage_not_the_demo(capsys):
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from demo import succeeded
+
+    done, died = Future(), Future()
+    done.set_result(True)
+    died.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+    assert [succeeded(done), succeeded(died)] == [True, False]
+    assert "terminated abruptly" in capsys.readouterr().err
