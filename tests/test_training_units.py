@@ -83,6 +83,62 @@ def test_batch_labels_survive_image_expansion_and_padding(processor):
         assert all(labels[i] == IGNORE_INDEX for i in padding)
 
 
+@pytest.mark.transformers
+def test_rows_encoded_alone_pad_into_the_processors_own_batch(processor):
+    """Encoding rows one by one (so a run can keep them) then padding gives the processor's batch."""
+    import torch
+    from PIL import Image
+
+    from radvlm_pipeline.training.processing import encode_conversation
+
+    images = [Image.new("RGB", (80, 64), 100), Image.new("RGB", (64, 140), 30)]
+    conversations = [MULTI_TURN[:2], MULTI_TURN]
+    batch = collate(processor, conversations, images, max_length=4096)
+    texts = [encode_conversation(processor, c).text for c in conversations]
+    reference = processor(text=texts, images=images, padding=True, return_tensors="pt")
+    assert set(batch) == {*reference, "labels"}
+    for key, value in reference.items():
+        assert torch.equal(batch[key], value), key
+
+
+@pytest.mark.transformers
+def test_cached_rows_give_the_same_batches_and_are_encoded_once(tiny_model_dir, tmp_path, monkeypatch):
+    import torch
+
+    from radvlm_pipeline.training import data
+
+    image = tmp_path / "data" / "mimic_cxr" / "a.png"
+    image.parent.mkdir(parents=True)
+    write_image(image, seed=0, size=(64, 64), sixteen_bit=False)
+    rows = pl.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(6)],
+            "task": ["conversation"] * 6,
+            "image_dataset": ["mimic_cxr"] * 6,
+            "image_path": ["a.png"] * 6,
+            "conversation": [MULTI_TURN[: 2 + 2 * (i % 2)] for i in range(6)],
+        }
+    )
+    encoded = []
+    monkeypatch.setattr(data, "image_root", lambda dataset, data_root, storage_root: data_root / dataset)
+    original = data.encode_row
+    monkeypatch.setattr(data, "encode_row", lambda *args: encoded.append(1) or original(*args))
+    plan = BatchPlan(6, 1, 0, 2, seed=0)
+
+    def batches(cache: bool) -> list[dict]:
+        encoded.clear()
+        found = list(
+            data.CorpusBatches(
+                rows, plan, 0, 9, str(tiny_model_dir), 4096, tmp_path / "data", tmp_path, cache
+            )
+        )
+        return found, len(encoded)
+
+    (plain, plain_encodings), (cached, cached_encodings) = batches(False), batches(True)
+    assert (plain_encodings, cached_encodings) == (18, 6)  # three epochs of six rows; each row once
+    assert all(torch.equal(a[key], b[key]) for a, b in zip(plain, cached) for key in a)
+
+
 def collate_and_reference(processor):
     """One conversation through collate and through the processor's own chat-template tokenization."""
     from PIL import Image

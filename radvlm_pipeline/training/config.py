@@ -46,6 +46,7 @@ PROFILES: dict[str, dict] = {
         # One-task batches (what grouping by length makes of the sample) at these rates left the toy
         # unable to ground or classify at all (benchmarks/RESULTS.md).
         "group_by_length": False,
+        "cache_encoded_rows": True,
     },
 }
 
@@ -57,6 +58,7 @@ _NOT_IN_HASH = {
     "save_every_steps",
     "keep_checkpoints",
     "num_workers",
+    "cache_encoded_rows",
     "profile",
 }
 
@@ -89,6 +91,9 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     max_length: int = 32768  # the paper's; longer sequences lose their tail
     group_by_length: bool = True  # batches of similar length (LLaVA-OneVision's group_by_modality_length)
+    # Keep each row's tokens and pixels after its first epoch (per data process): for several epochs over
+    # a small corpus; ~100 KB a row for the tiny model, far more at 384 px, so off for real runs.
+    cache_encoded_rows: bool = False
     precision: str = "auto"  # "auto": bf16 on GPU, fp32 on CPU; or "bf16" / "fp32"
     gradient_checkpointing: str = "auto"  # "auto": on GPU only; or "on" / "off"
     deepspeed: str | None = None  # "zero2", "zero3" or a path to a DeepSpeed JSON; None: DDP / single process

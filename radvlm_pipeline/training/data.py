@@ -21,7 +21,7 @@ import torch.utils.data
 
 from radvlm_pipeline.images import open_rgb
 from radvlm_pipeline.layout import image_root
-from radvlm_pipeline.training.processing import collate, load_processor
+from radvlm_pipeline.training.processing import encode_row, load_processor, pad_rows
 
 TEXT_COLUMNS = ["id", "task", "image_dataset", "image_path", "conversation"]
 
@@ -114,7 +114,10 @@ def micro_batch_indices(plan: BatchPlan, start: int, total: int) -> Iterator[tup
 class CorpusBatches(torch.utils.data.IterableDataset):
     """An iterable dataset of collated batches; DataLoader workers take every n-th batch, and the
     DataLoader's round-robin over workers restores the plan's order exactly. Workers are spawned, not
-    forked (see ``batch_loader``), so each loads the processor from the model directory itself."""
+    forked (see ``batch_loader``), so each loads the processor from the model directory itself.
+
+    With ``cache_rows`` each row is decoded and encoded once and kept: a run of several epochs over a
+    small corpus (the demo's) then skips a third of each later step. The batches are the same bytes."""
 
     def __init__(
         self,
@@ -126,6 +129,7 @@ class CorpusBatches(torch.utils.data.IterableDataset):
         max_length: int,
         data_root,
         storage_root,
+        cache_rows: bool = False,
     ):
         self.rows = rows
         self.plan = plan
@@ -135,20 +139,35 @@ class CorpusBatches(torch.utils.data.IterableDataset):
         self.max_length = max_length
         self.data_root = Path(data_root)
         self.storage_root = Path(storage_root)
+        self.cache_rows = cache_rows
 
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
         processor = load_processor(self.model_path)
+        encoded: dict[int, dict] = {}
+
+        def encode(index: int) -> dict:
+            if index in encoded:
+                return encoded[index]
+            row = self.rows.row(index, named=True)
+            image = open_rgb(
+                image_root(row["image_dataset"], self.data_root, self.storage_root) / row["image_path"]
+            )
+            result = encode_row(processor, row["conversation"], image)
+            if self.cache_rows:
+                encoded[index] = result
+            return result
+
         for number, indices in micro_batch_indices(self.plan, self.start, self.total):
             if number % workers != worker_id:
                 continue
-            picked = self.rows[indices.tolist()]
-            images = [
-                open_rgb(image_root(dataset, self.data_root, self.storage_root) / path)
-                for dataset, path in zip(picked["image_dataset"], picked["image_path"])
-            ]
-            yield collate(processor, picked["conversation"].to_list(), images, self.max_length)
+            yield pad_rows(
+                [encode(index) for index in indices.tolist()],
+                processor.tokenizer.pad_token_id,
+                processor.image_token_id,
+                self.max_length,
+            )
 
 
 def batch_loader(batches: CorpusBatches, num_workers: int) -> torch.utils.data.DataLoader:

@@ -121,26 +121,61 @@ def expand_labels(sample: EncodedSample, expanded_ids: Sequence[int], image_toke
     return labels
 
 
-def collate(processor, conversations: Sequence[Sequence[dict]], images: Sequence, max_length: int) -> dict:
-    """A padded training batch: input_ids, attention_mask, pixel_values, image_sizes, labels.
+def encode_row(processor, conversation: Sequence[dict], image) -> dict:
+    """One conversation and its image as the processor makes them (image tokens expanded), with its
+    assistant-only labels: everything of a batch row that does not depend on the other rows."""
+    import torch
+
+    sample = encode_conversation(processor, conversation)
+    row = processor(text=[sample.text], images=[image], return_tensors="pt")
+    row = {key: value[0] for key, value in row.items()}
+    ids = row["input_ids"].tolist()
+    row["labels"] = torch.tensor(expand_labels(sample, ids, processor.image_token_id))
+    return row
+
+
+def pad_rows(rows: Sequence[dict], pad_token_id: int, image_token_id: int, max_length: int) -> dict:
+    """A training batch from encoded rows, as the processor pads a batch: ids and labels padded on the
+    right, each image's patches padded with zeros to the batch's most.
 
     Sequences longer than ``max_length`` lose their tail (answer tokens first); cutting into the
     image tokens would break the model's image-feature count, so that raises instead."""
     import torch
 
-    samples = [encode_conversation(processor, conversation) for conversation in conversations]
-    batch = processor(text=[s.text for s in samples], images=list(images), padding=True, return_tensors="pt")
-    image_token_id = processor.image_token_id
-    labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
-    for row, sample in enumerate(samples):
-        length = int(batch["attention_mask"][row].sum())
-        row_labels = expand_labels(sample, batch["input_ids"][row, :length].tolist(), image_token_id)
-        labels[row, :length] = torch.tensor(row_labels)
-    if batch["input_ids"].shape[1] > max_length:
+    length = max(len(row["input_ids"]) for row in rows)
+    patches = max(len(row["pixel_values"]) for row in rows)
+
+    def padded(key: str, fill: int) -> torch.Tensor:
+        return torch.stack(
+            [torch.nn.functional.pad(row[key], (0, length - len(row[key])), value=fill) for row in rows]
+        )
+
+    batch = {
+        "input_ids": padded("input_ids", pad_token_id),
+        "attention_mask": padded("attention_mask", 0),
+        "pixel_values": torch.stack(
+            [
+                torch.nn.functional.pad(
+                    row["pixel_values"], (0, 0, 0, 0, 0, 0, 0, patches - len(row["pixel_values"]))
+                )
+                for row in rows
+            ]
+        ),
+        **{key: torch.stack([row[key] for row in rows]) for key in rows[0] if key not in _PADDED},
+        "labels": padded("labels", IGNORE_INDEX),
+    }
+    if length > max_length:
         if (batch["input_ids"][:, max_length:] == image_token_id).any():
             raise ValueError(f"max_length {max_length} would cut image tokens; raise max_length")
-        for key in ("input_ids", "attention_mask"):
+        for key in ("input_ids", "attention_mask", "labels"):
             batch[key] = batch[key][:, :max_length]
-        labels = labels[:, :max_length]
-    batch["labels"] = labels
-    return dict(batch)
+    return batch
+
+
+_PADDED = {"input_ids", "attention_mask", "pixel_values", "labels"}
+
+
+def collate(processor, conversations: Sequence[Sequence[dict]], images: Sequence, max_length: int) -> dict:
+    """A padded training batch: input_ids, attention_mask, pixel_values, image_sizes, labels."""
+    rows = [encode_row(processor, c, image) for c, image in zip(conversations, images)]
+    return pad_rows(rows, processor.tokenizer.pad_token_id, processor.image_token_id, max_length)

@@ -135,6 +135,7 @@ def train(config: TrainConfig, pipes=None) -> dict:
             config.max_length,
             config.data_root,
             config.storage_root,
+            cache_rows=config.cache_encoded_rows,
         )
         loader = batch_loader(batches, config.num_workers)
 
