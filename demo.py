@@ -9,12 +9,16 @@ stage took and what each model scored.
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, materialize
 
@@ -33,6 +37,7 @@ from resources import training_launcher_from_environment
 from resources.launchers import IN_PROCESS
 
 FINETUNED, EVAL_ANSWERS = AssetKey("finetuned_model"), AssetKey("eval_answers")
+EVALUATIONS = {AssetKey(f"eval_{task}") for task in EVALUATED_TASKS}
 
 # Step-by-step events stay in the instance (the UI shows them); the terminal gets warnings and errors.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -94,7 +99,11 @@ class Stage:
     keys: list
     partitions: int
     seconds: float = 0.0
-    failed: bool = False
+    failed_partitions: set = field(default_factory=set)  # None for an unpartitioned stage
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failed_partitions)
 
     @property
     def label(self) -> str:
@@ -123,59 +132,68 @@ def loss_change(recipe: str) -> str:
     return f"loss {metrics[0]['loss']:.2f} -> {metrics[-1]['loss']:.2f}" if metrics else ""
 
 
+def headline_cell(task: str, model: str, failed: set) -> str:
+    """A model's number, or why there is none; never an earlier demo's number for a run that failed now."""
+    if model in failed:
+        return "failed"
+    try:
+        return headline(layout.storage_root(), task, model)[1]
+    except (OSError, ValueError) as exc:  # a metrics file cut short by a killed lane
+        return f"unreadable ({type(exc).__name__})"
+
+
 def closing_table(instance: DagsterInstance, stages: list[Stage]) -> str:
     """Stage, wall seconds, rows, and under the evaluation each task's headline metric per model: what the
     newcomer reads to see that fine-tuning learned."""
-    storage_root = layout.storage_root()
+    failed = set().union(*(s.failed_partitions for s in stages if {FINETUNED, EVAL_ANSWERS} & set(s.keys)))
     body = []
     for stage in stages:
         counts = [rows_of(instance, key) for key in stage.keys]
         rows = sum(count for count in counts if count is not None) if any(counts) else ""
-        extra = [""] * len(COLUMNS)
+        cells = {model: "" for model in COLUMNS}
         if FINETUNED in stage.keys:
-            extra = ["", loss_change("all"), "", ""]
-        body.append([stage.label, f"{stage.seconds:.1f}", rows, *extra])
-        if (
-            stage.keys
-            and stage.keys[0].to_user_string().startswith("eval_")
-            and EVAL_ANSWERS not in stage.keys
-        ):
+            cells["all"] = "failed" if "all" in stage.failed_partitions else loss_change("all")
+        body.append([stage.label, f"{stage.seconds:.1f}", rows, *cells.values()])
+        if set(stage.keys) == EVALUATIONS:
+            failed_now = failed | stage.failed_partitions
             for task in EVALUATED_TASKS:
-                cells = [
-                    headline(storage_root, task, single_task_recipe(task) if model == ONLY else model)[1]
-                    for model in COLUMNS
-                ]
-                body.append([f"  {task}: {HEADLINE_METRICS[task]}", "", "", *cells])
+                models = [single_task_recipe(task) if model == ONLY else model for model in COLUMNS]
+                body.append(
+                    [f"  {task}: {HEADLINE_METRICS[task]}", "", ""]
+                    + [headline_cell(task, model, failed_now) for model in models]
+                )
     return markdown_table(["stage", "wall s", "rows", *COLUMNS.values()], body)
 
 
 # Partitions of a stage run side by side, one process per core, each torch in it on one thread: on two
 # cores the seven trainings and thirteen answer sets take half the wall time they take in a row. The
 # pools the assets declare (one slot each in dagster.yaml, for GPUs) get as many slots as there are lanes
-# while the demo runs, and their limits are put back afterwards.
-LANES = max(1, os.cpu_count() or 1)
+# while the demo runs, which runs from `make ui` at the same time share; the limits are put back after.
+LANES = max(1, len(os.sched_getaffinity(0)))
 POOLS = (GPU_INFERENCE_POOL, LLM_POOL, TRAINING_POOL)
 
 
 def work_first(partition_key: str) -> int:
-    """Partitions that do the most go first (longest first), so the lanes end a stage together: a model
-    evaluated on more tasks, a recipe trained on more."""
+    """Longest first, so the lanes end a stage together. The stand-in for a partition's work is the
+    number of tasks its model answers (RadVLM and the base model: all seven); the oracle and the
+    baselines without weights also rank by it, though they take a second."""
     adapter = model_adapters().get(partition_key)
-    return -len(adapter.tasks if adapter else RECIPES.get(partition_key, ()))
+    return -len(adapter.tasks) if adapter else 0
 
 
 def _materialize(names: list[str], partition_key: str | None) -> bool:
     """One partition of one stage, in a lane process: its own instance handle and resources."""
     keys = [AssetKey.from_user_string(name) for name in names]
-    return materialize(
-        [*defs.assets, *defs.asset_checks],
-        selection=keys,
-        partition_key=partition_key,
-        instance=DagsterInstance.get(),
-        resources=demo_resources(),
-        raise_on_error=False,
-        run_config=run_config_for(keys),
-    ).success
+    with DagsterInstance.get() as instance:
+        return materialize(
+            [*defs.assets, *defs.asset_checks],
+            selection=keys,
+            partition_key=partition_key,
+            instance=instance,
+            resources=demo_resources(),
+            raise_on_error=False,
+            run_config=run_config_for(keys),
+        ).success
 
 
 def demo_resources() -> dict:
@@ -196,19 +214,30 @@ def succeeded(run) -> bool:
 @contextlib.contextmanager
 def pool_slots(instance: DagsterInstance, slots: int):
     """Each pool at least ``slots`` slots inside the block; a limit set by hand comes back after it, a
-    pool on dagster.yaml's default goes back to the default."""
+    pool on dagster.yaml's default goes back to the default. The limits to come back to are kept in a
+    file under DAGSTER_HOME until they are back, so a demo killed before its end (kill -9, a closed
+    terminal) is repaired by the next one rather than leaving its lent slots for good."""
     storage = instance.event_log_storage
-    by_hand = {limit.name: limit.limit for limit in storage.get_pool_limits() if not limit.from_default}
-    for pool in POOLS:
-        storage.set_concurrency_slots(pool, max(slots, by_hand.get(pool, 0)))
-    try:
-        yield
-    finally:
+    kept = Path(instance.root_directory) / "demo_pool_limits.json"
+
+    def give_back(by_hand: dict) -> None:
         for pool in POOLS:
             if pool in by_hand:
                 storage.set_concurrency_slots(pool, by_hand[pool])
             else:
                 storage.delete_concurrency_limit(pool)
+        kept.unlink(missing_ok=True)
+
+    if kept.exists():
+        give_back(json.loads(kept.read_text()))
+    by_hand = {limit.name: limit.limit for limit in storage.get_pool_limits() if not limit.from_default}
+    kept.write_text(json.dumps(by_hand))
+    for pool in POOLS:
+        storage.set_concurrency_slots(pool, max(slots, by_hand.get(pool, 0)))
+    try:
+        yield
+    finally:
+        give_back(by_hand)
 
 
 def main() -> int:
@@ -217,7 +246,9 @@ def main() -> int:
     started = time.monotonic()
     done = []
     spawn = multiprocessing.get_context("spawn")
-    with pool_slots(instance, LANES), ProcessPoolExecutor(LANES, mp_context=spawn) as lanes:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the pools' limits are put back on the way out
+    with pool_slots(instance, LANES), contextlib.ExitStack() as open_lanes:
+        lanes = open_lanes.enter_context(ProcessPoolExecutor(LANES, mp_context=spawn))
         # The dataset folders' fingerprints first, so the release sensor later sees only real changes.
         for partitions, keys in [(None, [RAW_DATASETS]), *stages(asset_graph)]:
             partition_keys = (
@@ -228,8 +259,12 @@ def main() -> int:
             print(f"materializing {stage.label}", flush=True)
             names = [key.to_user_string() for key in keys]
             ordered = sorted(partition_keys, key=work_first) if partitions else [None]
-            runs = [lanes.submit(_materialize, names, partition_key) for partition_key in ordered]
-            stage.failed = not all([succeeded(run) for run in runs])
+            try:
+                runs = {key: lanes.submit(_materialize, names, key) for key in ordered}
+            except BrokenProcessPool:  # a lane died in the stage before: the next stages get new lanes
+                lanes = open_lanes.enter_context(ProcessPoolExecutor(LANES, mp_context=spawn))
+                runs = {key: lanes.submit(_materialize, names, key) for key in ordered}
+            stage.failed_partitions = {key for key, run in runs.items() if not succeeded(run)}
             stage.seconds = time.monotonic() - stage_started
             done.append(stage)
     elapsed = time.monotonic() - started

@@ -35,6 +35,14 @@ def test_pool_slots_are_lent_for_the_demo_and_given_back(tmp_path):
         assert after["llm"] == (3, False)
         assert all(pool not in after or after[pool][1] for pool in POOLS if pool != "llm")
 
+        # A demo killed inside the block never gives the slots back; the next demo does, first.
+        killed = pool_slots(instance, 2)
+        killed.__enter__()  # and never left: its lent slots stay, as after kill -9
+        assert limits()["training"] == (2, False)
+        with pool_slots(instance, 1):
+            assert limits()["training"][0] == 1
+        assert limits() == after
+
 
 def test_a_lane_that_dies_fails_its_stage_not_the_demo(capsys):
     from concurrent.futures import Future

@@ -76,7 +76,7 @@ def grounding_examples(
     """Figure 5: for the first ``count`` rows, the image with the truth (left), then each model's answer.
 
     Models side by side (the base model beside a fine-tuned recipe) show what fine-tuning changed; a model
-    without answers for the task is left out. ``images.draw_boxes`` draws each panel, so a box looks the
+    without answers for the task is left out, one without an answer for a row gets an image without boxes. ``images.draw_boxes`` draws each panel, so a box looks the
     same here as in the readers' previews.
     """
     from PIL import Image
@@ -87,13 +87,13 @@ def grounding_examples(
 
     layout = StorageLayout(storage_root)
     answers = {
-        model: pl.read_parquet(layout.answers(model, task)).head(count)
+        model: pl.read_parquet(layout.answers(model, task))
         for model in models
         if layout.answers(model, task).is_file()
     }
     if not answers:
         return None
-    ids = next(iter(answers.values())).select("id")
+    ids = next(iter(answers.values())).select("id").head(count)  # the rows the first model answered
     rows = ids.join(read_eval_set(storage_root, task), on="id", how="left", maintain_order="left")
     resolve = image_resolver(data_root, storage_root)
     panels = []

@@ -47,7 +47,10 @@ def conversation_lengths(rows: pl.DataFrame) -> np.ndarray:
     """Characters of each row's conversation: a free stand-in for its token count when grouping by length."""
     return (
         rows.select(
-            pl.col("conversation").list.eval(pl.element().struct.field("value").str.len_chars()).list.sum()
+            pl.col("conversation")
+            .list.eval(pl.element().struct.field("value").str.len_chars())
+            .list.sum()
+            .cast(pl.Int64)  # signed: the sort negates it
         )
         .to_series()
         .to_numpy()
@@ -63,7 +66,7 @@ class BatchPlan:
     """Which rows form each of this process's micro-batches in a given epoch.
 
     With ``lengths``, batches are grouped by length as LLaVA-OneVision's training does
-    (``group_by_modality_length``): each run of ``MEGABATCH_ROUNDS`` rounds of the shuffled order is
+    (``group_by_modality_length``; every row here has an image, so only length groups): each run of ``MEGABATCH_ROUNDS`` rounds of the shuffled order is
     sorted by length before it is cut into batches, so a batch pads to a length near its rows' own
     instead of to the longest conversation of the epoch (a third fewer tokens on the bundled sample),
     while every row still comes once per epoch in an order set by (seed, epoch)."""
