@@ -39,8 +39,10 @@ from resources.launchers import IN_PROCESS
 FINETUNED, EVAL_ANSWERS = AssetKey("finetuned_model"), AssetKey("eval_answers")
 EVALUATIONS = {AssetKey(f"eval_{task}") for task in EVALUATED_TASKS}
 
-# Step-by-step events stay in the instance (the UI shows them); the terminal gets warnings and errors.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Step-by-step events and warnings stay in the instance (the UI shows them); the terminal gets errors.
+# The warnings are the baselines without weights and the metrics without a judge, five models times
+# eight assets: the closing table says the same in one cell each.
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 # Fine-tuning uses the demo profile (training/config.py): the tiny model starts from random weights, and
 # the paper's settings (global batch 256) do not fit the sample. Answers cover every row of the sample's
