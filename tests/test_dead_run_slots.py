@@ -22,6 +22,7 @@ import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import PythonFileTarget
+from process_groups import stop_process_group
 
 from assets.policies import TRAINING_POOL
 from radvlm_pipeline.layout import PROJECT_ROOT
@@ -133,12 +134,7 @@ def daemon(home, location, monkeypatch) -> Iterator[Callable[[], str]]:
         try:
             yield status
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+            stop_process_group(process)
 
 
 @pytest.fixture

@@ -10,27 +10,18 @@ by nature: the anatomical and phrase grounding mAPs come from one hit each on 16
 from __future__ import annotations
 
 import pytest
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import DagsterInstance, materialize
 
 from assets.policies import RAW_DATASETS
 from definitions import defs
-from demo import demo_resources, run_config_for
-from radvlm_pipeline.datasets import DATASETS
+from demo import EVAL_ANSWERS, EVALUATIONS, FINETUNED, demo_resources, run_config_for, stages
 from radvlm_pipeline.evaluation.baselines import BASE_MODEL
-from radvlm_pipeline.evaluation.generation import EVALUATED_TASKS, GROUNDING_TASKS
+from radvlm_pipeline.evaluation.generation import GROUNDING_TASKS
 from radvlm_pipeline.evaluation.results_tables import headline
 from radvlm_pipeline.layout import BUNDLED_SAMPLE_ROOT
 from resources.storage import PipelineStorage
 
 RADVLM = "all"
-# What `make demo` builds before training, the base model included.
-UP_TO_THE_CORPUS = [
-    *(AssetKey(key) for key in DATASETS),
-    AssetKey("reports_without_priors"),
-    AssetKey("conversations"),
-    AssetKey("corpus_eval_sets"),
-    AssetKey("base_model"),
-]
 
 
 @pytest.mark.slow
@@ -51,15 +42,17 @@ def test_fine_tuned_radvlm_beats_the_untrained_base_model(tmp_path):
         )
         assert result.success
 
+    # Every stage `make demo` runs before the training, in its order; then RadVLM and the base model only.
     run([RAW_DATASETS])
-    run(UP_TO_THE_CORPUS)
-    for partition in defs.resolve_asset_graph().get(AssetKey("corpus")).partitions_def.get_partition_keys():
-        run([AssetKey("corpus")], partition)
-    run([AssetKey("finetuned_model")], RADVLM)
-    evaluations = [AssetKey(f"eval_{task}") for task in EVALUATED_TASKS]
+    for partitions, keys in stages(defs.resolve_asset_graph()):
+        if FINETUNED in keys:
+            break
+        for partition in partitions.get_partition_keys() if partitions else [None]:
+            run(keys, partition)
+    run([FINETUNED], RADVLM)
     for model in (BASE_MODEL, RADVLM):
-        run([AssetKey("eval_answers")], model)
-        run(evaluations, model)
+        run([EVAL_ANSWERS], model)
+        run(list(EVALUATIONS), model)
 
     def score(task: str, model: str) -> float:
         value, shown = headline(storage.storage_path, task, model)

@@ -76,8 +76,9 @@ def grounding_examples(
     """Figure 5: for the first ``count`` rows, the image with the truth (left), then each model's answer.
 
     Models side by side (the base model beside a fine-tuned recipe) show what fine-tuning changed; a model
-    without answers for the task is left out, one without an answer for a row gets an image without boxes. ``images.draw_boxes`` draws each panel, so a box looks the
-    same here as in the readers' previews.
+    without answers for the task is left out, one without an answer for a row gets an image without
+    boxes. ``images.draw_boxes`` draws each panel, so a box looks the same here as in the readers'
+    previews.
     """
     from PIL import Image
 
@@ -86,14 +87,16 @@ def grounding_examples(
     from radvlm_pipeline.images import draw_boxes
 
     layout = StorageLayout(storage_root)
-    answers = {
-        model: pl.read_parquet(layout.answers(model, task))
+    frames = {
+        model: pl.read_parquet(layout.answers(model, task), columns=["id", "answers"])
         for model in models
         if layout.answers(model, task).is_file()
     }
-    if not answers:
+    if not frames:
         return None
-    ids = next(iter(answers.values())).select("id").head(count)  # the rows the first model answered
+    ids = next(iter(frames.values())).select("id").head(count)  # the rows the first model answered
+    # model -> row id -> its last answer
+    answers = {model: {i: a[-1] for i, a in frame.iter_rows() if a} for model, frame in frames.items()}
     rows = ids.join(read_eval_set(storage_root, task), on="id", how="left", maintain_order="left")
     resolve = image_resolver(data_root, storage_root)
     panels = []
@@ -104,10 +107,9 @@ def grounding_examples(
         label = (row.get("target_labels") or ["truth"])[0]
         truth = [(f"truth: {label}", *box) for box in row["target_boxes"] or []]
         row_panels = [draw_boxes(image, truth, max_side)]
-        for model, frame in answers.items():
-            texts = frame.filter(pl.col("id") == row["id"])["answers"].to_list()
-            answer = texts[0][-1] if texts and texts[0] else ""
-            row_panels.append(draw_boxes(image, [(model, *box) for box in parse_boxes(answer)], max_side))
+        for model, by_id in answers.items():
+            boxes = parse_boxes(by_id.get(row["id"], ""))
+            row_panels.append(draw_boxes(image, [(model, *box) for box in boxes], max_side))
         panels.append(row_panels)
     if not panels:
         return None

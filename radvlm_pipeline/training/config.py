@@ -2,9 +2,10 @@
 
 Defaults are the paper's: full fine-tune, learning rate 2e-6 for the vision encoder and 1e-5 for the
 projector and language model, cosine schedule with 3% warmup, one epoch, a global batch of 256 samples,
-sequences up to 32,768 tokens, batches grouped by length as LLaVA-OneVision's training scripts do. A run states its global batch; how it is reached (micro-batch per
-process x gradient accumulation x processes) follows from the micro-batch and the launcher's processes,
-so the same config trains the same way on one GPU or on 128.
+sequences up to 32,768 tokens, batches grouped by length as LLaVA-OneVision's training scripts do. A
+run states its global batch; how it is reached (micro-batch per process x gradient accumulation x
+processes) follows from the micro-batch and the launcher's processes, so the same config trains the
+same way on one GPU or on 128.
 
 A *profile* is a named set of values on top of those defaults. ``paper`` changes nothing. ``demo`` is
 for the embedded tiny model, which starts from random weights: the paper's rates were set for a
@@ -34,8 +35,8 @@ PROFILES: dict[str, dict] = {
     # initialised transformer of that size learns at, several epochs and small global batches for enough
     # optimizer steps, sequences cut at 128 tokens (every classification, anatomical and abnormality
     # grounding sample and nearly every report and phrase grounding sample fits whole; conversations
-    # keep their first round, detection lists their first boxes). Chosen among four settings on a validation split of
-    # the training rows, never on the evaluation sets (benchmarks/RESULTS.md).
+    # keep their first round, detection lists their first boxes). Chosen among four settings on a
+    # validation split of the training rows, never on the evaluation sets (benchmarks/RESULTS.md).
     DEMO: {
         "lr_vision": 6e-3,
         "lr_language": 6e-3,

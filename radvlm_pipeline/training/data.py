@@ -66,10 +66,11 @@ class BatchPlan:
     """Which rows form each of this process's micro-batches in a given epoch.
 
     With ``lengths``, batches are grouped by length as LLaVA-OneVision's training does
-    (``group_by_modality_length``; every row here has an image, so only length groups): each run of ``MEGABATCH_ROUNDS`` rounds of the shuffled order is
-    sorted by length before it is cut into batches, so a batch pads to a length near its rows' own
-    instead of to the longest conversation of the epoch (a third fewer tokens on the bundled sample),
-    while every row still comes once per epoch in an order set by (seed, epoch)."""
+    (``group_by_modality_length``; every row here has an image, so only length groups): each run of
+    ``MEGABATCH_ROUNDS`` rounds of the shuffled order is sorted by length before it is cut into
+    batches, so a batch pads to a length near its rows' own instead of to the longest conversation of
+    the epoch (a third fewer tokens on the bundled sample), while every row still comes once per epoch
+    in an order set by (seed, epoch)."""
 
     num_rows: int
     world_size: int
@@ -92,11 +93,10 @@ class BatchPlan:
         order = np.random.default_rng([self.seed, epoch]).permutation(self.num_rows)
         used = self.batches_per_epoch * self.world_size * self.micro_batch_size
         if self.lengths is not None:
-            lengths = self.lengths
             size = MEGABATCH_ROUNDS * self.world_size * self.micro_batch_size
             order = np.concatenate(
                 [
-                    chunk[np.argsort(-lengths[chunk], kind="stable")]
+                    chunk[np.argsort(-self.lengths[chunk], kind="stable")]
                     for chunk in np.split(order[:used], range(size, used, size))
                 ]
             )

@@ -134,6 +134,9 @@ def encode_row(processor, conversation: Sequence[dict], image) -> dict:
     return row
 
 
+_PADDED = {"input_ids", "attention_mask", "pixel_values", "labels"}  # the rest of a row is stacked as is
+
+
 def pad_rows(rows: Sequence[dict], pad_token_id: int, image_token_id: int, max_length: int) -> dict:
     """A training batch from encoded rows, as the processor pads a batch: ids and labels padded on the
     right, each image's patches padded with zeros to the batch's most.
@@ -170,9 +173,6 @@ def pad_rows(rows: Sequence[dict], pad_token_id: int, image_token_id: int, max_l
         for key in ("input_ids", "attention_mask", "labels"):
             batch[key] = batch[key][:, :max_length]
     return batch
-
-
-_PADDED = {"input_ids", "attention_mask", "pixel_values", "labels"}
 
 
 def collate(processor, conversations: Sequence[Sequence[dict]], images: Sequence, max_length: int) -> dict:
